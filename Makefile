@@ -1,0 +1,40 @@
+# The README's two commands: `make lab` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install lab test test-py test-notebooks bench book clean
+
+install: $(STAMP) $(CHECKOV_STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(STAMP)
+
+# checkov pins old networkx/packaging/boto3: it gets its own virtualenv, used only by the manifest check.
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"
+	@touch $(CHECKOV_STAMP)
+
+lab: install
+	$(BIN)/cloudmart up
+	trap '$(BIN)/cloudmart down' EXIT; $(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python tests/benchmarks/sim_engines.py --json
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache
