@@ -9,7 +9,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test test-py test-notebooks bench book clean
+.PHONY: install lab test bench clean
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
@@ -38,3 +38,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache
+
+environment.yml: pyproject.toml
+	$(PYTHON) scripts/sync_environment.py
