@@ -1,0 +1,167 @@
+"""Evaluate Gatekeeper ConstraintTemplates + Constraints against manifests, offline, with regopy.
+
+Usage: ``python -m cluster.policies.gatekeeper FILE.yaml [...]`` prints one line per violation and
+exits 1 if there is any (``-`` reads standard input, e.g. ``kubectl kustomize DIR | ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import regopy
+import yaml
+
+GATEKEEPER_DIR = Path(__file__).resolve().parents[1] / "manifests" / "components" / "gatekeeper"
+TEMPLATE_KIND = "ConstraintTemplate"
+CONSTRAINT_GROUP = "constraints.gatekeeper.sh"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One policy violation: which constraint, which object, and Gatekeeper's message."""
+
+    constraint: str
+    kind: str
+    name: str
+    namespace: str | None
+    msg: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"[{self.constraint}] {self.kind} {where}{self.name}: {self.msg}"
+
+
+@dataclass
+class Policy:
+    """A Constraint bound to its template's Rego."""
+
+    template: str                 # template name == Rego package
+    constraint: dict[str, Any]
+    rego: str
+    _interpreter: regopy.Interpreter | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The Constraint's metadata.name."""
+        return self.constraint["metadata"]["name"]
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        """Gatekeeper's match semantics for `kinds` and `namespaces` (the parts we use)."""
+        match = self.constraint.get("spec", {}).get("match", {})
+        api_version = obj.get("apiVersion", "")
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        kinds = match.get("kinds")
+        if kinds and not any(
+            (group in k.get("apiGroups", ["*"]) or "*" in k.get("apiGroups", ["*"]))
+            and (obj.get("kind") in k.get("kinds", ["*"]) or "*" in k.get("kinds", ["*"]))
+            for k in kinds
+        ):
+            return False
+        namespaces = match.get("namespaces")
+        if namespaces:
+            ns = obj.get("metadata", {}).get("namespace")
+            if obj.get("kind") == "Namespace":
+                ns = obj["metadata"]["name"]
+            if ns not in namespaces:
+                return False
+        return True
+
+    def evaluate(self, obj: dict[str, Any]) -> list[Violation]:
+        """Run the template's `violation` rule on one object; [] when it passes or doesn't match."""
+        if not self.matches(obj):
+            return []
+        if self._interpreter is None:
+            self._interpreter = regopy.Interpreter()
+            self._interpreter.add_module(self.template, self.rego)
+        review = {"review": {"object": obj, "kind": {"kind": obj.get("kind")}},
+                  "parameters": self.constraint.get("spec", {}).get("parameters", {})}
+        self._interpreter.set_input_term(json.dumps(review))
+        output = self._interpreter.query(f"data.{self.template}.violation")
+        if not output.ok():
+            raise RuntimeError(f"template {self.template!r} failed to evaluate: {output}")
+        result = json.loads(str(output))
+        messages = sorted(v["msg"] for v in result["expressions"][0]) if result.get("expressions") else []
+        meta = obj.get("metadata", {})
+        return [Violation(self.name, obj.get("kind", "?"), meta.get("name", "?"), meta.get("namespace"), m)
+                for m in messages]
+
+
+@dataclass
+class PolicySet:
+    """All Constraints of a set of manifests, each bound to its ConstraintTemplate."""
+
+    policies: list[Policy]
+
+    def evaluate(self, objects: Iterable[dict[str, Any]]) -> list[Violation]:
+        """Every violation of every policy over the given objects."""
+        return [v for obj in objects for p in self.policies for v in p.evaluate(obj)]
+
+
+def split_policy_objects(objects: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Split manifests into (ConstraintTemplates, Constraints)."""
+    templates, constraints = [], []
+    for obj in objects:
+        if obj.get("kind") == TEMPLATE_KIND:
+            templates.append(obj)
+        elif obj.get("apiVersion", "").startswith(CONSTRAINT_GROUP + "/"):
+            constraints.append(obj)
+    return templates, constraints
+
+
+def policies_from_objects(objects: Iterable[dict[str, Any]]) -> PolicySet:
+    """Bind every Constraint among `objects` to its ConstraintTemplate's Rego."""
+    templates, constraints = split_policy_objects(objects)
+    by_kind = {}
+    for t in templates:
+        kind = t["spec"]["crd"]["spec"]["names"]["kind"]
+        targets = t["spec"]["targets"]
+        if len(targets) != 1 or "rego" not in targets[0]:
+            raise ValueError(f"template {t['metadata']['name']!r}: expected one target with `rego`")
+        by_kind[kind] = t
+    policies = []
+    for c in constraints:
+        if c["kind"] not in by_kind:
+            raise ValueError(f"constraint {c['metadata']['name']!r}: no ConstraintTemplate for kind {c['kind']!r}")
+        t = by_kind[c["kind"]]
+        policies.append(Policy(t["metadata"]["name"], c, t["spec"]["targets"][0]["rego"]))
+    return PolicySet(policies)
+
+
+def load_yaml_documents(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
+    """All non-empty YAML documents of the given files (``-`` is standard input)."""
+    docs = []
+    for p in paths:
+        text = sys.stdin.read() if str(p) == "-" else Path(p).read_text()
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def load_policies(directory: Path = GATEKEEPER_DIR) -> PolicySet:
+    """The policies of the gatekeeper component (templates/ and constraints/ YAML files)."""
+    return policies_from_objects(load_yaml_documents(sorted(directory.rglob("*.yaml"))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: check manifests against CloudMart's Gatekeeper policies."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.policies.gatekeeper", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="YAML manifests ('-' for standard input)")
+    args = parser.parse_args(argv)
+    try:
+        objects = load_yaml_documents(args.files)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"error: cannot read manifests: {exc}", file=sys.stderr)
+        return 2
+    violations = load_policies().evaluate(objects)
+    for v in violations:
+        print(v)
+    print(f"{len(objects)} objects, {len(violations)} violations", file=sys.stderr)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
