@@ -1,0 +1,216 @@
+"""The app factory: every service is ``create_app(...)`` plus its own routers and event handlers.
+
+It wires, in one place: JSON logging, the ASGI middleware (trace context, version header,
+faults, RED metrics), the JWT verifier, PostgreSQL, NATS JetStream (outbox relay, consumers),
+Redis, and the operational routes ``/healthz``, ``/readyz``, ``/metrics`` and ``/admin/fault``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import sqlalchemy.exc
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.common import auth, faults, metrics
+from services.common.auth import AdminUser
+from services.common.bus import Bus
+from services.common.db import Database, OutboxEvent, ProcessedEvent, set_database
+from services.common.logging import get_logger, setup_logging
+from services.common.middleware import ServiceMiddleware
+from services.common.settings import Settings
+
+log = get_logger("cloudmart.app")
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What a service needs and adds; the factory does the rest."""
+
+    settings: Settings
+    title: str
+    description: str
+    routers: list[APIRouter]
+    tables: list = field(default_factory=list)  # SQLAlchemy models; [] = no PostgreSQL
+    uses_nats: bool = False
+    uses_redis: bool = False
+    outbox: bool = False  # publishes events through the transactional outbox
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    readiness: dict[str, Callable[[FastAPI], Awaitable[None]]] = field(default_factory=dict)
+    local_signing_key: object = None  # the auth service verifies with its own key
+
+
+class Health(BaseModel):
+    status: str
+    service: str
+    replica: str
+    version: str
+
+
+class Readiness(Health):
+    checks: dict[str, str]
+
+
+async def _retry(what: str, action: Callable[[], Awaitable[None]], timeout_s: float = 30.0) -> None:
+    """Dependencies may start after us (or restart): retry ``action`` for a while."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await action()
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} unavailable after {timeout_s:.0f} s: {exc}") from exc
+            log.warning(f"{what} not ready, retrying", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(0.5)
+
+
+def _ops_router(spec: ServiceSpec) -> APIRouter:
+    s = spec.settings
+    router = APIRouter(tags=["operations"])
+
+    def health(state: str) -> dict:
+        return {"status": state, "service": s.service_name, "replica": s.replica_id, "version": s.service_version}
+
+    @router.get("/healthz", response_model=Health, summary="Liveness: the process serves requests")
+    async def healthz() -> dict:
+        return health("ok")
+
+    @router.get("/readyz", response_model=Readiness, summary="Readiness: every dependency answers",
+                responses={503: {"model": Readiness, "description": "A dependency is down"}})
+    async def readyz(request: Request, response: Response) -> dict:
+        checks: dict[str, str] = {}
+        for name, check in _readiness_checks(spec).items():
+            try:
+                await asyncio.wait_for(check(request.app), timeout=2.0)
+                checks[name] = "ok"
+            except Exception as exc:  # report, never raise: this is a probe
+                checks[name] = f"failed: {type(exc).__name__}: {exc}"[:200]
+        ready = all(v == "ok" for v in checks.values())
+        if not ready:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {**health("ready" if ready else "not ready"), "checks": checks}
+
+    @router.get("/metrics", summary="Prometheus metrics (text exposition)",
+                response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(content=body, media_type=content_type)
+
+    fault = APIRouter(prefix="/admin/fault", tags=["admin"])
+
+    @fault.get("", response_model=faults.FaultConfig, summary="This replica's injected faults")
+    async def get_fault(_: AdminUser) -> faults.FaultConfig:
+        return faults.state.public()
+
+    @fault.put("", response_model=faults.FaultConfig, summary="Inject latency and/or errors into /api routes")
+    async def put_fault(config: faults.FaultConfig, _: AdminUser) -> faults.FaultConfig:
+        faults.state.set(config)
+        log.warning("faults injected", extra={"fields": config.model_dump()})
+        return faults.state.public()
+
+    @fault.delete("", response_model=faults.FaultConfig, summary="Remove injected faults")
+    async def delete_fault(_: AdminUser) -> faults.FaultConfig:
+        faults.state.reset()
+        return faults.state.public()
+
+    router.include_router(fault)
+    return router
+
+
+def _readiness_checks(spec: ServiceSpec) -> dict:
+    checks = {}
+    if spec.tables:
+        checks["postgres"] = lambda app: app.state.db.ping()
+    if spec.uses_nats:
+        async def nats_check(app):
+            if not app.state.bus.connected:
+                raise ConnectionError("not connected to NATS")
+            await app.state.bus.nc.flush(timeout=1)
+        checks["nats"] = nats_check
+    if spec.uses_redis:
+        checks["redis"] = lambda app: app.state.redis.ping()
+    checks.update(spec.readiness)
+    return checks
+
+
+def create_app(spec: ServiceSpec) -> FastAPI:
+    """Build the FastAPI app of one service from its spec."""
+    s = spec.settings
+    setup_logging(s.service_name, s.replica_id, s.log_level)
+    metrics.set_service(s.service_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        keys = auth.KeySource(s.auth_jwks_url, s.state_dir, local_key=spec.local_signing_key)
+        auth.configure(auth.Verifier(keys, s.jwt_issuer, s.jwt_audience))
+        app.state.settings = s
+        if spec.tables:
+            if not s.database_url:
+                raise RuntimeError(f"{s.service_name}: DATABASE_URL is not set")
+            app.state.db = Database(s.database_url)
+            set_database(app.state.db)
+            tables = list(spec.tables) + ([OutboxEvent, ProcessedEvent] if spec.uses_nats else [])
+            await _retry("postgres", lambda: app.state.db.create_tables(tables))
+        if spec.uses_redis:
+            if not s.redis_url:
+                raise RuntimeError(f"{s.service_name}: REDIS_URL is not set")
+            app.state.redis = aioredis.from_url(s.redis_url, decode_responses=True,
+                                                socket_connect_timeout=2, socket_timeout=5)
+            await _retry("redis", app.state.redis.ping)
+        if spec.uses_nats:
+            if not s.nats_url:
+                raise RuntimeError(f"{s.service_name}: NATS_URL is not set")
+            app.state.bus = Bus(s.nats_url, s.replica_id)
+            await _retry("nats", app.state.bus.connect)
+            if spec.outbox:
+                app.state.bus.start_relay(app.state.db)
+        for hook in spec.on_startup:
+            await hook(app)
+        log.info("started", extra={"fields": {"port": s.port, "version": s.service_version}})
+        try:
+            yield
+        finally:
+            for hook in spec.on_shutdown:
+                await hook(app)
+            if spec.uses_nats:
+                await app.state.bus.close()
+            if spec.uses_redis:
+                await app.state.redis.aclose()
+            if spec.tables:
+                await app.state.db.close()
+
+    app = FastAPI(title=spec.title, description=spec.description, version=s.service_version, lifespan=lifespan)
+    app.add_middleware(ServiceMiddleware, service_version=s.service_version, replica_id=s.replica_id)
+
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    async def data_error(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
+        return JSONResponse({"detail": f"invalid value: {str(exc.orig).splitlines()[0]}"}, status_code=422)
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def db_down(request: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
+        log.error("database unavailable", extra={"fields": {"error": str(exc.orig)[:200]}})
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    app.include_router(_ops_router(spec))
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def run(app: FastAPI, settings: Settings) -> None:
+    """Serve ``app`` with uvicorn on ``HOST``:``PORT`` (127.0.0.1:8080 by default)."""
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=5, server_header=False)

@@ -1,0 +1,223 @@
+"""JWT checks in ONE shared dependency: ``CurrentUser``, ``OptionalUser``, ``AdminUser``.
+
+Tokens are RS256 JWTs from the auth service with ``iss``, ``aud``, ``exp``, ``sub`` and
+``roles``. Only RS256 is accepted (no ``none``, no HS256 signed with the public key). Keys
+come from the auth service's JWKS (``AUTH_JWKS_URL``, fetched and cached); without that URL,
+from the key file the auth service keeps in the state folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject and roles."""
+
+    sub: str
+    roles: tuple[str, ...] = ()
+    claims: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+# -- signing keys (owned by the auth service, kept in the state folder) ----------------------
+
+def key_path(state_dir: Path) -> Path:
+    return Path(state_dir) / "auth" / "jwt-signing-key.pem"
+
+
+def load_or_create_signing_key(state_dir: Path) -> rsa.RSAPrivateKey:
+    """The RSA signing key, generated once and shared by every auth replica.
+
+    Written atomically: a new key goes to a temp file, then is hard-linked into place, which
+    fails if another replica won the race; then everyone reads the winner's key.
+    """
+    path = key_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+
+
+def key_id(public_key) -> str:
+    """A stable key id: the RFC 7638 thumbprint of the public JWK."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))
+    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True)
+    import base64
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def jwks_for(public_key) -> dict:
+    """The JWKS document publishing ``public_key``."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public_key))
+    jwk.update(kid=key_id(public_key), use="sig", alg=ALGORITHM)
+    return {"keys": [jwk]}
+
+
+# -- verification ------------------------------------------------------------------------------
+
+class InvalidToken(Exception):
+    """The token is not acceptable; the message says why."""
+
+
+class KeySource:
+    """Public keys by ``kid``, from a JWKS URL (cached, refetched at most every 5 s on a miss)."""
+
+    def __init__(self, jwks_url: str | None, state_dir: Path, local_key=None):
+        self.jwks_url = jwks_url
+        self.state_dir = Path(state_dir)
+        self.keys: dict[str, object] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+        if local_key is not None:
+            self.keys[key_id(local_key)] = local_key
+
+    def _load_file(self) -> None:
+        path = key_path(self.state_dir)
+        if path.exists():
+            public = serialization.load_pem_private_key(path.read_bytes(), password=None).public_key()
+            self.keys[key_id(public)] = public
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._fetched_at < 5.0:
+                return
+            self._fetched_at = time.monotonic()
+            if not self.jwks_url:
+                self._load_file()
+                return
+            try:
+                async with httpx.AsyncClient(timeout=3.0) as client:
+                    response = await client.get(self.jwks_url)
+                    response.raise_for_status()
+                    jwk_set = jwt.PyJWKSet.from_dict(response.json())
+            except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+                raise InvalidToken(f"cannot fetch signing keys: {exc}") from exc
+            for key in jwk_set.keys:
+                if key.key_id and key.algorithm_name == ALGORITHM:
+                    self.keys[key.key_id] = key.key
+
+    async def get(self, kid: str):
+        if kid not in self.keys:
+            await self._refresh()
+        if kid not in self.keys:
+            raise InvalidToken("token signed by an unknown key")
+        return self.keys[kid]
+
+
+class Verifier:
+    """Checks a bearer token: RS256 only, known key, issuer, audience, expiry, subject."""
+
+    def __init__(self, keys: KeySource, issuer: str, audience: str):
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed token: {exc}") from exc
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken(f"algorithm {header.get('alg')!r} is not accepted; only {ALGORITHM}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("token header has no key id (kid)")
+        key = await self.keys.get(kid)
+        try:
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+                                options={"require": ["exp", "iss", "aud", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise InvalidToken("claim 'roles' must be a list of strings")
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise InvalidToken("claim 'sub' must be a non-empty string")
+        return Principal(sub=claims["sub"], roles=tuple(roles), claims=claims)
+
+
+_verifier: dict[str, Verifier] = {}
+
+
+def configure(verifier: Verifier) -> None:
+    """Install the verifier the dependencies below use (done once by the app factory)."""
+    _verifier["default"] = verifier
+
+
+def get_verifier() -> Verifier:
+    return _verifier["default"]
+
+
+bearer = HTTPBearer(auto_error=False, description="RS256 JWT from POST /api/auth/token")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def optional_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | None:
+    """The caller, or None without a token; an invalid token is a 401."""
+    if credentials is None:
+        return None
+    try:
+        return await get_verifier().verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise _unauthorized(f"invalid token: {exc}") from None
+
+
+async def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
+    """The authenticated caller; 401 without a valid token."""
+    if user is None:
+        raise _unauthorized("not authenticated: send 'Authorization: Bearer <token>'")
+    return user
+
+
+async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """The caller, who must have the admin role (403 otherwise)."""
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin role required")
+    return user
+
+
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]

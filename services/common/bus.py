@@ -1,0 +1,258 @@
+"""NATS JetStream: the event bus and event store of the checkout saga.
+
+- Events are JSON with ``type`` (also the subject, e.g. ``orders.created``), ``order_id``,
+  ``event_id``, ``occurred_at``, ``traceparent`` and ``payload``.
+- Publishing goes through the transactional outbox (:func:`services.common.db.add_to_outbox`);
+  :class:`OutboxRelay` sends pending rows with ``Nats-Msg-Id`` = event id, so JetStream drops a
+  duplicate if the relay dies between publishing and marking a row sent.
+- Consumers are durable pull consumers with explicit ack; the effect and the processed-event
+  record commit in one transaction, then the message is acked (exactly-once effect).
+- :meth:`Bus.history` replays an order's full history from the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+import nats
+from nats.js import api
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common import metrics, tracing
+from services.common.db import Database, OutboxEvent, mark_processed, utcnow
+from services.common.logging import get_logger
+
+log = get_logger("cloudmart.bus")
+
+STREAMS: dict[str, list[str]] = {
+    "ORDERS": ["orders.>"],
+    "INVENTORY": ["inventory.>"],
+    "PAYMENTS": ["payments.>"],
+    "NOTIFICATIONS": ["notifications.>"],
+    "USERS": ["users.>"],
+}
+
+Handler = Callable[[AsyncSession, dict], Awaitable[None]]
+
+
+def make_event(type_: str, order_id: str | None, payload: dict, event_id: str | None = None) -> dict:
+    """A new event of ``type_`` (its subject) carrying the current trace context."""
+    stream = type_.split(".", 1)[0].upper()
+    if stream not in STREAMS:
+        raise ValueError(f"event type {type_!r} belongs to no stream; valid prefixes: "
+                         f"{', '.join(s.lower() for s in STREAMS)}")
+    return {
+        "type": type_,
+        "order_id": order_id,
+        "event_id": event_id or str(uuid.uuid4()),
+        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "traceparent": tracing.traceparent(),
+        "payload": payload,
+    }
+
+
+class Bus:
+    """A NATS connection with JetStream, its streams ensured."""
+
+    def __init__(self, url: str, name: str):
+        self.url = url
+        self.name = name
+        self.nc: nats.NATS | None = None
+        self.js = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    async def connect(self) -> None:
+        self.nc = await nats.connect(self.url, name=self.name, max_reconnect_attempts=-1,
+                                     reconnect_time_wait=0.5, connect_timeout=3)
+        self.js = self.nc.jetstream(timeout=5)
+        await self.ensure_streams()
+
+    async def ensure_streams(self) -> None:
+        """Create the streams if missing (file storage: they are the event store)."""
+        for name, subjects in STREAMS.items():
+            config = api.StreamConfig(name=name, subjects=subjects, storage=api.StorageType.FILE,
+                                      retention=api.RetentionPolicy.LIMITS, duplicate_window=300.0,
+                                      max_age=7 * 24 * 3600.0)
+            try:
+                await self.js.stream_info(name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                except nats.js.errors.BadRequestError:
+                    pass  # another replica created it first
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def publish(self, event: dict) -> None:
+        """Publish ``event`` to JetStream (de-duplicated by event id) and wait for the ack."""
+        headers = {"Nats-Msg-Id": event["event_id"], "traceparent": event.get("traceparent") or ""}
+        await self.js.publish(event["type"], json.dumps(event).encode(), headers=headers)
+        metrics.event_published(event["type"])
+
+    def subscribe(self, db: Database | None, durable: str, stream: str, subjects: list[str], handler: Handler,
+                  workers: int = 2) -> None:
+        """Consume ``subjects`` of ``stream`` with durable consumer ``durable`` in background tasks."""
+        self._tasks.append(asyncio.create_task(self._consume(db, durable, stream, subjects, handler, workers)))
+
+    async def _consume(self, db, durable, stream, subjects, handler, workers) -> None:
+        config = api.ConsumerConfig(durable_name=durable, filter_subjects=subjects,
+                                    ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=1000,
+                                    deliver_policy=api.DeliverPolicy.ALL)
+        while not self._stopping:
+            try:
+                sub = await self.js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
+                break
+            except Exception as exc:  # stream or server not ready yet: retry
+                log.warning("cannot subscribe yet", extra={"fields": {"durable": durable, "error": str(exc)}})
+                await asyncio.sleep(0.5)
+        else:
+            return
+        await asyncio.gather(*(self._worker(sub, db, durable, handler) for _ in range(workers)))
+
+    async def _worker(self, sub, db: Database, durable: str, handler: Handler) -> None:
+        while not self._stopping:
+            try:
+                msgs = await sub.fetch(batch=10, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("fetch failed", extra={"fields": {"durable": durable, "error": str(exc)}})
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._handle(msg, db, durable, handler)
+
+    async def _handle(self, msg, db: Database, durable: str, handler: Handler) -> None:
+        try:
+            event = json.loads(msg.data)
+            if not isinstance(event, dict) or not isinstance(event.get("event_id"), str):
+                raise ValueError("event without event_id")
+        except ValueError as exc:
+            log.error("dropping malformed event", extra={"fields": {"subject": msg.subject, "error": str(exc)}})
+            metrics.event_consumed(msg.subject, "malformed")
+            await msg.term()
+            return
+        token = tracing.start(event.get("traceparent"))
+        try:
+            if db is None:
+                # No database: the handler's effect must be idempotent by itself.
+                await handler(None, event)
+                outcome = "ok"
+            else:
+                async with db.sessions() as session, session.begin():
+                    if await mark_processed(session, event["event_id"], durable):
+                        await handler(session, event)
+                        outcome = "ok"
+                    else:
+                        outcome = "duplicate"
+                db.outbox_wakeup.set()
+            await msg.ack()
+            metrics.event_consumed(msg.subject, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("event handling failed; will be redelivered",
+                          extra={"fields": {"subject": msg.subject, "event_id": event["event_id"]}})
+            metrics.event_consumed(msg.subject, "error")
+            try:
+                await msg.nak(delay=1.0)
+            except Exception:
+                pass
+            del exc
+        finally:
+            tracing.current.reset(token)
+
+    def start_relay(self, db: Database) -> None:
+        """Publish this service's outbox in a background task."""
+        self._tasks.append(asyncio.create_task(OutboxRelay(db, self).run()))
+
+    async def history(self, order_id: str | None = None, streams: list[str] | None = None,
+                      limit: int = 100_000) -> list[dict]:
+        """Replay events (of one order if ``order_id``) from the streams, oldest first."""
+        events: list[dict] = []
+        for stream in streams or list(STREAMS):
+            info = await self.js.stream_info(stream)
+            if info.state.messages == 0:
+                continue
+            sub = await self.js.pull_subscribe(
+                STREAMS[stream][0], stream=stream,
+                config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL,
+                                          inactive_threshold=10.0))
+            try:
+                seen = 0
+                while seen < info.state.messages and seen < limit:
+                    try:
+                        msgs = await sub.fetch(batch=500, timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        break
+                    for msg in msgs:
+                        seen += 1
+                        if msg.metadata.sequence.stream >= info.state.last_seq:
+                            seen = info.state.messages
+                        try:
+                            event = json.loads(msg.data)
+                        except ValueError:
+                            continue
+                        if order_id is None or event.get("order_id") == order_id:
+                            events.append(event)
+            finally:
+                await sub.unsubscribe()
+        events.sort(key=lambda e: e.get("occurred_at") or "")
+        return events
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None:
+            try:
+                await self.nc.close()
+            except Exception:
+                pass
+
+
+class OutboxRelay:
+    """Sends pending outbox rows to JetStream, oldest first; safe with several replicas."""
+
+    def __init__(self, db: Database, bus: Bus, batch: int = 100):
+        self.db = db
+        self.bus = bus
+        self.batch = batch
+
+    async def run(self) -> None:
+        while True:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay failed; retrying", extra={"fields": {"error": str(exc)}})
+                sent = 0
+                await asyncio.sleep(0.5)
+            if sent < self.batch:
+                self.db.outbox_wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.db.outbox_wakeup.wait(), timeout=0.25)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def relay_once(self) -> int:
+        async with self.db.sessions() as session, session.begin():
+            rows = (await session.scalars(
+                select(OutboxEvent).where(OutboxEvent.sent_at.is_(None)).order_by(OutboxEvent.id)
+                .limit(self.batch).with_for_update(skip_locked=True))).all()
+            for row in rows:
+                await self.bus.publish(row.data)
+                row.sent_at = utcnow()
+            return len(rows)

@@ -1,0 +1,51 @@
+"""Prometheus metrics: RED per route (rate, errors, duration) and saga step counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests handled.", ["service", "route", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds", "HTTP request duration in seconds.", ["service", "route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SAGA_STEPS = Counter(
+    "saga_steps_total", "Checkout saga steps by outcome.", ["service", "step", "outcome"]
+)
+EVENTS_CONSUMED = Counter(
+    "events_consumed_total", "Events handled by a consumer.", ["service", "subject", "outcome"]
+)
+EVENTS_PUBLISHED = Counter("events_published_total", "Events published from the outbox.", ["service", "subject"])
+
+_service = {"name": ""}
+
+
+def set_service(name: str) -> None:
+    """Name the service once; every metric this process records carries it."""
+    _service["name"] = name
+
+
+def saga_step(step: str, outcome: str) -> None:
+    """Count one saga step (e.g. ``step="reserve_stock", outcome="ok"``)."""
+    SAGA_STEPS.labels(_service["name"], step, outcome).inc()
+
+
+def event_consumed(subject: str, outcome: str) -> None:
+    EVENTS_CONSUMED.labels(_service["name"], subject, outcome).inc()
+
+
+def event_published(subject: str) -> None:
+    EVENTS_PUBLISHED.labels(_service["name"], subject).inc()
+
+
+def observe_request(route: str, method: str, status: int, duration_s: float) -> None:
+    name = _service["name"]
+    HTTP_REQUESTS.labels(name, route, method, str(status)).inc()
+    HTTP_DURATION.labels(name, route, method).observe(duration_s)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text exposition of this process and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
