@@ -1,0 +1,192 @@
+"""Build the CloudMart Course book site: `python book/build.py` (what `make book` runs).
+
+1. Install the offline browser assets (MathJax, Mermaid, RequireJS, Jupyter widgets HTML manager)
+   with `npm ci` from book/package-lock.json into book/_build/npm — only when the lock changed —
+   and copy the files the site serves into book/_build/assets.
+2. If a notebook that drives a live CloudMart has no cached execution yet, start CloudMart
+   (`cloudmart up`) for the build and stop it afterwards (only if this build started it). With
+   `--no-live`, or when the `cluster` package cannot run CloudMart, those notebooks keep their
+   stored outputs.
+3. Run `sphinx-build -W --keep-going -n` into book/_build/html (warnings fail the build).
+
+Prints one JSON line at the end: build seconds and what was executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+BOOK_DIR = pathlib.Path(__file__).resolve().parent
+REPO_DIR = BOOK_DIR.parent
+BUILD_DIR = BOOK_DIR / "_build"
+NPM_DIR = BUILD_DIR / "npm"
+ASSETS_DIR = BUILD_DIR / "assets"
+HTML_DIR = BUILD_DIR / "html"
+CACHE_DIR = BUILD_DIR / ".jupyter_cache"
+
+sys.path.insert(0, str(BOOK_DIR / "_ext"))
+from cloudmart_book import live_notebook_patterns  # noqa: E402
+
+# (package folder in node_modules, file or folder inside it, destination under assets/)
+ASSET_COPIES = [
+    ("mathjax", "es5", "mathjax"),
+    ("mermaid", "dist/mermaid.esm.min.mjs", "mermaid/mermaid.esm.min.mjs"),
+    ("mermaid", "dist/chunks/mermaid.esm.min", "mermaid/chunks/mermaid.esm.min"),
+    ("requirejs", "require.js", "widgets/require.js"),
+    ("@jupyter-widgets/html-manager", "dist", "widgets"),
+]
+
+
+def _lock_digest() -> str:
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((BOOK_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def install_assets() -> bool:
+    """npm ci the pinned packages (if the lock changed) and copy the served files; True if npm ran."""
+    stamp = ASSETS_DIR / ".lock-sha256"
+    digest = _lock_digest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return False
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("error: npm not found; the book needs Node.js 20+ and npm to install its offline assets")
+    NPM_DIR.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy2(BOOK_DIR / name, NPM_DIR / name)
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+        cwd=NPM_DIR,
+        check=True,
+    )
+    shutil.rmtree(ASSETS_DIR, ignore_errors=True)
+    for package, inner, destination in ASSET_COPIES:
+        source = NPM_DIR / "node_modules" / package / inner
+        target = ASSETS_DIR / destination
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.map", "*.d.ts"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+    stamp.write_text(digest)
+    return True
+
+
+def uncached_live_notebooks() -> list[str]:
+    """Live notebooks (they import `cluster`) that jupyter-cache has no execution of yet."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    patterns = live_notebook_patterns(BOOK_DIR / "notebooks")
+    if not patterns:
+        return []
+    cache = get_cache(str(CACHE_DIR))
+    missing = []
+    for relative in patterns:
+        notebook = nbformat.read(BOOK_DIR / relative, as_version=4)
+        try:
+            cache.match_cache_notebook(notebook)
+        except KeyError:
+            missing.append(relative)
+    return missing
+
+
+def _cloudmart(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.cli", *args], cwd=REPO_DIR, capture_output=True, text=True
+    )
+
+
+def cloudmart_running() -> bool:
+    """True when `cloudmart status --json` reports a running local CloudMart."""
+    result = _cloudmart("status", "--json")
+    if result.returncode != 0:
+        return False
+    try:
+        status = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return False
+    return bool(status.get("running", status.get("up", False))) if isinstance(status, dict) else False
+
+
+def cloudmart_available() -> bool:
+    """True when the `cluster` package provides the `cloudmart` CLI."""
+    try:
+        import cluster.cli  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sphinx_build(env: dict[str, str]) -> None:
+    """The warning-free HTML build (-W --keep-going -n)."""
+    subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", str(BOOK_DIR), str(HTML_DIR)],
+        cwd=REPO_DIR,
+        env=env,
+        check=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the site; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-live", action="store_true", help="keep stored outputs of notebooks that need a live CloudMart")
+    parser.add_argument("--clean", action="store_true", help="remove the HTML output and the execution cache first")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    if args.clean:
+        shutil.rmtree(HTML_DIR, ignore_errors=True)
+        shutil.rmtree(BUILD_DIR / "doctrees", ignore_errors=True)
+        shutil.rmtree(BUILD_DIR / "jupyter_execute", ignore_errors=True)
+        shutil.rmtree(CACHE_DIR, ignore_errors=True)
+    npm_ran = install_assets()
+
+    env = dict(os.environ)
+    started_cloudmart = False
+    to_execute_live = [] if args.no_live else uncached_live_notebooks()
+    if args.no_live:
+        env["CLOUDMART_BOOK_LIVE"] = "0"
+    elif to_execute_live:
+        if not cloudmart_available():
+            print(
+                f"note: {len(to_execute_live)} live notebook(s) keep their stored outputs: "
+                "the cluster package cannot run CloudMart yet",
+                file=sys.stderr,
+            )
+            env["CLOUDMART_BOOK_LIVE"] = "0"
+            to_execute_live = []
+        elif not cloudmart_running():
+            subprocess.run([sys.executable, "-m", "cluster.cli", "up"], cwd=REPO_DIR, check=True)
+            started_cloudmart = True
+    try:
+        sphinx_build(env)
+    finally:
+        if started_cloudmart:
+            subprocess.run([sys.executable, "-m", "cluster.cli", "down"], cwd=REPO_DIR, check=False)
+    print(
+        json.dumps(
+            {
+                "book_build_s": round(time.perf_counter() - started, 2),
+                "npm_ci": npm_ran,
+                "live_notebooks_executed": to_execute_live,
+                "html": str(HTML_DIR.relative_to(REPO_DIR)),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
