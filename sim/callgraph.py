@@ -1,0 +1,411 @@
+"""A service call graph as a SimPy model.
+
+The scenario is a ``networkx.DiGraph``:
+
+* **nodes** are services with ``service_time`` (a :class:`sim.Distribution` or a mean in
+  seconds), ``servers`` per replica (default 1), ``replicas`` (default 1), ``load_balancer``
+  (a policy from :mod:`sim.loadbalancing` or its name; default round robin), ``error_rate``
+  (probability that the service itself fails a request), ``fanout`` (``"sequential"`` or
+  ``"parallel"`` sync calls) and an optional ``rate_limit`` (:class:`sim.TokenBucket`);
+* **edges** are calls with ``mode`` (``"sync"`` — the caller waits — or ``"async"`` — an event,
+  fire and forget), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
+  ``hop_delay_ms`` (network, each way), ``sidecar_ms`` (per sidecar; a meshed hop passes two
+  sidecars each way), ``timeout_ms``, ``retry`` (:class:`sim.Retry`), ``breaker``
+  (:class:`sim.CircuitBreaker`) and ``bulkhead`` (:class:`sim.Bulkhead`).
+
+A visit holds a server only for the service's own work; downstream calls happen after it
+(event-loop services, not thread-per-request). A service fails a request if its own error draw
+fails or a sync call fails after its retries. Time inside the model is in seconds; results are
+reported in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import simpy
+
+from ._validate import check_fraction, check_int, check_nonnegative, check_positive
+from .distributions import Stream, UniformStream, as_distribution
+from .loadbalancing import make_load_balancer
+from .ratelimit import TokenBucket
+from .resilience import Bulkhead, CircuitBreaker, Retry
+from .results import CallGraphResult, batch_means, percentile_estimate
+
+__all__ = ["CallGraph", "run_callgraph", "chain_graph"]
+
+_NODE_KEYS = {"service_time", "servers", "replicas", "load_balancer", "error_rate", "fanout",
+              "rate_limit", "label"}
+_EDGE_KEYS = {"mode", "calls", "probability", "hop_delay_ms", "sidecar_ms", "timeout_ms", "retry",
+              "breaker", "bulkhead", "label"}
+
+
+@dataclass(frozen=True)
+class CallGraph:
+    """A call-graph scenario: the graph, its entry service, default per-hop delays and load.
+
+    ``hop_delay_ms`` and ``sidecar_ms`` are defaults for edges that do not set their own
+    (``sidecar_ms=0`` is "no mesh"). ``rate_per_s`` and ``n_requests`` are the default open-loop
+    Poisson load for :func:`sim.run`.
+    """
+
+    graph: nx.DiGraph
+    entry: str | None = None
+    hop_delay_ms: float = 0.0
+    sidecar_ms: float = 0.0
+    rate_per_s: float = 100.0
+    n_requests: int = 10_000
+    warmup_fraction: float = 0.05
+    batches: int = 20
+
+    def __post_init__(self):
+        g = self.graph
+        if not isinstance(g, nx.DiGraph) or isinstance(g, nx.MultiDiGraph):
+            raise ValueError(f"graph: got {type(g).__name__}; valid: a networkx.DiGraph")
+        if g.number_of_nodes() == 0:
+            raise ValueError("graph: got an empty graph; valid: at least one service node")
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            raise ValueError(f"graph: got a call cycle {cycle}; valid: a directed acyclic graph")
+        for n, data in g.nodes(data=True):
+            unknown = set(data) - _NODE_KEYS
+            if unknown:
+                raise ValueError(f"graph node {n!r}: got unknown attributes {sorted(unknown)}; valid: {sorted(_NODE_KEYS)}")
+            if "service_time" not in data:
+                raise ValueError(f"graph node {n!r}: got no 'service_time'; valid: a sim.Distribution or mean seconds > 0")
+            as_distribution(data["service_time"], f"service_time[{n!r}]")
+            check_int(f"servers[{n!r}]", data.get("servers", 1))
+            check_int(f"replicas[{n!r}]", data.get("replicas", 1))
+            check_fraction(f"error_rate[{n!r}]", data.get("error_rate", 0.0))
+            if data.get("fanout", "sequential") not in ("sequential", "parallel"):
+                raise ValueError(f"fanout[{n!r}]: got {data['fanout']!r}; valid: 'sequential' or 'parallel'")
+            make_load_balancer(data.get("load_balancer", "round_robin"))
+            rl = data.get("rate_limit")
+            if rl is not None and not isinstance(rl, TokenBucket):
+                raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket")
+        for a, b, data in g.edges(data=True):
+            name = f"{a}->{b}"
+            unknown = set(data) - _EDGE_KEYS
+            if unknown:
+                raise ValueError(f"graph edge {name}: got unknown attributes {sorted(unknown)}; valid: {sorted(_EDGE_KEYS)}")
+            if data.get("mode", "sync") not in ("sync", "async"):
+                raise ValueError(f"mode[{name}]: got {data['mode']!r}; valid: 'sync' or 'async'")
+            check_int(f"calls[{name}]", data.get("calls", 1))
+            check_fraction(f"probability[{name}]", data.get("probability", 1.0))
+            check_nonnegative(f"hop_delay_ms[{name}]", data.get("hop_delay_ms", self.hop_delay_ms))
+            check_nonnegative(f"sidecar_ms[{name}]", data.get("sidecar_ms", self.sidecar_ms))
+            if data.get("timeout_ms") is not None:
+                check_positive(f"timeout_ms[{name}]", data["timeout_ms"])
+            for key, cls in (("retry", Retry), ("breaker", CircuitBreaker), ("bulkhead", Bulkhead)):
+                v = data.get(key)
+                if v is not None and not isinstance(v, cls):
+                    raise ValueError(f"{key}[{name}]: got {v!r}; valid: None or a sim.{cls.__name__}")
+        roots = [n for n in g.nodes if g.in_degree(n) == 0]
+        entry = self.entry
+        if entry is None:
+            if len(roots) != 1:
+                raise ValueError(f"entry: got None with {len(roots)} root services {roots}; valid: name the entry service")
+            object.__setattr__(self, "entry", roots[0])
+        elif entry not in g:
+            raise ValueError(f"entry: got {entry!r}; valid: one of {sorted(map(str, g.nodes))}")
+        check_nonnegative("hop_delay_ms", self.hop_delay_ms)
+        check_nonnegative("sidecar_ms", self.sidecar_ms)
+        check_positive("rate_per_s", self.rate_per_s)
+        check_int("n_requests", self.n_requests, 10)
+        check_fraction("warmup_fraction", self.warmup_fraction, closed_high=False)
+        check_int("batches", self.batches, 2)
+
+    def with_mesh(self, sidecar_ms: float) -> "CallGraph":
+        """The same scenario with every hop passing sidecars of ``sidecar_ms`` each."""
+        g = self.graph.copy()
+        for _, _, d in g.edges(data=True):
+            d.pop("sidecar_ms", None)
+        return _replace(self, graph=g, sidecar_ms=sidecar_ms)
+
+    def _run(self, seed: int = 0, rate_per_s: float | None = None, n_requests: int | None = None):
+        return run_callgraph(self, rate_per_s, n_requests, seed)
+
+
+def _replace(cg: CallGraph, **changes) -> CallGraph:
+    fields = {k: getattr(cg, k) for k in CallGraph.__dataclass_fields__}
+    fields.update(changes)
+    return CallGraph(**fields)
+
+
+def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any) -> nx.DiGraph:
+    """A straight chain ``svc0 → svc1 → …`` of sync calls (handy for exercises)."""
+    check_int("services", services)
+    g = nx.DiGraph()
+    for i in range(services):
+        g.add_node(f"svc{i}", service_time=service_time_s)
+        if i:
+            g.add_edge(f"svc{i - 1}", f"svc{i}", **edge_attrs)
+    return g
+
+
+class _Deadline:
+    """Timer callback: interrupt the waiting caller unless the callee already answered."""
+
+    __slots__ = ("callee", "caller")
+
+    def __init__(self, callee, caller):
+        self.callee = callee
+        self.caller = caller
+
+    def __call__(self, _event):
+        if not self.callee.triggered:
+            self.caller.interrupt("timeout")
+
+
+class _Node:
+    __slots__ = ("name", "service", "resources", "inflight", "picker", "error_rate", "parallel",
+                 "limiter", "sync_edges", "async_edges", "visits", "errors", "rejected", "busy_s",
+                 "capacity")
+
+
+class _Edge:
+    __slots__ = ("src", "dst", "calls", "probability", "delay_s", "timeout_s", "retry", "attempts",
+                 "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
+                 "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
+                 "n_skipped", "is_async")
+
+
+def run_callgraph(
+    scenario, rate_per_s: float | None = None, n_requests: int | None = None, seed: int = 0
+) -> CallGraphResult:
+    """Open-loop Poisson requests at ``rate_per_s`` into the entry service; see module docs.
+
+    ``scenario`` is a :class:`CallGraph` or a bare DiGraph (wrapped with defaults).
+    """
+    cg = scenario if isinstance(scenario, CallGraph) else CallGraph(scenario)
+    rate = cg.rate_per_s if rate_per_s is None else check_positive("rate_per_s", rate_per_s)
+    n_req = cg.n_requests if n_requests is None else check_int("n_requests", n_requests, 10)
+    seed = int(seed)
+    g = cg.graph
+    names = list(g.nodes)
+    seq = np.random.SeedSequence(seed)
+    rngs = [np.random.default_rng(s) for s in seq.spawn(2 + 2 * len(names))]
+    uniform = UniformStream(rngs[1])
+    env = simpy.Environment()
+    timeout = env.timeout
+    process = env.process
+
+    nodes: dict[Any, _Node] = {}
+    for i, name in enumerate(names):
+        d = g.nodes[name]
+        nd = _Node()
+        nd.name = name
+        nd.service = Stream(as_distribution(d["service_time"], "service_time"), rngs[2 + i])
+        replicas = d.get("replicas", 1)
+        servers = d.get("servers", 1)
+        nd.resources = [simpy.Resource(env, servers) for _ in range(replicas)]
+        nd.capacity = replicas * servers
+        nd.inflight = [0] * replicas
+        nd.picker = (make_load_balancer(d.get("load_balancer", "round_robin"))
+                     .new_state(replicas, rngs[2 + len(names) + i]) if replicas > 1 else None)
+        nd.error_rate = float(d.get("error_rate", 0.0))
+        nd.parallel = d.get("fanout", "sequential") == "parallel"
+        rl = d.get("rate_limit")
+        nd.limiter = rl.new_state() if rl is not None else None
+        nd.sync_edges, nd.async_edges = [], []
+        nd.visits = nd.errors = nd.rejected = 0
+        nd.busy_s = 0.0
+        nodes[name] = nd
+
+    edges: list[_Edge] = []
+    for a, b, d in g.edges(data=True):
+        e = _Edge()
+        e.src, e.dst = nodes[a], nodes[b]
+        e.is_async = d.get("mode", "sync") == "async"
+        e.calls = d.get("calls", 1)
+        e.probability = float(d.get("probability", 1.0))
+        hop = d.get("hop_delay_ms", cg.hop_delay_ms)
+        side = d.get("sidecar_ms", cg.sidecar_ms)
+        e.delay_s = (hop + 2.0 * side) / 1000.0  # one way: network + client and server sidecars
+        t = d.get("timeout_ms")
+        e.timeout_s = t / 1000.0 if t is not None else None
+        e.retry = d.get("retry")
+        e.attempts = e.retry.attempts if e.retry else 1
+        e.budget = e.retry.new_budget() if e.retry else None
+        br = d.get("breaker")
+        e.breaker = br.new_state(f"{a}->{b}") if br is not None else None
+        bh = d.get("bulkhead")
+        e.bulkhead = bh.new_state() if bh is not None else None
+        e.n_calls = e.n_attempts = e.n_retries = e.n_timeouts = e.n_failed = 0
+        e.n_short_circuited = e.n_bulkhead_rejected = e.n_budget_exhausted = e.n_skipped = 0
+        (e.src.async_edges if e.is_async else e.src.sync_edges).append(e)
+        edges.append(e)
+
+    def visit(nd: _Node):
+        """One request inside one service: admission, queue, work, then its downstream calls."""
+        nd.visits += 1
+        if nd.limiter is not None and not nd.limiter.allow(env.now):
+            nd.rejected += 1
+            return False
+        if nd.picker is None:
+            replica = 0
+        else:
+            replica = nd.picker.pick(nd.inflight)
+        inflight = nd.inflight
+        inflight[replica] += 1
+        work = nd.service.next()
+        with nd.resources[replica].request() as req:
+            yield req
+            yield timeout(work)
+        inflight[replica] -= 1
+        nd.busy_s += work
+        if nd.error_rate and uniform.next() < nd.error_rate:
+            nd.errors += 1
+            return False
+        for e in nd.async_edges:
+            if e.probability >= 1.0 or uniform.next() < e.probability:
+                for _ in range(e.calls):
+                    process(call(e))
+            else:
+                e.n_skipped += 1
+        if not nd.sync_edges:
+            return True
+        if nd.parallel:
+            procs = []
+            for e in nd.sync_edges:
+                if e.probability >= 1.0 or uniform.next() < e.probability:
+                    procs.extend(process(call(e)) for _ in range(e.calls))
+                else:
+                    e.n_skipped += 1
+            if procs:
+                yield env.all_of(procs)
+                for p in procs:
+                    if not p.value:
+                        return False
+            return True
+        for e in nd.sync_edges:
+            if e.probability >= 1.0 or uniform.next() < e.probability:
+                for _ in range(e.calls):
+                    ok = yield from call(e)
+                    if not ok:
+                        return False
+            else:
+                e.n_skipped += 1
+        return True
+
+    def remote(e: _Edge):
+        """The callee's side of one attempt: request hop, the visit, response hop."""
+        if e.delay_s:
+            yield timeout(e.delay_s)
+        ok = yield from visit(e.dst)
+        if e.delay_s:
+            yield timeout(e.delay_s)
+        return ok
+
+    def call(e: _Edge):
+        """The caller's side of a call: breaker, bulkhead, timeout and retries with backoff."""
+        e.n_calls += 1
+        breaker, bulkhead, budget = e.breaker, e.bulkhead, e.budget
+        if budget is not None:
+            budget.deposit()
+        for attempt in range(e.attempts):
+            if attempt:
+                if budget is not None and not budget.withdraw():
+                    e.n_budget_exhausted += 1
+                    break
+                e.n_retries += 1
+                yield timeout(e.retry.backoff_s(attempt, uniform.next()))
+            if breaker is not None and not breaker.allow(env.now):
+                e.n_short_circuited += 1
+                break  # fail fast: an open breaker is not retried
+            if bulkhead is not None and not bulkhead.try_acquire():
+                e.n_bulkhead_rejected += 1
+                break
+            e.n_attempts += 1
+            timed_out = False
+            if e.timeout_s is None:
+                ok = yield from remote(e)
+            else:
+                # Wait for the callee's process; a timer interrupts the wait if it is late.
+                # (Cheaper than ``p | timeout``: no Condition event per call.) The callee
+                # keeps working after a timeout, as a real server does.
+                p = process(remote(e))
+                timeout(e.timeout_s).callbacks.append(_Deadline(p, env.active_process))
+                try:
+                    ok = yield p
+                except simpy.Interrupt:
+                    ok = False
+                    timed_out = True
+                    e.n_timeouts += 1
+            if bulkhead is not None:
+                bulkhead.release()
+            if breaker is not None:
+                breaker.record(ok, env.now)
+            if ok:
+                return True
+            if not e.retry or (timed_out and not e.retry.retry_on_timeout):
+                break
+        e.n_failed += 1
+        return False
+
+    interarrival = rngs[0].exponential(1.0 / rate, n_req)
+    arrival_times = np.cumsum(interarrival)
+    latency = np.zeros(n_req)
+    ok_arr = np.zeros(n_req, dtype=bool)
+    entry = nodes[cg.entry]
+
+    def request(env, i):
+        t0 = env.now
+        ok = yield from visit(entry)
+        latency[i] = env.now - t0
+        ok_arr[i] = ok
+
+    def source(env):
+        """Open-loop Poisson arrivals."""
+        for i, gap in enumerate(interarrival.tolist()):
+            yield timeout(gap)
+            process(request(env, i))
+
+    process(source(env))
+    env.run()
+    end_s = env.now
+
+    warm = int(cg.warmup_fraction * n_req)
+    lat_ms = latency[warm:] * 1000.0
+    oks = ok_arr[warm:]
+    b = cg.batches
+    window = float(arrival_times[-1] - arrival_times[warm]) if warm else float(arrival_times[-1])
+    node_rows = [
+        {"service": nd.name, "visits": nd.visits, "errors": nd.errors, "rate_limited": nd.rejected,
+         "replicas": len(nd.resources), "capacity": nd.capacity,
+         "utilisation": nd.busy_s / (nd.capacity * end_s) if end_s > 0 else 0.0}
+        for nd in nodes.values()
+    ]
+    edge_rows = [
+        {"edge": f"{e.src.name}->{e.dst.name}", "mode": "async" if e.is_async else "sync",
+         "calls": e.n_calls, "attempts": e.n_attempts, "retries": e.n_retries,
+         "timeouts": e.n_timeouts, "failed": e.n_failed, "short_circuited": e.n_short_circuited,
+         "bulkhead_rejected": e.n_bulkhead_rejected, "budget_exhausted": e.n_budget_exhausted,
+         "breaker_state": e.breaker.state if e.breaker else None}
+        for e in edges
+    ]
+    transitions = [
+        (t, e.breaker.name, frm, to) for e in edges if e.breaker for (t, frm, to) in e.breaker.transitions
+    ]
+    transitions.sort()
+    return CallGraphResult(
+        scenario=cg,
+        seed=seed,
+        rate_per_s=rate,
+        requests=n_req,
+        success_rate=batch_means(oks.astype(float), b),
+        mean_latency_ms=batch_means(lat_ms, b),
+        p50_latency_ms=percentile_estimate(lat_ms, 0.50, b),
+        p95_latency_ms=percentile_estimate(lat_ms, 0.95, b),
+        p99_latency_ms=percentile_estimate(lat_ms, 0.99, b),
+        throughput_per_s=float(oks.sum() / window) if window > 0 else float("nan"),
+        nodes=pd.DataFrame(node_rows).set_index("service"),
+        edges=pd.DataFrame(edge_rows).set_index("edge"),
+        latency_ms=lat_ms,
+        ok=oks,
+        breaker_transitions=transitions,
+    )

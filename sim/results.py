@@ -1,0 +1,211 @@
+"""Results as plain data: estimates with confidence intervals, per-station and per-run tables.
+
+Confidence intervals come from **batch means** (one long run cut into ``batches`` consecutive
+batches, a Student-t interval over the batch statistics) or, for percentiles, from
+**sectioning** (the point estimate from all observations, the spread from per-batch quantiles).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "Estimate",
+    "batch_means",
+    "percentile_estimate",
+    "replication_estimate",
+    "StationResult",
+    "QueueResult",
+    "CallGraphResult",
+]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval ``[low, high]`` at ``level``."""
+
+    value: float
+    low: float
+    high: float
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2.0
+
+    def covers(self, x: float) -> bool:
+        """True if ``x`` lies inside the interval."""
+        return self.low <= x <= self.high
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".4g"
+        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
+
+def _t_interval(center: float, per_batch: np.ndarray, level: float) -> Estimate:
+    b = per_batch.size
+    if b < 2:
+        return Estimate(float(center), float("nan"), float("nan"), level)
+    sd = float(per_batch.std(ddof=1))
+    h = stats.t.ppf(0.5 + level / 2.0, b - 1) * sd / math.sqrt(b)
+    return Estimate(float(center), float(center - h), float(center + h), level)
+
+
+def _split(values: np.ndarray, batches: int) -> list[np.ndarray]:
+    n = values.size // batches
+    if n == 0:
+        return []
+    return [values[i * n : (i + 1) * n] for i in range(batches)]
+
+
+def batch_means(values, batches: int = 20, level: float = 0.95) -> Estimate:
+    """Mean of an ordered (autocorrelated) series with a batch-means t-interval."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), level)
+    parts = _split(values, batches)
+    if len(parts) < 2:
+        m = float(values.mean())
+        return Estimate(m, float("nan"), float("nan"), level)
+    means = np.array([p.mean() for p in parts])
+    return _t_interval(float(means.mean()), means, level)
+
+
+def percentile_estimate(values, q: float, batches: int = 20, level: float = 0.95) -> Estimate:
+    """The q-quantile (0–1) of an ordered series, with a sectioning interval over batches."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), level)
+    point = float(np.quantile(values, q))
+    parts = _split(values, batches)
+    if len(parts) < 2:
+        return Estimate(point, float("nan"), float("nan"), level)
+    per_batch = np.array([np.quantile(p, q) for p in parts])
+    return _t_interval(point, per_batch, level)
+
+
+def replication_estimate(values, level: float = 0.95) -> Estimate:
+    """Mean over independent replications with a Student-t interval."""
+    values = np.asarray(values, dtype=float)
+    return _t_interval(float(values.mean()), values, level)
+
+
+@dataclass(frozen=True)
+class StationResult:
+    """What one station did over the measured window (after warm-up). Times in seconds."""
+
+    name: str
+    servers: int
+    visits: int
+    arrival_rate_per_s: float
+    utilisation: float
+    mean_number: float  # time-average number in the station (queue + service)
+    wait_probability: Estimate
+    mean_wait_s: Estimate
+    mean_sojourn_s: Estimate
+    p50_sojourn_s: Estimate
+    p90_sojourn_s: Estimate
+    p99_sojourn_s: Estimate
+
+    def row(self) -> dict[str, Any]:
+        out = {"station": self.name, "servers": self.servers, "visits": self.visits,
+               "arrival_rate_per_s": self.arrival_rate_per_s, "utilisation": self.utilisation,
+               "mean_number": self.mean_number}
+        for key in ("wait_probability", "mean_wait_s", "mean_sojourn_s", "p50_sojourn_s",
+                    "p90_sojourn_s", "p99_sojourn_s"):
+            e = getattr(self, key)
+            out[key] = e.value
+            out[key + "_low"] = e.low
+            out[key + "_high"] = e.high
+        return out
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """Result of :func:`sim.run` on a queue or network scenario."""
+
+    scenario: Any
+    seed: int
+    stations: dict[str, StationResult]
+    customers: int
+    mean_response_s: Estimate  # end-to-end time in the network per customer
+    p50_response_s: Estimate
+    p99_response_s: Estimate
+    throughput_per_s: float
+    window_s: float
+    response_times_s: np.ndarray = field(repr=False, compare=False)
+
+    def __getitem__(self, station: str) -> StationResult:
+        return self.stations[station]
+
+    @property
+    def station(self) -> StationResult:
+        """The only station of a single-queue scenario."""
+        if len(self.stations) != 1:
+            raise ValueError(f"station: got {len(self.stations)} stations; valid: exactly 1, use result[name]")
+        return next(iter(self.stations.values()))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per station with every estimate and its interval."""
+        return pd.DataFrame([s.row() for s in self.stations.values()]).set_index("station")
+
+    def summary(self) -> dict[str, float]:
+        """Headline numbers in milliseconds, for printing in a notebook."""
+        return {
+            "customers": self.customers,
+            "throughput_per_s": round(self.throughput_per_s, 3),
+            "mean_ms": round(self.mean_response_s.value * 1000, 3),
+            "p50_ms": round(self.p50_response_s.value * 1000, 3),
+            "p99_ms": round(self.p99_response_s.value * 1000, 3),
+        }
+
+
+@dataclass(frozen=True)
+class CallGraphResult:
+    """Result of running a :class:`sim.CallGraph`: end-to-end latency and per-node/edge counters."""
+
+    scenario: Any
+    seed: int
+    rate_per_s: float
+    requests: int
+    success_rate: Estimate
+    mean_latency_ms: Estimate
+    p50_latency_ms: Estimate
+    p95_latency_ms: Estimate
+    p99_latency_ms: Estimate
+    throughput_per_s: float
+    nodes: pd.DataFrame = field(repr=False, compare=False)
+    edges: pd.DataFrame = field(repr=False, compare=False)
+    latency_ms: np.ndarray = field(repr=False, compare=False)
+    ok: np.ndarray = field(repr=False, compare=False)
+    breaker_transitions: list = field(default_factory=list, repr=False, compare=False)
+
+    def summary(self) -> dict[str, float]:
+        """Headline numbers, rounded for printing."""
+        return {
+            "requests": self.requests,
+            "success_rate": round(self.success_rate.value, 4),
+            "mean_ms": round(self.mean_latency_ms.value, 3),
+            "p50_ms": round(self.p50_latency_ms.value, 3),
+            "p95_ms": round(self.p95_latency_ms.value, 3),
+            "p99_ms": round(self.p99_latency_ms.value, 3),
+            "throughput_per_s": round(self.throughput_per_s, 3),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per-request latency (ms) and outcome, in arrival order."""
+        return pd.DataFrame({"latency_ms": self.latency_ms, "ok": self.ok})
+
+
+def estimate_dict(e: Estimate) -> dict[str, float]:
+    """An estimate as a plain dict (for JSON)."""
+    return asdict(e)
