@@ -3,9 +3,9 @@
 # Runs once, when the data directory is first initialised (docker-entrypoint-initdb.d).
 set -euo pipefail
 for service in user order payment inventory notification; do
-  password_var="PASSWORD_${service^^}"
+  password="$(cat "/run/secrets/cloudmart-db/PASSWORD_${service^^}")"
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
-    -v role="$service" -v password="${!password_var}" <<'SQL'
+    -v role="$service" -v password="$password" <<'SQL'
 CREATE ROLE :"role" LOGIN PASSWORD :'password';
 CREATE DATABASE :"role" OWNER :"role";
 SQL
