@@ -1,0 +1,195 @@
+"""Batch grading: execute every submission in its own subprocess and tabulate the checks.
+
+:func:`grade_folder` runs each ``*.ipynb`` of a folder with nbclient in a fresh subprocess (and
+kernel) under a wall-clock limit. The kernel inherits ``CLOUDMART_GRADING_RESULTS``, so every
+``grading.check`` the notebook calls is recorded; the last result per exercise counts. A
+submission that is not a notebook, is corrupt, times out or crashes its kernel becomes a row
+with its status and reason; the batch itself never fails because of a submission.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from string import Template
+
+import nbformat
+import pandas as pd
+
+from grading import RESULTS_ENV, known_exercises, max_score
+
+__all__ = ["STATUSES", "grade_folder", "grade_submission", "write_html_report"]
+
+STATUSES = ("ok", "timeout", "error", "corrupt", "not-a-notebook")
+DEFAULT_TIMEOUT_S = 300.0
+
+_CHECK_CALL = re.compile(r"""check\(\s*["']([\w.]+)["']""")
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_results(path: Path) -> dict[str, float]:
+    """Last recorded score per exercise id; malformed lines are ignored."""
+    scores: dict[str, float] = {}
+    if not path.exists():
+        return scores
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            scores[str(rec["exercise_id"])] = float(rec["score"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return scores
+
+
+def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Execute one submission and return ``{"submission", "status", "reason", "scores"}``.
+
+    ``timeout_s`` bounds the whole run (kernel start included); on expiry the runner's and the
+    kernel's process groups are killed.
+    """
+    path = Path(path)
+    row = {"submission": path.name, "status": "ok", "reason": "", "scores": {}}
+    if path.suffix != ".ipynb" or not path.is_file():
+        row.update(status="not-a-notebook", reason=f"not a .ipynb file ({path.suffix or 'no suffix'})")
+        return row
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # any parse/validation failure means the file is unusable
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        row.update(status="corrupt", reason=f"cannot read notebook: {first[:200]}")
+        return row
+
+    with tempfile.TemporaryDirectory(prefix="cloudmart-grade-") as tmp:
+        tmpdir = Path(tmp)
+        results, status_file, pid_file = (tmpdir / "results.jsonl", tmpdir / "status.json",
+                                          tmpdir / "kernel.pid")
+        workdir = tmpdir / "work"
+        workdir.mkdir()
+        env = dict(os.environ, **{RESULTS_ENV: str(results), "MPLBACKEND": "Agg"})
+        cmd = [sys.executable, "-m", "grading._runner", str(path.resolve()), str(workdir),
+               str(status_file), str(pid_file), str(timeout_s)]
+        proc = subprocess.Popen(cmd, env=env, cwd=workdir, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            stderr = b""
+            row.update(status="timeout", reason=f"did not finish within {timeout_s:g} s")
+            proc.communicate()
+        finally:
+            # The kernel runs in a session of its own: kill it too, whatever happened.
+            if pid_file.exists():
+                try:
+                    _kill_group(int(pid_file.read_text().strip()))
+                except ValueError:
+                    pass
+            _kill_group(proc.pid)
+        if row["status"] != "timeout":
+            try:
+                outcome = json.loads(status_file.read_text())
+                row.update(status=outcome["status"], reason=outcome.get("reason", ""))
+            except (OSError, ValueError, KeyError):
+                tail = (stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+                row.update(status="error", reason=f"runner exited with code {proc.returncode}"
+                           + (f": {tail[0][:200]}" if tail else ""))
+        row["elapsed_s"] = round(time.monotonic() - started, 1)
+        row["scores"] = _read_results(results)
+    return row
+
+
+def _referenced_exercises(path: Path) -> set[str]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return set(_CHECK_CALL.findall(text))
+
+
+def grade_folder(
+    folder: str | Path,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    exercises: list[str] | None = None,
+) -> pd.DataFrame:
+    """Grade every file in ``folder`` (one row per file, sorted by name).
+
+    Columns: ``submission``, ``status`` (one of :data:`STATUSES`), ``reason``, one column per
+    exercise (score; 0 when not attempted), ``total`` and ``max_total``. Exercises are
+    ``exercises`` if given, else every known exercise that any submission checks or mentions.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder={str(folder)!r} is not a folder of submissions")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    rows = [grade_submission(p, timeout_s=timeout_s) for p in files]
+    known = set(known_exercises())
+    if exercises is None:
+        seen = set()
+        for p, r in zip(files, rows):
+            seen |= set(r["scores"])
+            if r["status"] not in ("not-a-notebook", "corrupt"):
+                seen |= _referenced_exercises(p)
+        exercises = sorted(seen & known)
+    else:
+        unknown = sorted(set(exercises) - known)
+        if unknown:
+            raise ValueError(f"unknown exercise id(s) {', '.join(unknown)}; known ids: "
+                             f"{', '.join(sorted(known))}")
+    max_total = sum(max_score(e) for e in exercises)
+    table = []
+    for r in rows:
+        rec = {"submission": r["submission"], "status": r["status"], "reason": r["reason"]}
+        for e in exercises:
+            rec[e] = float(r["scores"].get(e, 0.0))
+        rec["total"] = float(sum(rec[e] for e in exercises))
+        rec["max_total"] = float(max_total)
+        table.append(rec)
+    columns = ["submission", "status", "reason", *exercises, "total", "max_total"]
+    return pd.DataFrame(table, columns=columns)
+
+
+_HTML = Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>$title</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}
+</style></head>
+<body><h1>$title</h1>
+<p>$summary</p>
+$table
+</body></html>
+""")
+
+
+def write_html_report(grades: pd.DataFrame, path: str | Path, title: str = "Grades") -> Path:
+    """Write ``grades`` (from :func:`grade_folder`) as a self-contained HTML page (no CDN)."""
+    n = len(grades)
+    ok = int((grades["status"] == "ok").sum()) if n else 0
+    mean = float(grades["total"].mean()) if n else 0.0
+    max_total = float(grades["max_total"].iloc[0]) if n else 0.0
+    summary = (f"{n} submission(s), {ok} ran to the end; mean total {mean:.1f} of "
+               f"{max_total:g}.")
+    table = grades.to_html(index=False, escape=True, na_rep="", float_format="{:g}".format,
+                           classes="grades", border=0)
+    path = Path(path)
+    path.write_text(_HTML.substitute(title=html.escape(title), summary=html.escape(summary),
+                                     table=table), encoding="utf-8")
+    return path

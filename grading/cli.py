@@ -1,0 +1,101 @@
+"""Command-line hooks: ``cloudmart grade`` and ``cloudmart student-notebooks``.
+
+The ``cloudmart`` CLI adds these subcommands with :func:`add_subcommands`; ``python -m grading``
+offers the same two on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_subcommands", "grade_command", "main", "student_notebooks_command"]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; the timeout must be > 0 s")
+    return value
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``grade`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
+    grade = subparsers.add_parser(
+        "grade", help="execute every submission of a folder and score its exercises",
+        description="Execute each submission in its own subprocess with a time limit and "
+                    "write one row per submission (status, reason, score per exercise).")
+    grade.add_argument("submissions", type=Path, help="folder of submitted notebooks")
+    grade.add_argument("--out", type=Path, default=Path("grades.csv"),
+                       help="CSV file to write (default: grades.csv)")
+    grade.add_argument("--html", type=Path, default=None, help="also write an HTML report")
+    grade.add_argument("--timeout", type=_positive_float, default=300.0,
+                       help="time limit per submission in seconds (default: 300)")
+    grade.set_defaults(func=grade_command)
+
+    students = subparsers.add_parser(
+        "student-notebooks", help="write the notebooks with solutions stripped",
+        description="Copy every notebook of --src to OUT, replacing each cell tagged "
+                    "'solution' with a stub and clearing outputs.")
+    students.add_argument("out", type=Path, help="folder to write the student notebooks to")
+    students.add_argument("--src", type=Path, default=Path("notebooks"),
+                          help="folder of solution notebooks (default: notebooks)")
+    students.set_defaults(func=student_notebooks_command)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def grade_command(args: argparse.Namespace) -> int:
+    """Run ``grade``: CSV (and optional HTML) of every submission; exit code 0 on success."""
+    from grading.batch import grade_folder, write_html_report
+
+    if not args.submissions.is_dir():
+        return _fail(f"submissions folder {str(args.submissions)!r} does not exist")
+    for target in (args.out, args.html):
+        if target is not None and not target.resolve().parent.is_dir():
+            return _fail(f"cannot write {str(target)!r}: its folder does not exist")
+    try:
+        grades = grade_folder(args.submissions, timeout_s=args.timeout)
+        grades.to_csv(args.out, index=False)
+        if args.html is not None:
+            write_html_report(grades, args.html, title=f"Grades: {args.submissions.name}")
+    except (OSError, ValueError) as err:
+        return _fail(str(err))
+    counts = grades["status"].value_counts().to_dict()
+    print(f"graded {len(grades)} submission(s) "
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}) -> {args.out}"
+          + (f", {args.html}" if args.html is not None else ""))
+    return 0
+
+
+def student_notebooks_command(args: argparse.Namespace) -> int:
+    """Run ``student-notebooks``: write learner versions of every notebook; exit code 0."""
+    from grading.notebooks import make_student_notebooks
+
+    if not args.src.is_dir():
+        return _fail(f"source folder {str(args.src)!r} does not exist")
+    try:
+        written = make_student_notebooks(args.src, args.out)
+    except (OSError, ValueError) as err:
+        return _fail(str(err))
+    except Exception as err:  # a malformed notebook: say which, in one line
+        return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    print(f"wrote {len(written)} student notebook(s) to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m grading grade …`` / ``python -m grading student-notebooks …``."""
+    parser = argparse.ArgumentParser(prog="python -m grading",
+                                     description="CloudMart Course grading tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,153 @@
+"""Student notebooks: the solution notebooks with every solution stripped.
+
+In the solution notebooks (``notebooks/``) a cell whose metadata ``tags`` contain ``solution``
+holds a worked answer. :func:`make_student_notebooks` writes a copy of every notebook in which
+
+- a ``solution`` code cell becomes a stub: ``# YOUR CODE HERE`` and ``name = ...`` for every
+  name the solution assigns at top level (so the ``grading.check(...)`` cell after it still
+  runs and says the answer is missing), or ``raise NotImplementedError`` if it assigns none;
+- a ``solution`` markdown cell becomes ``*Your answer here.*``;
+- a cell tagged ``solution-output`` or ``hidden`` is removed;
+- every output, execution count and saved widget state is cleared, because a solved
+  notebook's outputs (feedback of a check, a printed plan) would give the answer away.
+
+:func:`find_leaks` lists solution lines that still appear in a student notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+
+__all__ = [
+    "SOLUTION_TAG",
+    "REMOVED_TAGS",
+    "find_leaks",
+    "make_student_notebook",
+    "make_student_notebooks",
+    "solution_lines",
+]
+
+SOLUTION_TAG = "solution"
+REMOVED_TAGS = frozenset({"solution-output", "hidden"})
+STUB_MARKER = "# YOUR CODE HERE"
+MARKDOWN_STUB = "*Your answer here.*"
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _tags(cell: nbformat.NotebookNode) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []) or [])
+
+
+def _assigned_names(source: str) -> list[str]:
+    """Top-level names a cell assigns, in order of first assignment (empty if unparsable)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+
+    def add(target: ast.expr) -> None:
+        if isinstance(target, ast.Name) and target.id not in names:
+            names.append(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                add(elt)
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                add(target)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            add(node.target)
+    return names
+
+
+def _stub(cell: nbformat.NotebookNode) -> str:
+    if cell.cell_type == "markdown":
+        return MARKDOWN_STUB
+    names = _assigned_names(cell.source)
+    if names:
+        return "\n".join([STUB_MARKER] + [f"{name} = ..." for name in names])
+    return f"{STUB_MARKER}\nraise NotImplementedError"
+
+
+def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Return a student copy of the notebook ``nb`` (``nb`` itself is not modified)."""
+    out = nbformat.from_dict(nb)
+    cells = []
+    for cell in out.cells:
+        tags = _tags(cell)
+        if tags & REMOVED_TAGS:
+            continue
+        if SOLUTION_TAG in tags:
+            cell.source = _stub(cell)
+            cell.metadata["tags"] = [t for t in cell.metadata.get("tags", [])
+                                     if t != SOLUTION_TAG] + ["exercise"]
+            cell.pop("attachments", None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cells.append(cell)
+    out.cells = cells
+    out.metadata.pop("widgets", None)
+    return out
+
+
+def make_student_notebooks(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write a student version of every ``*.ipynb`` under ``src_dir`` to the same relative path
+    under ``out_dir``; return the written paths.
+
+    Raises ``ValueError`` if ``src_dir`` is not a folder or ``out_dir`` lies inside it.
+    """
+    src, out = Path(src_dir).resolve(), Path(out_dir).resolve()
+    if not src.is_dir():
+        raise ValueError(f"src_dir={str(src_dir)!r} is not a folder")
+    if out == src or src in out.parents:
+        raise ValueError(f"out_dir={str(out_dir)!r} must not lie inside src_dir={str(src_dir)!r}")
+    written = []
+    for path in sorted(src.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts or any(p.startswith(".") for p in
+                                                     path.relative_to(src).parts):
+            continue
+        nb = nbformat.read(path, as_version=4)
+        target = out / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(make_student_notebook(nb), target)
+        written.append(target)
+    return written
+
+
+def _significant(line: str) -> bool:
+    return len(_TOKEN.findall(line)) >= 3
+
+
+def solution_lines(nb: nbformat.NotebookNode) -> set[str]:
+    """Stripped lines of the notebook's solution cells with at least 3 tokens, excluding lines
+    that also appear in its other cells (shared text such as an import is no secret)."""
+    secret, shared = set(), set()
+    for cell in nb.cells:
+        lines = {ln.strip() for ln in cell.source.splitlines() if _significant(ln)}
+        if SOLUTION_TAG in _tags(cell) or _tags(cell) & REMOVED_TAGS:
+            secret |= lines
+        else:
+            shared |= lines
+    return secret - shared
+
+
+def find_leaks(solution_nb: nbformat.NotebookNode, student_path: str | Path) -> list[str]:
+    """Solution lines of ``solution_nb`` that occur anywhere in the file ``student_path``
+    (sources, outputs and metadata alike)."""
+    text = Path(student_path).read_text(encoding="utf-8")
+    # Compare against the JSON-decoded text too, so escaping cannot hide a leak.
+    student = nbformat.reads(text, as_version=4)
+    decoded = "\n".join(
+        [c.source for c in student.cells]
+        + [str(o) for c in student.cells if c.cell_type == "code" for o in c.outputs]
+        + [str(student.metadata)]
+    )
+    return sorted(ln for ln in solution_lines(solution_nb) if ln in text or ln in decoded)
