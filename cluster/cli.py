@@ -1,0 +1,287 @@
+"""The `cloudmart` command: run and operate a local CloudMart, grade notebooks.
+
+    cloudmart up [--mesh] [--replicas order=2,payment=2] [--monolith] [--target local|kind]
+    cloudmart status [--json]          cloudmart down [--purge]
+    cloudmart logs SERVICE [-f]        cloudmart scale SERVICE N
+    cloudmart chaos SERVICE (--latency-ms N | --error-rate P | --kill | --reset)
+    cloudmart canary SERVICE --weight W
+    cloudmart load --scenario {browse,checkout} --rps R --seconds S [--json]
+
+Errors are one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cluster.local import LocalTarget, TargetError
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 1."""
+
+
+def _replicas(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected SERVICE=N, e.g. order=2")
+        try:
+            n = int(count)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: N must be a whole number") from None
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"{item!r}: N must be >= 0")
+        out[name] = n
+    return out
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative; the replica count must be >= 0")
+    return n
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like argparse but without the usage block
+        sys.stderr.write(f"cloudmart: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `cloudmart` (subcommands of grading are added when available)."""
+    parser = _Parser(prog="cloudmart", description="Run and operate CloudMart.")
+    parser.add_argument("--state-dir", default=None, help="state folder (default $CLOUDMART_STATE_DIR or .cloudmart)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start CloudMart (harmless if already up)")
+    up.add_argument("--mesh", action="store_true", help="a Caddy sidecar per replica, mTLS between services")
+    up.add_argument("--replicas", type=_replicas, default={}, help="e.g. order=2,payment=2")
+    up.add_argument("--monolith", action="store_true", help="run services.monolith behind the same gateway")
+    up.add_argument("--target", choices=["local", "kind"], default=None)
+    up.add_argument("--port", type=int, default=None, help="gateway port (default $CLOUDMART_GATEWAY_PORT or 8080)")
+
+    st = sub.add_parser("status", help="target, gateway URL, replicas wanted/ready")
+    st.add_argument("--json", action="store_true")
+
+    down = sub.add_parser("down", help="stop everything CloudMart started")
+    down.add_argument("--purge", action="store_true", help="also delete the state folder (data, logs)")
+
+    logs = sub.add_parser("logs", help="show a service's logs")
+    logs.add_argument("service")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+
+    scale = sub.add_parser("scale", help="set the number of replicas")
+    scale.add_argument("service")
+    scale.add_argument("replicas", type=_nonneg_int)
+
+    chaos = sub.add_parser("chaos", help="inject latency or errors, kill a replica, or reset")
+    chaos.add_argument("service")
+    what = chaos.add_mutually_exclusive_group(required=True)
+    what.add_argument("--latency-ms", type=float)
+    what.add_argument("--error-rate", type=float)
+    what.add_argument("--kill", action="store_true")
+    what.add_argument("--reset", action="store_true")
+
+    canary = sub.add_parser("canary", help="send a share of traffic to the canary")
+    canary.add_argument("service")
+    canary.add_argument("--weight", type=int, required=True, help="percent 0..100")
+
+    load = sub.add_parser("load", help="open-loop Poisson load through the gateway")
+    load.add_argument("--scenario", choices=["browse", "checkout"], default="browse")
+    load.add_argument("--rps", type=float, required=True)
+    load.add_argument("--seconds", type=float, required=True)
+    load.add_argument("--seed", type=int, default=None)
+    load.add_argument("--json", action="store_true")
+
+    try:
+        from grading import cli as grading_cli
+    except ImportError:
+        grading_cli = None
+    if grading_cli is not None and hasattr(grading_cli, "add_subcommands"):
+        grading_cli.add_subcommands(sub)
+    return parser
+
+
+def _target(args) -> LocalTarget:
+    return LocalTarget(args.state_dir)
+
+
+def _print_status(status: dict) -> None:
+    print(f"target: {status['target']}  mode: {status['mode']}  mesh: {'on' if status['mesh'] else 'off'}")
+    print(f"gateway: {status['gateway_url']}")
+    print(f"{'DEPLOYMENT':<16}{'READY':>7}  VERSION  RESTARTS")
+    for name, dep in status["deployments"].items():
+        versions = ",".join(sorted({r["version"] for r in dep["replicas"]})) or "-"
+        restarts = sum(r["restarts"] for r in dep["replicas"])
+        print(f"{name:<16}{dep['ready']:>3}/{dep['wanted']:<3}  {versions:<7}  {restarts}")
+
+
+def cmd_up(args) -> int:
+    if args.target == "kind":
+        try:
+            from cluster import kind
+        except ImportError:
+            raise CliError("the kind target is not available in this installation") from None
+        return kind.up_command(args)
+    t0 = time.monotonic()
+    target = _target(args)
+    already = target.is_up()
+    status = target.up(mesh=args.mesh, monolith=args.monolith, replicas=args.replicas, port=args.port)
+    if already:
+        print(f"CloudMart is already up at {status['gateway_url']}")
+    else:
+        print(f"CloudMart is up at {status['gateway_url']} ({time.monotonic() - t0:.1f} s)")
+    _print_status(status)
+    return 0
+
+
+def cmd_status(args) -> int:
+    target = _target(args)
+    if not target.is_up():
+        if args.json:
+            print(json.dumps({"target": "local", "up": False, "state_dir": str(target.state_dir)}))
+            return 3
+        raise CliError(f"CloudMart is not up (state folder {target.state_dir}); run 'cloudmart up'")
+    status = target.status()
+    if args.json:
+        print(json.dumps({"up": True, **status}, indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
+def cmd_down(args) -> int:
+    target = _target(args)
+    was_up = target.down(purge=args.purge)
+    print("CloudMart stopped" if was_up else "CloudMart was not running", "(state deleted)" if args.purge else "")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    target = _target(args)
+    logs_dir = target.state_dir / "logs"
+    files = sorted(logs_dir.glob(f"{args.service}-[0-9]*.log")) if logs_dir.exists() else []
+    files = [f for f in files if not f.name.endswith("-sidecar.log")] or \
+        ([logs_dir / f"{args.service}.log"] if (logs_dir / f"{args.service}.log").exists() else [])
+    if not files:
+        raise CliError(f"no logs for {args.service!r} in {logs_dir}")
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines()[-args.lines:]
+        for line in lines:
+            print(f"{path.stem} | {line}")
+    if args.follow:
+        handles = {p: open(p, errors="replace") for p in files}
+        for fh in handles.values():
+            fh.seek(0, 2)
+        try:
+            while True:
+                quiet = True
+                for path, fh in handles.items():
+                    line = fh.readline()
+                    if line:
+                        quiet = False
+                        print(f"{path.stem} | {line}", end="", flush=True)
+                if quiet:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_scale(args) -> int:
+    from cluster.handle import CloudMart
+
+    cm = CloudMart(_target(args), user=None)
+    dep = cm.scale(args.service, args.replicas)
+    print(f"{args.service}: {dep['ready']}/{dep['wanted']} ready")
+    return 0
+
+
+def cmd_chaos(args) -> int:
+    from cluster.handle import CloudMart
+
+    cm = CloudMart(_target(args), user=None)
+    if args.kill:
+        killed = cm.kill(args.service)
+        print(f"killed {killed['killed']} (pid {killed['pid']}); the supervisor restarts it")
+    elif args.reset:
+        done = cm.reset(args.service)
+        print(f"faults reset on {', '.join(r['replica'] for r in done)}")
+    else:
+        if args.latency_ms is not None and args.latency_ms < 0:
+            raise CliError(f"--latency-ms {args.latency_ms:g}: must be >= 0")
+        if args.error_rate is not None and not 0 <= args.error_rate <= 1:
+            raise CliError(f"--error-rate {args.error_rate:g}: must be within 0..1")
+        done = cm.inject(args.service, latency_ms=args.latency_ms or 0, error_rate=args.error_rate or 0.0)
+        print(f"faults set on {', '.join(r['replica'] for r in done)}")
+    return 0
+
+
+def cmd_canary(args) -> int:
+    if not 0 <= args.weight <= 100:
+        raise CliError(f"--weight {args.weight}: must be within 0..100")
+    result = _target(args).canary(args.service, args.weight)
+    print(f"{args.service}: weights {result['weights']}")
+    return 0
+
+
+def cmd_load(args) -> int:
+    from cluster.handle import CloudMart
+
+    cm = CloudMart(_target(args), user=None)
+    try:
+        result = cm.load(rps=args.rps, seconds=args.seconds, scenario=args.scenario, seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result.summary))
+    else:
+        s = result.summary
+        print(f"{s['scenario']}: {s['sent']} requests at {s['offered_rps']:g}/s for {s['seconds']:g} s; "
+              f"p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, p99 {s['p99_ms']} ms; "
+              f"error rate {s['error_rate']}; throughput {s['throughput_rps']}/s; dropped {s['dropped']}")
+    return 0
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
+            "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cloudmart` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS.get(args.command)
+    if handler is None:   # a subcommand added by grading.cli
+        func = getattr(args, "func", None)
+        if func is None:
+            from grading import cli as grading_cli
+
+            func = getattr(grading_cli, f"{args.command.replace('-', '_')}_command")
+        return int(func(args) or 0)
+    try:
+        return handler(args)
+    except (CliError, TargetError, ValueError, RuntimeError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"cloudmart: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # anything unexpected: still one line, and the exit code says so
+        print(f"cloudmart: error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

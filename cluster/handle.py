@@ -1,0 +1,350 @@
+"""`connect()`: one handle on a running CloudMart, for notebooks, tests and the CLI.
+
+    from cluster import connect
+    cm = connect()                      # starts the local target if it is not up
+    cm.get("/api/products").json()
+    cm.scale("order", 2); cm.kill("payment"); cm.inject("inventory", latency_ms=200)
+    cm.load(rps=20, seconds=10, scenario="checkout").summary
+    cm.metrics(); cm.usage(); cm.events("orders")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+
+import httpx
+import pandas as pd
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from cluster.load import LoadResult, run_load
+from cluster.local import LocalTarget, TargetError
+
+STREAMS = ("orders", "inventory", "payments", "notifications")
+
+
+def _demo_password() -> str:
+    return os.environ.get("CLOUDMART_DEMO_PASSWORD", "cloudmart")
+
+
+class CloudMart:
+    """A local CloudMart: HTTP through the gateway as one user, plus operations on the replicas."""
+
+    def __init__(self, target: LocalTarget, user: str | None = "alice", password: str | None = None):
+        self.target = target
+        self.user = user
+        self._password = password
+        self._token: str | None = None
+        self._admin_token: str | None = None
+        self._status = target.status()
+        self.gateway_url = self._status["gateway_url"]
+        self._client = httpx.Client(base_url=self.gateway_url, timeout=30.0)
+
+    def __repr__(self) -> str:
+        return f"CloudMart(target=local, gateway_url={self.gateway_url!r}, user={self.user!r})"
+
+    # ----- HTTP through the gateway ------------------------------------------------------------
+    def token_for(self, user: str, password: str | None = None) -> str:
+        """An access token for a demo user (password grant), or for the `loadgen` client."""
+        if user == "loadgen":
+            data = {"grant_type": "client_credentials", "client_id": "loadgen",
+                    "client_secret": password or _demo_password()}
+        else:
+            data = {"grant_type": "password", "username": user, "password": password or _demo_password()}
+        resp = self._client.post("/api/auth/token", data=data)
+        if resp.status_code != 200:
+            raise TargetError(f"cannot log in as {user!r}: HTTP {resp.status_code} {resp.text[:200]}")
+        return resp.json()["access_token"]
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of this handle's user (None for an anonymous handle)."""
+        if self.user and self._token is None:
+            self._token = self.token_for(self.user, self._password)
+        return self._token
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        """Send a request through the gateway, authenticated as this handle's user."""
+        headers = dict(kw.pop("headers", None) or {})
+        if self.user and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
+        resp = self._client.request(method, path, headers=headers, **kw)
+        if resp.status_code == 401 and self.user and self._token:
+            self._token = None   # expired: log in again once
+            headers["Authorization"] = f"Bearer {self.token}"
+            resp = self._client.request(method, path, headers=headers, **kw)
+        return resp
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw) -> httpx.Response:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw) -> httpx.Response:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw) -> httpx.Response:
+        return self.request("DELETE", path, **kw)
+
+    # ----- operations --------------------------------------------------------------------------
+    def status(self) -> dict:
+        """Target, gateway URL, mode, and per Deployment the replicas wanted and ready."""
+        self._status = self.target.status()
+        return self._status
+
+    def _deployments_of(self, service: str) -> list[str]:
+        deps = self.status()["deployments"]
+        names = [n for n, d in deps.items() if n == service or d["service"] == service]
+        if not names:
+            raise TargetError(f"unknown service {service!r}; valid: {', '.join(deps)}")
+        return names
+
+    def scale(self, service: str, replicas: int, wait: bool = True, timeout_s: float = 60.0) -> dict:
+        """Run `replicas` replicas of a Deployment; waits until they are ready."""
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ValueError(f"replicas={replicas!r}: must be an integer >= 0")
+        result = self.target.scale(service, replicas)
+        if wait:
+            deadline = time.monotonic() + timeout_s
+            while self.status()["deployments"][service]["ready"] < replicas:
+                if time.monotonic() > deadline:
+                    raise TargetError(f"{service}: {replicas} replicas not ready after {timeout_s:.0f} s")
+                time.sleep(0.1)
+            result = self._status["deployments"][service]
+        return result
+
+    def kill(self, service: str, replica: str | None = None) -> dict:
+        """SIGKILL one replica of a service (a random one unless named); the supervisor restarts it."""
+        return self.target.kill(service, replica)
+
+    def _admin_headers(self) -> dict[str, str]:
+        if self._admin_token is None:
+            self._admin_token = self.token_for("admin")
+        return {"Authorization": f"Bearer {self._admin_token}"}
+
+    def _fault(self, service: str, method: str, body: dict | None = None) -> list[dict]:
+        out = []
+        for name in self._deployments_of(service):
+            for rep in self._status["deployments"][name]["replicas"]:
+                if not rep["ready"]:
+                    continue
+                resp = httpx.request(method, f"http://127.0.0.1:{rep['port']}/admin/fault", json=body,
+                                     headers=self._admin_headers(), timeout=10)
+                if resp.status_code >= 400:
+                    raise TargetError(f"{rep['id']}: /admin/fault answered {resp.status_code}: {resp.text[:200]}")
+                out.append({"replica": rep["id"], **(resp.json() if resp.content else {})})
+        return out
+
+    def inject(self, service: str, latency_ms: float = 0, error_rate: float = 0.0) -> list[dict]:
+        """Add latency and/or an error rate to every ready replica of a service."""
+        if latency_ms < 0:
+            raise ValueError(f"latency_ms={latency_ms!r}: must be >= 0")
+        if not 0.0 <= error_rate <= 1.0:
+            raise ValueError(f"error_rate={error_rate!r}: must be within 0..1")
+        return self._fault(service, "PUT", {"latency_ms": latency_ms, "error_rate": error_rate})
+
+    def reset(self, service: str) -> list[dict]:
+        """Remove injected faults from every replica of a service."""
+        return self._fault(service, "DELETE")
+
+    def canary(self, service: str, weight: int) -> dict:
+        """Send `weight` percent (0..100) of a service's traffic to its canary (version v2)."""
+        return self.target.canary(service, weight)
+
+    def load(self, rps: float, seconds: float, scenario: str = "browse", *, seed: int | None = None,
+             user: str = "loadgen", **kw) -> LoadResult:
+        """Open-loop Poisson load through the gateway; per-request latency and status as data."""
+        token = self.token if user == self.user else self.token_for(user)
+        return run_load(self.gateway_url, rps, seconds, scenario, token=token, seed=seed, **kw)
+
+    # ----- observation -----------------------------------------------------------------------
+    def _scrape_targets(self) -> list[tuple[str, str, str, str]]:
+        """(source, kind, service, url) of every /metrics endpoint: replicas, sidecars, gateway."""
+        status = self.status()
+        targets = [("gateway", "gateway", "gateway", f"http://127.0.0.1:{status['gateway_admin_port']}/metrics")]
+        for dep in status["deployments"].values():
+            for rep in dep["replicas"]:
+                if rep["pid"]:
+                    targets.append((rep["id"], "replica", dep["service"], f"http://127.0.0.1:{rep['port']}/metrics"))
+                if rep.get("sidecar_admin_port"):
+                    targets.append((f"{rep['id']}-sidecar", "sidecar", dep["service"],
+                                    f"http://127.0.0.1:{rep['sidecar_admin_port']}/metrics"))
+        return targets
+
+    def metrics(self) -> pd.DataFrame:
+        """Parsed Prometheus samples of every replica, sidecar and the gateway (one row a sample).
+
+        Sidecar request counts are also given under Envoy's names, as an Istio sidecar would
+        expose them: `envoy_cluster_upstream_rq_total` and `envoy_cluster_upstream_rq_time_ms_sum`
+        with `envoy_cluster_name` "inbound|8080||<service>" or "outbound|80||<peer>".
+        """
+        rows = []
+        with httpx.Client(timeout=5) as client:
+            for source, kind, service, url in self._scrape_targets():
+                try:
+                    text = client.get(url).text
+                except httpx.HTTPError:
+                    continue
+                for family in text_string_to_metric_families(text):
+                    for s in family.samples:
+                        rows.append({"source": source, "kind": kind, "service": service, "metric": s.name,
+                                     "labels": dict(s.labels), "value": float(s.value)})
+                        if kind == "sidecar" and family.name == "caddy_http_request_duration_seconds" \
+                                and s.name.endswith(("_count", "_sum")):
+                            rows.append(_envoy_row(source, service, s))
+        df = pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
+        return df
+
+    def usage(self) -> pd.DataFrame:
+        """CPU seconds and memory per process: replicas, sidecars, gateway, infra servers, supervisor.
+
+        `rss_mb` is each process tree's resident set; `pss_mb` shares shared pages fairly among
+        processes, so its column sum is the honest total.
+        """
+        status = self.status()
+        procs = [("supervisor", "supervisor", status["supervisor_pid"]), ("gateway", "gateway", status["gateway_pid"])]
+        for dep in status["deployments"].values():
+            for rep in dep["replicas"]:
+                procs.append((rep["id"], "replica", rep["pid"]))
+                if rep.get("sidecar_pid"):
+                    procs.append((f"{rep['id']}-sidecar", "sidecar", rep["sidecar_pid"]))
+        for name, info in status.get("infra", {}).items():
+            procs.append((name, "infra", info.get("pid")))
+        rows = []
+        for name, kind, pid in procs:
+            if not pid:
+                continue
+            try:
+                root = psutil.Process(pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            cpu_s = rss = pss = 0.0
+            for p in tree:
+                try:
+                    t = p.cpu_times()
+                    cpu_s += t.user + t.system
+                    mem = p.memory_full_info()
+                    rss += mem.rss
+                    pss += getattr(mem, "pss", mem.rss)
+                except psutil.Error:
+                    continue
+            rows.append({"name": name, "kind": kind, "pid": pid, "processes": len(tree),
+                         "cpu_s": round(cpu_s, 3), "rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1)})
+        return pd.DataFrame(rows, columns=["name", "kind", "pid", "processes", "cpu_s", "rss_mb", "pss_mb"])
+
+    def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
+        """Events of a JetStream stream ("orders", "inventory", "payments", "notifications"), oldest first."""
+        if stream.lower() not in STREAMS:
+            raise ValueError(f"stream={stream!r} is unknown: valid are {', '.join(STREAMS)}")
+        nats_port = self.status().get("infra", {}).get("nats", {}).get("port")
+        url = f"nats://127.0.0.1:{nats_port}" if nats_port else os.environ.get("NATS_URL")
+        if not url:
+            raise TargetError("no NATS server is known to this CloudMart")
+        return _run_coro(_read_stream(url, stream.upper(), order_id, limit))
+
+    def close(self) -> None:
+        """Close the HTTP client (CloudMart keeps running)."""
+        self._client.close()
+
+
+def _envoy_row(source: str, service: str, sample) -> dict:
+    server = sample.labels.get("server", "")
+    if server.startswith("outbound-"):
+        cluster = f"outbound|80||{server[len('outbound-'):]}"
+    else:
+        cluster = f"inbound|8080||{service}"
+    if sample.name.endswith("_count"):
+        metric = "envoy_cluster_upstream_rq_total"
+        value = float(sample.value)
+    else:
+        metric = "envoy_cluster_upstream_rq_time_ms_sum"
+        value = float(sample.value) * 1000.0
+    labels = {"envoy_cluster_name": cluster, "envoy_response_code": sample.labels.get("code", ""),
+              "method": sample.labels.get("method", "")}
+    return {"source": source, "kind": "sidecar", "service": service, "metric": metric, "labels": labels,
+            "value": value}
+
+
+async def _read_stream(url: str, stream: str, order_id: str | None, limit: int) -> list[dict]:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            return []
+        first, last = info.state.first_seq, info.state.last_seq
+        out = []
+        for seq in range(max(first, last - limit + 1), last + 1):
+            try:
+                msg = await js.get_msg(stream, seq)
+            except NotFoundError:
+                continue
+            try:
+                event = json.loads(msg.data)
+            except ValueError:
+                continue
+            if order_id is not None and str(event.get("order_id")) != str(order_id):
+                continue
+            event.setdefault("subject", msg.subject)
+            event.setdefault("seq", seq)
+            out.append(event)
+        return out
+    finally:
+        await nc.close()
+
+
+def _run_coro(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def connect(target: str | None = None, *, user: str | None = "alice", password: str | None = None,
+            state_dir: str | None = None, start: bool = True, mesh: bool = False, monolith: bool = False,
+            replicas: dict[str, int] | None = None):
+    """Connect to CloudMart (`CLOUDMART_TARGET=local|kind`, default local), starting it if needed."""
+    target = (target or os.environ.get("CLOUDMART_TARGET") or "local").lower()
+    if target == "kind":
+        try:
+            from cluster import kind
+        except ImportError:
+            raise TargetError("the kind target is not available in this installation") from None
+        return kind.connect(user=user, password=password)
+    if target != "local":
+        raise ValueError(f"target={target!r} is unknown: valid are local, kind")
+    local = LocalTarget(state_dir)
+    if not local.is_up():
+        if not start:
+            raise TargetError(f"CloudMart is not up (state folder {local.state_dir}); run 'cloudmart up'")
+        local.up(mesh=mesh, monolith=monolith, replicas=replicas)
+    else:
+        local.wait_ready()
+    return CloudMart(local, user=user, password=password)
