@@ -12,6 +12,19 @@ confidence intervals). The same seed gives the same numbers, so notebook outputs
 """
 
 from . import theory
+from .autoscaling import HPA, AutoscalingResult, ClusterAutoscaler, HPAScenario, load_steps, simulate_autoscaling
+from .canary import CanaryResult, CanaryScenario, Version, simulate_canary
+from .cost import (
+    PRICE_SHEET,
+    ClusterCostScenario,
+    CostAllocation,
+    InstanceType,
+    Node,
+    Pod,
+    allocate,
+    bin_pack,
+    simulate_spot,
+)
 from .callgraph import CallGraph, chain_graph, run_callgraph
 from .distributions import (
     DISTRIBUTIONS,

@@ -1,0 +1,328 @@
+"""A FinOps cost model: a price sheet, bin packing of pods onto nodes, OpenCost allocation.
+
+* :data:`PRICE_SHEET` lists instance types with on-demand prices and the reserved and spot
+  discounts (illustrative list prices in USD per hour, in the range of public cloud price pages;
+  pass your own sheet for real numbers).
+* :func:`bin_pack` places pod requests onto nodes of one instance type (first fit decreasing,
+  by CPU then memory) — what a scheduler plus cluster autoscaler ends up with.
+* :func:`allocate` follows OpenCost: a node's hourly cost is split into a CPU price per core-hour
+  and a RAM price per GiB-hour (in the ratio of OpenCost's default resource prices); each
+  container is charged for ``max(request, usage)`` of each resource; what nobody is charged for is
+  the node's **idle** cost. Allocated + idle = total, by construction and to the cent.
+* :func:`simulate_spot` runs spot nodes with Poisson interruptions (SimPy) and counts lost
+  pod-time against the saving.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from ._validate import check_fraction, check_nonnegative, check_positive
+
+__all__ = [
+    "InstanceType",
+    "PRICE_SHEET",
+    "PURCHASE_OPTIONS",
+    "Pod",
+    "Node",
+    "bin_pack",
+    "allocate",
+    "CostAllocation",
+    "ClusterCostScenario",
+    "SpotResult",
+    "simulate_spot",
+    "OPENCOST_CPU_USD_PER_CORE_H",
+    "OPENCOST_RAM_USD_PER_GIB_H",
+]
+
+# OpenCost's default resource prices, used only for the CPU:RAM split of a node's price.
+OPENCOST_CPU_USD_PER_CORE_H = 0.031611
+OPENCOST_RAM_USD_PER_GIB_H = 0.004237
+
+PURCHASE_OPTIONS = ("on_demand", "reserved", "spot")
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """A node size and its prices. Discounts are fractions off the on-demand price."""
+
+    name: str
+    vcpu: float
+    memory_gib: float
+    on_demand_usd_per_h: float
+    reserved_discount: float = 0.40
+    spot_discount: float = 0.70
+    spot_interruptions_per_h: float = 0.01
+
+    def __post_init__(self):
+        check_positive(f"vcpu[{self.name!r}]", self.vcpu)
+        check_positive(f"memory_gib[{self.name!r}]", self.memory_gib)
+        check_positive(f"on_demand_usd_per_h[{self.name!r}]", self.on_demand_usd_per_h)
+        check_fraction(f"reserved_discount[{self.name!r}]", self.reserved_discount, closed_high=False)
+        check_fraction(f"spot_discount[{self.name!r}]", self.spot_discount, closed_high=False)
+        check_nonnegative(f"spot_interruptions_per_h[{self.name!r}]", self.spot_interruptions_per_h)
+
+    def price_usd_per_h(self, purchase: str = "on_demand") -> float:
+        """Hourly price for ``purchase`` in ``PURCHASE_OPTIONS``."""
+        if purchase == "on_demand":
+            return self.on_demand_usd_per_h
+        if purchase == "reserved":
+            return self.on_demand_usd_per_h * (1 - self.reserved_discount)
+        if purchase == "spot":
+            return self.on_demand_usd_per_h * (1 - self.spot_discount)
+        raise ValueError(f"purchase: got {purchase!r}; valid: one of {list(PURCHASE_OPTIONS)}")
+
+
+PRICE_SHEET: Mapping[str, InstanceType] = {
+    t.name: t
+    for t in (
+        InstanceType("general.large", 2, 8, 0.096),
+        InstanceType("general.xlarge", 4, 16, 0.192),
+        InstanceType("general.2xlarge", 8, 32, 0.384),
+        InstanceType("compute.large", 2, 4, 0.085, spot_interruptions_per_h=0.02),
+        InstanceType("compute.xlarge", 4, 8, 0.170, spot_interruptions_per_h=0.02),
+        InstanceType("memory.large", 2, 16, 0.126),
+        InstanceType("memory.xlarge", 4, 32, 0.252),
+    )
+}
+
+
+def _instance(instance, price_sheet=None) -> InstanceType:
+    if isinstance(instance, InstanceType):
+        return instance
+    sheet = price_sheet or PRICE_SHEET
+    try:
+        return sheet[instance]
+    except (KeyError, TypeError):
+        raise ValueError(f"instance_type: got {instance!r}; valid: one of {sorted(sheet)}") from None
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A container's requests and (measured or modelled) average usage."""
+
+    name: str
+    cpu_request_cores: float
+    memory_request_gib: float
+    cpu_usage_cores: float = 0.0
+    memory_usage_gib: float = 0.0
+    service: str = ""
+
+    def __post_init__(self):
+        check_nonnegative(f"cpu_request_cores[{self.name!r}]", self.cpu_request_cores)
+        check_nonnegative(f"memory_request_gib[{self.name!r}]", self.memory_request_gib)
+        check_nonnegative(f"cpu_usage_cores[{self.name!r}]", self.cpu_usage_cores)
+        check_nonnegative(f"memory_usage_gib[{self.name!r}]", self.memory_usage_gib)
+
+
+@dataclass
+class Node:
+    """One node of the packed cluster."""
+
+    name: str
+    instance: InstanceType
+    purchase: str = "on_demand"
+    pods: list = field(default_factory=list)
+
+    @property
+    def cpu_requested(self) -> float:
+        return sum(p.cpu_request_cores for p in self.pods)
+
+    @property
+    def memory_requested(self) -> float:
+        return sum(p.memory_request_gib for p in self.pods)
+
+    def fits(self, pod: Pod) -> bool:
+        return (self.cpu_requested + pod.cpu_request_cores <= self.instance.vcpu + 1e-9
+                and self.memory_requested + pod.memory_request_gib <= self.instance.memory_gib + 1e-9)
+
+    @property
+    def cost_usd_per_h(self) -> float:
+        return self.instance.price_usd_per_h(self.purchase)
+
+
+def bin_pack(pods: Sequence[Pod], instance_type="general.xlarge", purchase: str = "on_demand",
+             price_sheet: Mapping[str, InstanceType] | None = None) -> list[Node]:
+    """First-fit-decreasing placement of ``pods`` onto as few nodes of one type as it finds."""
+    inst = _instance(instance_type, price_sheet)
+    inst.price_usd_per_h(purchase)  # validates the purchase option
+    nodes: list[Node] = []
+    for pod in sorted(pods, key=lambda p: (p.cpu_request_cores, p.memory_request_gib), reverse=True):
+        if pod.cpu_request_cores > inst.vcpu or pod.memory_request_gib > inst.memory_gib:
+            raise ValueError(
+                f"pods[{pod.name!r}]: got requests {pod.cpu_request_cores} cores / "
+                f"{pod.memory_request_gib} GiB; valid: at most {inst.vcpu} cores / {inst.memory_gib} GiB "
+                f"(one {inst.name})"
+            )
+        for node in nodes:
+            if node.fits(pod):
+                node.pods.append(pod)
+                break
+        else:
+            nodes.append(Node(f"node-{len(nodes)}", inst, purchase, [pod]))
+    return nodes
+
+
+def _cents(x: float) -> float:
+    return round(x + 0.0, 2)
+
+
+@dataclass(frozen=True)
+class CostAllocation:
+    """OpenCost-style allocation over ``hours``: per container, per node, idle and total (USD)."""
+
+    hours: float
+    containers: pd.DataFrame
+    nodes: pd.DataFrame
+    total_usd: float
+    allocated_usd: float
+    idle_usd: float
+
+    def by_service(self) -> pd.DataFrame:
+        """Allocated cost summed per service label."""
+        return self.containers.groupby("service")[["cpu_usd", "memory_usd", "total_usd"]].sum()
+
+    def to_frame(self) -> pd.DataFrame:
+        """Container rows plus one ``__idle__`` row per node; ``total_usd`` sums to the bill."""
+        idle = self.nodes[["idle_usd"]].rename(columns={"idle_usd": "total_usd"}).reset_index()
+        idle["container"] = "__idle__"
+        idle["service"] = "__idle__"
+        return pd.concat([self.containers.reset_index(), idle], ignore_index=True)
+
+
+def allocate(nodes: Sequence[Node], hours: float = 730.0) -> CostAllocation:
+    """OpenCost allocation of the nodes' cost over ``hours`` to their containers, plus idle.
+
+    Each node's price is split into CPU and RAM prices in the ratio of OpenCost's default
+    resource prices; a container pays ``max(request, usage)`` of each. Idle is the node's cost
+    not charged to any container. Money is rounded to the cent per line; idle is the node's
+    rounded cost minus its rounded container charges, so the lines add up to the bill exactly.
+    """
+    check_positive("hours", hours)
+    rows, node_rows = [], []
+    for node in nodes:
+        inst = node.instance
+        cost_h = node.cost_usd_per_h
+        weight_cpu = inst.vcpu * OPENCOST_CPU_USD_PER_CORE_H
+        weight_ram = inst.memory_gib * OPENCOST_RAM_USD_PER_GIB_H
+        cpu_price = cost_h * weight_cpu / (weight_cpu + weight_ram) / inst.vcpu  # USD per core-hour
+        ram_price = cost_h * weight_ram / (weight_cpu + weight_ram) / inst.memory_gib  # per GiB-hour
+        node_cents = round(cost_h * hours * 100)
+        charged_cents = 0
+        for pod in node.pods:
+            cpu_alloc = max(pod.cpu_request_cores, pod.cpu_usage_cores)
+            mem_alloc = max(pod.memory_request_gib, pod.memory_usage_gib)
+            cpu_cents = round(cpu_alloc * cpu_price * hours * 100)
+            mem_cents = round(mem_alloc * ram_price * hours * 100)
+            charged_cents += cpu_cents + mem_cents
+            rows.append({
+                "container": pod.name, "service": pod.service or pod.name, "node": node.name,
+                "cpu_alloc_cores": cpu_alloc, "memory_alloc_gib": mem_alloc,
+                "cpu_usd": cpu_cents / 100, "memory_usd": mem_cents / 100,
+                "total_usd": (cpu_cents + mem_cents) / 100,
+                "cpu_efficiency": pod.cpu_usage_cores / cpu_alloc if cpu_alloc else float("nan"),
+            })
+        node_rows.append({
+            "node": node.name, "instance_type": inst.name, "purchase": node.purchase,
+            "cost_usd": node_cents / 100, "allocated_usd": charged_cents / 100,
+            "idle_usd": (node_cents - charged_cents) / 100,
+            "cpu_requested_cores": node.cpu_requested, "cpu_capacity_cores": inst.vcpu,
+        })
+    containers = pd.DataFrame(rows, columns=["container", "service", "node", "cpu_alloc_cores",
+                                             "memory_alloc_gib", "cpu_usd", "memory_usd", "total_usd",
+                                             "cpu_efficiency"]).set_index("container")
+    node_df = pd.DataFrame(node_rows).set_index("node") if node_rows else pd.DataFrame(
+        columns=["cost_usd", "allocated_usd", "idle_usd"])
+    total_cents = int(round(node_df["cost_usd"].sum() * 100)) if node_rows else 0
+    allocated_cents = int(round(containers["total_usd"].sum() * 100)) if rows else 0
+    return CostAllocation(
+        hours=hours,
+        containers=containers,
+        nodes=node_df,
+        total_usd=total_cents / 100,
+        allocated_usd=allocated_cents / 100,
+        idle_usd=(total_cents - allocated_cents) / 100,
+    )
+
+
+@dataclass(frozen=True)
+class ClusterCostScenario:
+    """Pods on nodes of one instance type and purchase option, billed over ``hours``."""
+
+    pods: tuple
+    instance_type: str | InstanceType = "general.xlarge"
+    purchase: str = "on_demand"
+    hours: float = 730.0
+
+    def __post_init__(self):
+        pods = tuple(self.pods)
+        if not all(isinstance(p, Pod) for p in pods):
+            raise ValueError(f"pods: got {self.pods!r}; valid: a sequence of sim.Pod")
+        object.__setattr__(self, "pods", pods)
+        _instance(self.instance_type).price_usd_per_h(self.purchase)
+        check_positive("hours", self.hours)
+
+    def _run(self, seed: int = 0) -> CostAllocation:
+        return allocate(bin_pack(self.pods, self.instance_type, self.purchase), self.hours)
+
+
+@dataclass(frozen=True)
+class SpotResult:
+    """What spot interruptions cost over a run: interruptions, lost pod-hours, the bill."""
+
+    interruptions: int
+    expected_interruptions: float
+    lost_pod_hours: float
+    availability: float
+    cost_usd: float
+    on_demand_cost_usd: float
+
+    @property
+    def saving_fraction(self) -> float:
+        return 1 - self.cost_usd / self.on_demand_cost_usd
+
+
+def simulate_spot(nodes: int, pods_per_node: int, instance_type="general.xlarge", hours: float = 720.0,
+                  reschedule_s: float = 120.0, seed: int = 0) -> SpotResult:
+    """Spot nodes interrupted as a Poisson process at the type's rate; an interrupted node's
+    pods are down for ``reschedule_s`` while a replacement node starts."""
+    inst = _instance(instance_type)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes: got {nodes!r}; valid: an integer >= 1")
+    if isinstance(pods_per_node, bool) or not isinstance(pods_per_node, int) or pods_per_node < 1:
+        raise ValueError(f"pods_per_node: got {pods_per_node!r}; valid: an integer >= 1")
+    check_positive("hours", hours)
+    check_nonnegative("reschedule_s", reschedule_s)
+    rng = np.random.default_rng(seed)
+    env = simpy.Environment()
+    horizon_s = hours * 3600.0
+    rate_per_s = inst.spot_interruptions_per_h / 3600.0
+    tally = {"interruptions": 0, "lost_pod_s": 0.0}
+
+    def node(env):
+        """One spot node: runs until interrupted, then is replaced after ``reschedule_s``."""
+        while rate_per_s > 0:
+            yield env.timeout(rng.exponential(1.0 / rate_per_s))
+            tally["interruptions"] += 1
+            down = min(reschedule_s, horizon_s - env.now)
+            tally["lost_pod_s"] += down * pods_per_node
+            yield env.timeout(reschedule_s)
+
+    for _ in range(nodes):
+        env.process(node(env))
+    env.run(until=horizon_s)
+    pod_s = nodes * pods_per_node * horizon_s
+    return SpotResult(
+        interruptions=tally["interruptions"],
+        expected_interruptions=nodes * inst.spot_interruptions_per_h * hours,
+        lost_pod_hours=tally["lost_pod_s"] / 3600.0,
+        availability=1 - tally["lost_pod_s"] / pod_s,
+        cost_usd=nodes * inst.price_usd_per_h("spot") * hours,
+        on_demand_cost_usd=nodes * inst.price_usd_per_h("on_demand") * hours,
+    )
