@@ -40,6 +40,15 @@ STREAMS: dict[str, list[str]] = {
 Handler = Callable[[AsyncSession, dict], Awaitable[None]]
 
 
+_EVENT_NS = uuid.UUID("5d0c3f7e-9b1a-4c55-a1f3-0c1d2e3f4a5b")
+
+
+def step_event_id(order_id: str, type_: str) -> str:
+    """A deterministic id for a saga step that happens once per order: a retry of the step
+    produces the same id, so JetStream de-duplicates it and consumers ignore it."""
+    return str(uuid.uuid5(_EVENT_NS, f"{order_id}/{type_}"))
+
+
 def make_event(type_: str, order_id: str | None, payload: dict, event_id: str | None = None) -> dict:
     """A new event of ``type_`` (its subject) carrying the current trace context."""
     stream = type_.split(".", 1)[0].upper()

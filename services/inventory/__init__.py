@@ -1,0 +1,1 @@
+"""Inventory service: stock per product; reserve/release/commit driven by order events."""

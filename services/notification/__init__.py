@@ -1,0 +1,1 @@
+"""Notification service: turns order outcomes into messages for the customer."""

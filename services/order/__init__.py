@@ -1,0 +1,1 @@
+"""Order service: accepts orders (idempotent, transactional outbox) and drives the checkout saga."""

@@ -1,0 +1,9 @@
+"""``python -m services.payment``"""
+
+from services.payment.app import build_app
+from services.common.app import run
+from services.common.settings import Settings
+
+if __name__ == "__main__":
+    settings = Settings.from_env("payment")
+    run(build_app(settings), settings)

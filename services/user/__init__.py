@@ -1,0 +1,1 @@
+"""User service: registration and the caller's own profile."""

@@ -1,0 +1,109 @@
+"""The checkout saga end to end on real processes: happy path and both compensations."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from conftest import wait_for
+
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+
+
+def place(stack, headers, items, card=GOOD_CARD, key=None):
+    key = key or str(uuid.uuid4())
+    return httpx.post(stack.url("order") + "/api/orders", headers={**headers, "Idempotency-Key": key},
+                      json={"items": items, "payment": {"card_number": card}})
+
+
+def terminal(stack, headers, order_id):
+    def check():
+        order = httpx.get(f"{stack.url('order')}/api/orders/{order_id}", headers=headers).json()
+        return order if order["status"] in ("confirmed", "cancelled") else None
+    return wait_for(check, timeout_s=30)
+
+
+def stock(stack, product_id):
+    return httpx.get(f"{stack.url('inventory')}/api/inventory/{product_id}").json()
+
+
+def test_happy_path_confirms_charges_and_notifies(stack, headers):
+    before = stock(stack, "OLJCESPC7Z")
+    response = place(stack, headers["alice"], [{"product_id": "OLJCESPC7Z", "quantity": 2}])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "pending"
+    order = terminal(stack, headers["alice"], body["id"])
+    assert order["status"] == "confirmed"
+    assert order["total_cents"] == 2 * 1999
+    after = stock(stack, "OLJCESPC7Z")
+    assert after["available"] == before["available"] - 2
+    assert after["sold"] == before["sold"] + 2
+    payments = httpx.get(stack.url("payment") + "/api/payments", headers=headers["alice"]).json()
+    mine = [p for p in payments if p["order_id"] == body["id"]]
+    assert len(mine) == 1 and mine[0]["status"] == "authorized" and mine[0]["amount_cents"] == 2 * 1999
+    notes = wait_for(lambda: [n for n in httpx.get(stack.url("notification") + "/api/notifications",
+                                                   headers=headers["alice"]).json() if n["order_id"] == body["id"]])
+    assert notes[0]["kind"] == "order_confirmed"
+    history = httpx.get(f"{stack.url('order')}/api/orders/{body['id']}/events", headers=headers["alice"]).json()
+    types = [e["type"] for e in history]
+    for expected in ("orders.created", "inventory.reserved", "orders.payment_requested",
+                     "payments.authorized", "orders.confirmed"):
+        assert expected in types
+    assert all(e["traceparent"].split("-")[1] == history[0]["traceparent"].split("-")[1] for e in history), \
+        "one trace id end to end"
+    assert all("card_number" not in e["payload"] for e in history)
+
+
+def test_declined_card_cancels_and_releases_stock(stack, headers):
+    before = stock(stack, "66VCHSJNUP")
+    response = place(stack, headers["alice"], [{"product_id": "66VCHSJNUP", "quantity": 3}], card=DECLINED_CARD)
+    assert response.status_code == 202
+    order = terminal(stack, headers["alice"], response.json()["id"])
+    assert order["status"] == "cancelled"
+    assert "declined" in order["reason"]
+    wait_for(lambda: stock(stack, "66VCHSJNUP") == before)
+
+
+def test_out_of_stock_cancels_without_charge(stack, headers):
+    admin = headers["admin"]
+    put = httpx.put(stack.url("inventory") + "/api/inventory/LIMITED001", headers=admin, json={"available": 1})
+    assert put.status_code == 200, put.text
+    response = place(stack, headers["bob"], [{"product_id": "LIMITED001", "quantity": 2}])
+    order = terminal(stack, headers["bob"], response.json()["id"])
+    assert order["status"] == "cancelled"
+    assert "out of stock" in order["reason"]
+    assert stock(stack, "LIMITED001")["available"] == 1
+    payment = httpx.get(f"{stack.url('payment')}/api/payments/{order['id']}", headers=headers["bob"])
+    assert payment.status_code == 404
+
+
+def test_same_idempotency_key_twice_gives_one_order_and_one_charge(stack, headers):
+    key = str(uuid.uuid4())
+    first = place(stack, headers["alice"], [{"product_id": "6E92ZMYYFZ", "quantity": 1}], key=key)
+    second = place(stack, headers["alice"], [{"product_id": "6E92ZMYYFZ", "quantity": 1}], key=key)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    terminal(stack, headers["alice"], first.json()["id"])
+    payments = httpx.get(stack.url("payment") + "/api/payments", headers=headers["alice"]).json()
+    assert len([p for p in payments if p["order_id"] == first.json()["id"]]) == 1
+    orders = httpx.get(stack.url("order") + "/api/orders", headers=headers["alice"], params={"limit": 500}).json()
+    assert len([o for o in orders if o["id"] == first.json()["id"]]) == 1
+    changed = place(stack, headers["alice"], [{"product_id": "6E92ZMYYFZ", "quantity": 2}], key=key)
+    assert changed.status_code == 409
+
+
+def test_customer_cancel_refunds_and_restocks(stack, headers):
+    before = stock(stack, "9SIQT8TOJO")
+    response = place(stack, headers["alice"], [{"product_id": "9SIQT8TOJO", "quantity": 4}])
+    order = terminal(stack, headers["alice"], response.json()["id"])
+    assert order["status"] == "confirmed"
+    cancel = httpx.post(f"{stack.url('order')}/api/orders/{order['id']}/cancel", headers=headers["alice"])
+    assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+    again = httpx.post(f"{stack.url('order')}/api/orders/{order['id']}/cancel", headers=headers["alice"])
+    assert again.status_code == 409
+    wait_for(lambda: httpx.get(f"{stack.url('payment')}/api/payments/{order['id']}",
+                               headers=headers["alice"]).json()["status"] == "refunded")
+    wait_for(lambda: stock(stack, "9SIQT8TOJO") == before)
