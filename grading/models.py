@@ -1,8 +1,9 @@
 """Reference models the checks score answers against.
 
-Exact queueing results where theory has one (M/M/1 tandem lines, M/M/c with Erlang C), and a
-seeded Monte Carlo over those exact sojourn-time distributions for call trees, so a check gives
-the same score for the same answer every time. Times are in milliseconds throughout.
+Exact queueing results where theory has one (M/M/1 tandem lines, M/M/c with Erlang C from
+:mod:`sim.theory`), and a seeded Monte Carlo over those exact sojourn-time distributions for
+call trees, so a check gives the same score for the same answer every time. Times are in
+milliseconds throughout.
 """
 
 from __future__ import annotations
@@ -12,27 +13,12 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
+from sim.theory import erlang_c
+
 __all__ = [
-    "erlang_c",
     "mmc_response_quantile_ms",
     "tandem_mm1_quantile_ms",
 ]
-
-
-def erlang_c(servers: int, offered_load: float) -> float:
-    """Erlang C: probability that an arrival waits in an M/M/c queue with ``offered_load`` = λ/μ."""
-    if servers < 1:
-        raise ValueError(f"servers={servers!r} is invalid; it must be an integer >= 1")
-    if not 0 <= offered_load < servers:
-        raise ValueError(
-            f"offered_load={offered_load!r} is invalid; it must be in [0, servers={servers})"
-        )
-    # Erlang B by the stable recurrence, then C from B.
-    b = 1.0
-    for k in range(1, servers + 1):
-        b = offered_load * b / (k + offered_load * b)
-    rho = offered_load / servers
-    return b / (1 - rho + rho * b)
 
 
 def mmc_response_quantile_ms(
