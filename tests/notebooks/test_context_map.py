@@ -1,0 +1,101 @@
+"""The context map of notebook 02 agrees with the services' code: routes and event subjects."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.routing import APIRoute
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY1 = ROOT / "notebooks" / "day1-microservices"
+CONTEXT_MAP = yaml.safe_load((DAY1 / "context-map.yaml").read_text())
+DOMAIN_MODEL = yaml.safe_load((DAY1 / "domain-model.yaml").read_text())
+CONTEXTS = CONTEXT_MAP["contexts"]
+SERVICE_PACKAGES = sorted(p.parent.name for p in (ROOT / "services").glob("*/api.py"))
+
+
+def _events_module(name: str):
+    try:
+        return importlib.import_module(f"services.{name}.events")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"services.{name}.events":
+            raise
+        return None
+
+
+def _subjects(value) -> set[str]:
+    """PUBLISHES/CONSUMES are a list of subjects or a {stream: [subjects]} mapping."""
+    if value is None:
+        return set()
+    if isinstance(value, dict):
+        return {s for subjects in value.values() for s in subjects}
+    return set(value)
+
+
+def _routes(name: str) -> list[tuple[str, str]]:
+    router = importlib.import_module(f"services.{name}.api").router
+    return [(method, route.path) for route in router.routes if isinstance(route, APIRoute)
+            for method in route.methods]
+
+
+def test_one_context_per_service():
+    assert sorted(CONTEXTS) == SERVICE_PACKAGES
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_route_prefix_matches_the_router(name):
+    router = importlib.import_module(f"services.{name}.api").router
+    assert router.prefix == CONTEXTS[name]["route_prefix"]
+    paths = [path for _, path in _routes(name)]
+    assert paths, f"{name} serves no routes"
+    assert all(p.startswith(CONTEXTS[name]["route_prefix"]) for p in paths)
+
+
+@pytest.mark.parametrize("name", sorted(CONTEXTS))
+def test_published_and_consumed_subjects_match_the_code(name):
+    events = _events_module(name)
+    published = _subjects(getattr(events, "PUBLISHES", None))
+    consumed = _subjects(getattr(events, "CONSUMES", None))
+    assert set(CONTEXTS[name]["publishes"]) == published
+    assert set(CONTEXTS[name]["consumes"]) == consumed
+    # A context publishes only under its own subject prefix (its stream).
+    assert all(s.split(".")[0] in (name + "s", name) for s in published), published
+
+
+def test_every_consumed_subject_has_a_publisher():
+    published = {s for ctx in CONTEXTS.values() for s in ctx["publishes"]}
+    for name, ctx in CONTEXTS.items():
+        orphans = set(ctx["consumes"]) - published
+        assert not orphans, f"{name} consumes {sorted(orphans)} which no context publishes"
+
+
+@pytest.mark.parametrize("rel", CONTEXT_MAP["relationships"],
+                         ids=lambda r: f"{r['upstream']}->{r['downstream']}")
+def test_relationship_is_backed_by_an_event_or_a_route(rel):
+    up, down = CONTEXTS[rel["upstream"]], CONTEXTS[rel["downstream"]]
+    for via in rel["via"]:
+        if " " in via:  # an HTTP call the upstream serves
+            method, path = via.split(" ", 1)
+            assert (method, path) in _routes(rel["upstream"]), f"{rel['upstream']} does not serve {via}"
+        else:
+            assert via in up["publishes"], f"{rel['upstream']} does not publish {via}"
+            assert via in down["consumes"], f"{rel['downstream']} does not consume {via}"
+
+
+def test_every_domain_entity_has_exactly_one_owner():
+    owners: dict[str, list[str]] = {}
+    for name, ctx in CONTEXTS.items():
+        for entity in ctx["owns"]:
+            owners.setdefault(entity, []).append(name)
+    assert sorted(owners) == sorted(DOMAIN_MODEL["entities"])
+    assert all(len(o) == 1 for o in owners.values()), {e: o for e, o in owners.items() if len(o) > 1}
+
+
+def test_domain_model_operations_touch_known_entities():
+    entities = set(DOMAIN_MODEL["entities"])
+    for operation, touched in DOMAIN_MODEL["operations"].items():
+        assert set(touched) <= entities, operation
+        assert set(touched.values()) <= {"r", "w"}, operation
