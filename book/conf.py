@@ -75,11 +75,16 @@ mathjax_path = "mathjax/tex-mml-chtml.js"
 mermaid_use_local = "mermaid/mermaid.esm.min.mjs"
 mermaid_d3_zoom = False
 # The HTML manager bundles ipywidgets' own widgets (base, controls, output), the only ones used.
-nb_ipywidgets_js = {"widgets/require.js": {}, "widgets/embed-amd.js": {}}
+nb_ipywidgets_js = {
+    "widgets/require.js": {},
+    "widgets-setup.js": {},
+    "widgets/embed-amd.js": {},
+}
 
 # --- HTML theme ------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "CloudMart Course"
+html_favicon = "_static/favicon.svg"
 html_last_updated_fmt = None
 html_css_files = ["cloudmart.css"]
 html_theme_options = {
