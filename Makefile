@@ -8,8 +8,9 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+BOOK_ARGS ?=
 
-.PHONY: install lab test bench clean
+.PHONY: install lab test bench book clean
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
@@ -32,6 +33,11 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The course as a site: book/_build/html/ (offline assets from book/package-lock.json via npm ci;
+# notebook execution cached in book/_build/.jupyter_cache; BOOK_ARGS=--no-live keeps live outputs).
+book: install
+	$(BIN)/python book/build.py $(BOOK_ARGS)
 
 bench: install
 	$(BIN)/python tests/benchmarks/sim_engines.py --json
