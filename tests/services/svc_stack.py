@@ -85,10 +85,10 @@ class Stack:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     startup_s: dict[str, float] = field(default_factory=dict)
 
-    def env_for(self, name: str, extra: dict | None = None) -> dict:
+    def env_for(self, name: str, extra: dict | None = None, module: str | None = None) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "NATS_URL", "MONGO_URL")}
-        env.update(self.infra.env_for(name))
-        env.update(SERVICE_NAME=name, REPLICA_ID=f"{name}-0", LOG_LEVEL="INFO")
+        env.update(self.infra.env_for(module or name))
+        env.update(SERVICE_NAME=module or name, REPLICA_ID=f"{name}-0", LOG_LEVEL="INFO")
         if "auth" in self.services:
             env["AUTH_JWKS_URL"] = self.services["auth"].url + "/api/auth/.well-known/jwks.json"
         if "product" in self.services:
@@ -98,7 +98,7 @@ class Stack:
 
     def add(self, name: str, extra_env: dict | None = None, module: str | None = None) -> ServiceProcess:
         port = free_port()
-        env = self.env_for(name, extra_env)
+        env = self.env_for(name, extra_env, module)
         env["PORT"] = str(port)
         svc = ServiceProcess(module or name, port, env, self.log_dir / f"{name}.log")
         self.services[name] = svc
