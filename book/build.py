@@ -101,22 +101,16 @@ def uncached_live_notebooks() -> list[str]:
     return missing
 
 
-def _cloudmart(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args], cwd=REPO_DIR, capture_output=True, text=True
-    )
-
-
-def cloudmart_running() -> bool:
+def cloudmart_running(env: dict[str, str]) -> bool:
     """True when `cloudmart status --json` reports a running local CloudMart."""
-    result = _cloudmart("status", "--json")
-    if result.returncode != 0:
-        return False
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "status", "--json"], cwd=REPO_DIR, env=env, capture_output=True, text=True
+    )
     try:
         status = json.loads(result.stdout)
     except json.JSONDecodeError:
         return False
-    return bool(status.get("running", status.get("up", False))) if isinstance(status, dict) else False
+    return isinstance(status, dict) and status.get("up") is True
 
 
 def cloudmart_available() -> bool:
@@ -154,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     npm_ran = install_assets()
 
     env = dict(os.environ)
+    # One CloudMart for this build and the notebooks' kernels, which run in their own folders.
+    env.setdefault("CLOUDMART_STATE_DIR", str(REPO_DIR / ".cloudmart"))
     started_cloudmart = False
     to_execute_live = [] if args.no_live else uncached_live_notebooks()
     if args.no_live:
@@ -167,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             env["CLOUDMART_BOOK_LIVE"] = "0"
             to_execute_live = []
-        elif not cloudmart_running():
-            subprocess.run([sys.executable, "-m", "cluster.cli", "up"], cwd=REPO_DIR, check=True)
+        elif not cloudmart_running(env):
+            subprocess.run([sys.executable, "-m", "cluster.cli", "up"], cwd=REPO_DIR, env=env, check=True)
             started_cloudmart = True
     try:
         sphinx_build(env)
     finally:
         if started_cloudmart:
-            subprocess.run([sys.executable, "-m", "cluster.cli", "down"], cwd=REPO_DIR, check=False)
+            subprocess.run([sys.executable, "-m", "cluster.cli", "down"], cwd=REPO_DIR, env=env, check=False)
     print(
         json.dumps(
             {
