@@ -224,7 +224,8 @@ class CloudMart:
                 continue
             try:
                 root = psutil.Process(pid)
-                tree = [root, *root.children(recursive=True)]
+                # The supervisor's children are listed on their own rows.
+                tree = [root] if kind == "supervisor" else [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
             cpu_s = rss = pss = 0.0

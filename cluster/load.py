@@ -13,6 +13,7 @@ than httpx, so the generator is not the bottleneck on a small machine).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -25,11 +26,16 @@ import pandas as pd
 SCENARIOS = ("browse", "checkout")
 MAX_RPS = 2000.0
 MAX_SECONDS = 3600.0
+TEST_CARD = "4242424242424242"  # the payment service approves this test card
 
 
 @dataclass
 class LoadResult:
-    """Per-request data (`requests`: t_s, latency_ms, status, ok, path, dispatch_lag_ms) and a summary."""
+    """Per-request data and a summary.
+
+    `requests` columns: t_s (scheduled arrival), latency_ms, status (0: no answer), ok, path,
+    ref (the order id of an accepted checkout), dispatch_lag_ms (how late the generator sent it).
+    """
 
     requests: pd.DataFrame
     summary: dict = field(default_factory=dict)
@@ -88,19 +94,25 @@ class _Scenario:
                                f"product found through {self.base_url}/api/products")
         self.product_ids = ids
 
-    async def fire(self) -> tuple[int, str]:
+    async def fire(self) -> tuple[int, str, str]:
         pid = self.product_ids[int(self.rng.integers(len(self.product_ids)))]
         if self.name == "browse":
             path = "/api/products" if self.rng.random() < 0.5 else f"/api/products/{pid}"
             async with self.session.get(self.base_url + path, headers=self.headers) as resp:
                 await resp.read()
-                return resp.status, path
+                return resp.status, path, ""
         path = "/api/orders"
         headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
-        body = {"items": [{"product_id": pid, "quantity": 1}]}
+        body = {"items": [{"product_id": pid, "quantity": 1}], "payment": {"card_number": TEST_CARD}}
         async with self.session.post(self.base_url + path, json=body, headers=headers) as resp:
-            await resp.read()
-            return resp.status, path
+            raw = await resp.read()
+            ref = ""
+            if resp.status == 202:   # accepted: keep the order id, so that its fate can be checked
+                try:
+                    ref = str(json.loads(raw).get("id", ""))
+                except ValueError:
+                    pass
+            return resp.status, path, ref
 
 
 async def run_load_async(base_url: str, rps: float, seconds: float, scenario: str = "browse", *,
@@ -129,12 +141,12 @@ async def run_load_async(base_url: str, rps: float, seconds: float, scenario: st
             nonlocal in_flight
             start = time.perf_counter()
             try:
-                status, path = await work.fire()
+                status, path, ref = await work.fire()
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                status, path = 0, ""
+                status, path, ref = 0, "", ""
             finally:
                 in_flight -= 1
-            rows.append((t_s, (time.perf_counter() - start) * 1000.0, status, 200 <= status < 400, path, lag_ms))
+            rows.append((t_s, (time.perf_counter() - start) * 1000.0, status, 200 <= status < 400, path, ref, lag_ms))
 
         tasks = []
         t0 = time.perf_counter()
@@ -151,7 +163,8 @@ async def run_load_async(base_url: str, rps: float, seconds: float, scenario: st
         if tasks:
             await asyncio.gather(*tasks)
         wall_s = max(seconds, time.perf_counter() - t0)
-    df = pd.DataFrame(rows, columns=["t_s", "latency_ms", "status", "ok", "path", "dispatch_lag_ms"])
+    df = pd.DataFrame(rows, columns=["t_s", "latency_ms", "status", "ok", "path", "ref",
+                                     "dispatch_lag_ms"])
     df = df.sort_values("t_s", ignore_index=True)
     return LoadResult(df, summarize(df, scenario=scenario, rps=rps, seconds=seconds, dropped=dropped, wall_s=wall_s))
 

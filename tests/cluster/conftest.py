@@ -1,0 +1,157 @@
+"""Fixtures for the local target: one real CloudMart per session (temp state folder, free port).
+
+Every process a fixture starts is stopped in teardown, also when a test fails; the teardown then
+checks that none of the recorded processes is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cluster.handle import CloudMart
+from cluster.local import LocalTarget
+from cluster.supervisor import STATE_FILE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recorded_pids(state_dir: Path) -> list[int]:
+    """Every pid a running CloudMart recorded: supervisor, gateway, replicas, sidecars, infra."""
+    pids = []
+    try:
+        raw = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        raw = {}
+    status = raw.get("status") or {}
+    pids += [raw.get("pid"), status.get("gateway_pid")]
+    for dep in (status.get("deployments") or {}).values():
+        for rep in dep["replicas"]:
+            pids += [rep.get("pid"), rep.get("sidecar_pid")]
+    for info in (status.get("infra") or {}).values():
+        pids.append(info.get("pid"))
+    return [p for p in pids if p]
+
+
+def alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def processes_under(state_dir: Path) -> list[psutil.Process]:
+    """Processes whose command line mentions the state folder (servers started for it)."""
+    found = []
+    needle = str(state_dir)
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+        except psutil.Error:
+            continue
+        if proc.pid == os.getpid():
+            continue
+        if needle in cmd or env.get("CLOUDMART_STATE_DIR") == needle:
+            found.append(proc)
+    return found
+
+
+def stop_everything(target: LocalTarget, pids: list[int]) -> None:
+    """`down`, then kill whatever is left (a failing test must not leave processes behind)."""
+    try:
+        target.down(timeout_s=30)
+    finally:
+        for pid in alive(pids) + [p.pid for p in processes_under(target.state_dir)]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class Running:
+    """A started CloudMart for tests: the target, its handle as alice, and its state folder."""
+
+    def __init__(self, target: LocalTarget, port: int):
+        self.target = target
+        self.port = port
+        self.state_dir = target.state_dir
+        self.cm = CloudMart(target, user="alice")
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CLOUDMART_STATE_DIR": str(self.state_dir), "CLOUDMART_GATEWAY_PORT": str(self.port)}
+        return subprocess.run([sys.executable, "-m", "cluster.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd=REPO)
+
+
+def start(tmp: Path, **up_kw) -> tuple[Running, list[int]]:
+    port = free_port()
+    target = LocalTarget(tmp / "state")
+    try:
+        target.up(port=port, **up_kw)
+    except BaseException:
+        stop_everything(target, recorded_pids(target.state_dir))
+        raise
+    return Running(target, port), recorded_pids(target.state_dir)
+
+
+@pytest.fixture(scope="session")
+def cloudmart(tmp_path_factory):
+    """One real local CloudMart for the session (microservices, no mesh, one replica each)."""
+    running, pids = start(tmp_path_factory.mktemp("cloudmart"))
+    try:
+        yield running
+    finally:
+        pids = sorted(set(pids + recorded_pids(running.state_dir)))
+        stop_everything(running.target, pids)
+        left = alive(pids)
+        assert not left, f"processes left behind after down: {left}"
+
+
+@pytest.fixture(scope="module")
+def mesh_cloudmart(tmp_path_factory, cloudmart):
+    """A second CloudMart with the mesh on (the session one stays up; ports and state differ)."""
+    running, pids = start(tmp_path_factory.mktemp("mesh"), mesh=True)
+    try:
+        yield running
+    finally:
+        pids = sorted(set(pids + recorded_pids(running.state_dir)))
+        stop_everything(running.target, pids)
+        assert not alive(pids), "mesh processes left behind"
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.2):
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture():
+    """The `wait_for(predicate, timeout_s)` helper."""
+    return wait_for

@@ -1,0 +1,121 @@
+"""Scaling, killing, canary weights and fault injection on a live CloudMart."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import httpx
+import pytest
+
+from cluster.load import run_load
+
+
+pytestmark = pytest.mark.live
+
+
+def _background_browse(cm, seconds: float, rps: float = 10.0):
+    box = {}
+
+    def run():
+        box["result"] = run_load(cm.gateway_url, rps, seconds, "browse", token=cm.token, seed=7)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def _upstreams(cm) -> set[str]:
+    port = cm.status()["gateway_admin_port"]
+    return {u["address"] for u in httpx.get(f"http://127.0.0.1:{port}/reverse_proxy/upstreams").json()}
+
+
+def test_scale_up_kill_and_scale_down_lose_no_request(cloudmart, wait_for):
+    cm = cloudmart.cm
+    thread, box = _background_browse(cm, seconds=12)
+    try:
+        time.sleep(1)
+        dep = cm.scale("product", 2)
+        assert dep["ready"] == 2
+        ports = {f"127.0.0.1:{r['port']}" for r in cm.status()["deployments"]["product"]["replicas"]}
+        assert ports <= _upstreams(cm), "both replicas are upstreams of the gateway"
+        time.sleep(1)
+        killed = cm.kill("product")
+        wait_for(lambda: cm.status()["deployments"]["product"]["ready"] == 2 and sum(
+            r["restarts"] for r in cm.status()["deployments"]["product"]["replicas"]) >= 1, 30)
+        time.sleep(1)
+        cm.scale("product", 1)
+        assert len(cm.status()["deployments"]["product"]["replicas"]) == 1
+    finally:
+        thread.join()
+    result = box["result"]
+    assert killed["killed"].startswith("product-")
+    assert result.summary["sent"] > 50
+    failed = result.requests[~result.requests["ok"]]
+    assert failed.empty, f"failed requests while scaling/killing: {failed.to_dict('records')[:5]}"
+
+
+def test_canary_weights_split_traffic_in_proportion(cloudmart):
+    cm = cloudmart.cm
+    try:
+        cm.canary("product", 25)
+        versions = collections.Counter()
+        with httpx.Client(base_url=cm.gateway_url) as client:
+            for _ in range(200):
+                versions[client.get("/api/products").headers.get("x-service-version")] += 1
+            share = versions["v2"] / sum(versions.values())
+            assert 0.15 <= share <= 0.35, versions
+            ab = {client.get("/api/products", headers={"x-cloudmart-version": "v2"}).headers["x-service-version"]
+                  for _ in range(20)}
+            assert ab == {"v2"}, "the A/B header always reaches the canary"
+        cm.canary("product", 0)
+        with httpx.Client(base_url=cm.gateway_url) as client:
+            after = {client.get("/api/products").headers["x-service-version"] for _ in range(40)}
+        assert after == {"v1"}
+    finally:
+        cm.canary("product", 0)
+
+
+def test_canary_weight_changes_drop_no_request(cloudmart):
+    cm = cloudmart.cm
+    thread, box = _background_browse(cm, seconds=6, rps=15)
+    try:
+        for weight in (10, 50, 90, 0):
+            time.sleep(1.2)
+            cm.canary("product", weight)
+    finally:
+        thread.join()
+        cm.canary("product", 0)
+    assert box["result"].requests["ok"].all(), box["result"].summary
+
+
+def test_inject_latency_and_errors_then_reset(cloudmart):
+    cm = cloudmart.cm
+    pid = cm.get("/api/products").json()["items"][0]["id"]
+    try:
+        cm.inject("product", latency_ms=200)
+        start = time.perf_counter()
+        assert cm.get(f"/api/products/{pid}").status_code == 200
+        assert (time.perf_counter() - start) * 1000 >= 200
+        cm.inject("product", error_rate=1.0)
+        assert cm.get(f"/api/products/{pid}").status_code >= 500
+    finally:
+        cm.reset("product")
+    start = time.perf_counter()
+    assert cm.get(f"/api/products/{pid}").status_code == 200
+    assert (time.perf_counter() - start) * 1000 < 200
+
+
+def test_bad_operations_raise_clear_errors(cloudmart):
+    cm = cloudmart.cm
+    from cluster.local import TargetError
+
+    with pytest.raises(TargetError, match="unknown deployment"):
+        cm.scale("warehouse", 1)
+    with pytest.raises(ValueError, match="replicas"):
+        cm.scale("product", -1)
+    with pytest.raises(TargetError, match="no canary"):
+        cm.canary("order", 10)
+    with pytest.raises(ValueError, match="error_rate"):
+        cm.inject("product", error_rate=1.5)
