@@ -9,8 +9,11 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 BOOK_ARGS ?=
+NBVAL_ARGS ?=
+# One CloudMart for the CLI, the lab and the notebooks' kernels (which run in their own folders).
+export CLOUDMART_STATE_DIR ?= $(CURDIR)/.cloudmart
 
-.PHONY: install lab test bench book clean
+.PHONY: install lab test test-notebooks bench book clean
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
@@ -33,6 +36,13 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-notebooks
+
+# Every notebook under nbval against one local CloudMart, stopped afterwards even on failure.
+test-notebooks: install
+	trap '$(BIN)/cloudmart down' EXIT; $(BIN)/cloudmart up && \
+	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
+		-p no:cacheprovider --durations=0 $(NBVAL_ARGS)
 
 # The course as a site: book/_build/html/ (offline assets from book/package-lock.json via npm ci;
 # notebook execution cached in book/_build/.jupyter_cache; BOOK_ARGS=--no-live keeps live outputs).
