@@ -155,3 +155,12 @@ def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.2):
 def wait_for_fixture():
     """The `wait_for(predicate, timeout_s)` helper."""
     return wait_for
+
+
+@pytest.fixture
+def tools():
+    """Process helpers for tests that start their own CloudMart."""
+    import types
+
+    return types.SimpleNamespace(repo=REPO, alive=alive, free_port=free_port, processes_under=processes_under,
+                                 recorded_pids=recorded_pids)
