@@ -944,7 +944,7 @@ def check_challenge(answer: Any, g: Grader) -> None:
         g.miss(f"user-facing p99 {result['p99_ms']:.0f} ms misses the {s['slo_p99_ms']:.0f} ms "
                "SLO")
         g.suggest("The user waits for the whole synchronous chain: shorten it, or give its "
-                  "services headroom (utilisation well below 100%).")
+                  "services headroom (utilisation well below one).")
 
     cost, budget = result["cost_usd_per_h"], s["budget_usd_per_h"]
     if cost <= budget + 1e-9:

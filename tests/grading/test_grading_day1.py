@@ -1,0 +1,324 @@
+"""Day 1 checks: full marks for a correct answer, less (with a hint that does not give the answer
+away) for a wrong one, zero with a clear message for a wrong-shaped one."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import networkx as nx
+import pytest
+
+import sim
+from grading import check, day1
+from grading.day1 import DECOMPOSITION_ITEMS, INSTANCE_TYPES, PATTERNS
+
+EXERCISES = ["day1.challenge", "day1.communication", "day1.decomposition", "day1.lab1_cost",
+             "day1.patterns", "day1.tradeoffs"]
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+def test_correct_answer_gets_full_marks(exercise_id, answers):
+    fb = check(exercise_id, answers[exercise_id])
+    assert fb.score == fb.max_score == 10, str(fb)
+    assert fb.wrong == [] and fb.hint is None
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+def test_same_answer_same_feedback(exercise_id, answers):
+    assert str(check(exercise_id, answers[exercise_id])) == str(
+        check(exercise_id, answers[exercise_id]))
+
+
+@pytest.mark.parametrize("exercise_id", EXERCISES)
+@pytest.mark.parametrize("answer", [None, 42, "saga", [1, 2], {"unexpected": True}])
+def test_wrong_shape_gets_zero_and_a_message(exercise_id, answer):
+    fb = check(exercise_id, answer)
+    assert fb.score == 0 and fb.right == []
+    assert len(fb.wrong) == 1 and len(fb.wrong[0]) > 20, fb.wrong
+
+
+def _assert_partial(fb, below=10):
+    assert 0 <= fb.score < below, str(fb)
+    assert fb.wrong, str(fb)
+    assert fb.hint, str(fb)
+
+
+# ---- day1.tradeoffs ---------------------------------------------------------------------------
+
+def test_tradeoffs_reference_agrees_with_the_simulator(answers):
+    """A learner who predicts with sim's call graph gets the p99 points."""
+    s = day1.TRADEOFFS_SCENARIO
+    graph = sim.chain_graph(s["checkout_hops"], s["service_time_ms_per_hop"] / 1000,
+                            hop_delay_ms=s["hop_delay_ms"])
+    result = sim.run(sim.CallGraph(graph, rate_per_s=s["arrival_rate_per_s"],
+                                   n_requests=20_000), seed=3)
+    ref = day1._tradeoffs_reference()
+    assert result.p99_latency_ms.value == pytest.approx(ref["p99_ms_at_load"], rel=0.10)
+    answer = dict(answers["day1.tradeoffs"],
+                  p99_ms_at_load=result.p99_latency_ms.value)
+    assert check("day1.tradeoffs", answer).score == 10
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"p99_ms_at_load": "mean"}, 6),  # replaced below by the mean sojourn
+    ({"max_hops_within_slo": +1}, 8),
+    ({"max_hops_within_slo": +3}, 7),
+    ({"architecture": "flip"}, 7),
+])
+def test_tradeoffs_wrong_answers_lose_points(change, expected, answers):
+    answer = dict(answers["day1.tradeoffs"])
+    s = day1.TRADEOFFS_SCENARIO
+    if change.get("p99_ms_at_load") == "mean":
+        mean_ms = s["checkout_hops"] * (1000 / (1000 / s["service_time_ms_per_hop"]
+                                                - s["arrival_rate_per_s"]) + 2 * s["hop_delay_ms"])
+        answer["p99_ms_at_load"] = mean_ms  # an average, not a tail: off by far more than 25%
+    if "max_hops_within_slo" in change:
+        answer["max_hops_within_slo"] += change["max_hops_within_slo"]
+    if change.get("architecture") == "flip":
+        answer["architecture"] = {"monolith": "microservices",
+                                  "microservices": "monolith"}[answer["architecture"]]
+    fb = check("day1.tradeoffs", answer)
+    assert fb.score == expected, str(fb)
+    _assert_partial(fb)
+    ref = day1._tradeoffs_reference()
+    assert not re.search(r"\d", fb.hint.replace("p99", ""))  # no figure of the answer
+    assert ref["architecture"] not in fb.hint
+
+
+@pytest.mark.parametrize("field, value", [
+    ("architecture", "serverless"), ("p99_ms_at_load", -3), ("p99_ms_at_load", float("nan")),
+    ("max_hops_within_slo", 2.5), ("max_hops_within_slo", True)])
+def test_tradeoffs_invalid_fields_are_named(field, value, answers):
+    fb = check("day1.tradeoffs", dict(answers["day1.tradeoffs"], **{field: value}))
+    assert fb.score == 0 and field in fb.wrong[0]
+
+
+# ---- day1.decomposition -----------------------------------------------------------------------
+
+def test_decomposition_graph_follows_the_domain_model():
+    graph = day1.decomposition_graph()
+    assert set(graph.nodes) == set(DECOMPOSITION_ITEMS) == set(day1.DOMAIN_MODEL["entities"])
+    # reserve_stock and release_stock both write StockItem and Reservation: 3 + 3.
+    assert graph["StockItem"]["Reservation"]["weight"] == 6
+    # Only read together by issue_token (0.5) and written/read by register_client (1).
+    assert graph["OAuthClient"]["SigningKey"]["weight"] == 1.5
+
+
+def test_decomposition_accepts_a_mapping_and_either_credential_owner(answers):
+    mapping = {e: f"ctx{i}" for i, part in enumerate(day1._REFERENCE_PARTITIONS[1])
+               for e in part}
+    assert check("day1.decomposition", mapping).score == 10
+
+
+def test_decomposition_partial_credit_is_graded():
+    """Community detection on the graph alone merges ordering with payments: good, not full."""
+    graph = day1.decomposition_graph()
+    communities = nx.community.louvain_communities(graph, weight="weight", seed=1)
+    fb = check("day1.decomposition", [set(c) for c in communities])
+    assert 5 <= fb.score < 10, str(fb)
+    one_context = check("day1.decomposition", [set(DECOMPOSITION_ITEMS)])
+    one_each = check("day1.decomposition", [{e} for e in DECOMPOSITION_ITEMS])
+    assert one_context.score < fb.score and one_each.score < fb.score
+    for bad in (fb, one_context, one_each):
+        _assert_partial(bad)
+        named = [e for e in DECOMPOSITION_ITEMS if re.search(rf"\b{e}\b", bad.hint)]
+        assert len(named) <= 2, bad.hint  # a nudge about one pair at most, never the contexts
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({e: "x" for e in DECOMPOSITION_ITEMS[1:]}, "missing"),
+    ([{"Order", "Ordr"}], "unknown"),
+    ([{"Order"}, {"Order"}], "more than one"),
+    (["Order"], "set of entities"),
+])
+def test_decomposition_shape_errors(answer, words):
+    fb = check("day1.decomposition", answer)
+    assert fb.score == 0 and words in fb.wrong[0]
+
+
+# ---- day1.patterns ----------------------------------------------------------------------------
+
+def test_compensation_rate_matches_a_monte_carlo_saga():
+    p_fail = day1.SAGA_FAILURE_PROFILE["failure_probability"]
+    rng = __import__("numpy").random.default_rng(11)
+    fails = rng.random((200_000, len(p_fail))) < p_fail
+    first_failure = fails.argmax(axis=1)
+    any_failure = fails.any(axis=1)
+    compensated = any_failure & (first_failure > 0)
+    assert compensated.mean() == pytest.approx(day1._compensation_rate(), abs=0.003)
+
+
+def test_patterns_partial_credit(answers):
+    answer = copy.deepcopy(answers["day1.patterns"])
+    answer["patterns"]["lost_events"] = "saga"
+    del answer["patterns"]["shared_schema"]
+    fb = check("day1.patterns", answer)
+    assert fb.score == 8
+    _assert_partial(fb)
+    # counting every failed saga as compensated earns 1 of 3
+    total_failure = 1 - math.prod(1 - p for p in day1.SAGA_FAILURE_PROFILE["failure_probability"])
+    fb2 = check("day1.patterns", dict(answers["day1.patterns"], compensation_rate=total_failure))
+    assert fb2.score == 8
+    fb3 = check("day1.patterns", dict(answers["day1.patterns"], compensation_rate=0.3))
+    assert fb3.score == 7
+    assert not any(re.search(rf"\b{p}\b", fb.hint) for p in ("outbox", "database_per_service"))
+    for fb_ in (fb2, fb3):
+        assert not re.search(r"\d", fb_.hint), fb_.hint  # no figure of the rate
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({"patterns": {"nope": "saga"}, "compensation_rate": 0.1}, "unknown problem"),
+    ({"patterns": {"lost_events": "2pc"}, "compensation_rate": 0.1}, "unknown pattern"),
+    ({"patterns": {}, "compensation_rate": 1.5}, "compensation_rate"),
+    ({"patterns": ["saga"], "compensation_rate": 0.1}, "'patterns' must be a dict"),
+    ({"patterns": {}}, "compensation_rate"),
+])
+def test_patterns_shape_errors(answer, words):
+    fb = check("day1.patterns", answer)
+    assert fb.score == 0 and words in fb.wrong[0]
+
+
+# ---- day1.lab1_cost ---------------------------------------------------------------------------
+
+def test_cheapest_plan_is_minimal_and_meets_the_slo():
+    plan, cost = day1.cheapest_capacity_plan()
+    slo = day1.LAB1_COST_SCENARIO["slo_p99_ms"]
+    assert cost == pytest.approx(sum(e["replicas"] * INSTANCE_TYPES[e["instance"]]["usd_per_h"]
+                                     for e in plan.values()))
+    for service, e in plan.items():
+        assert day1._replica_p99_ms(service, e["replicas"], e["instance"]) <= slo
+        if e["replicas"] > day1.LAB1_COST_SCENARIO["min_replicas"]:
+            assert day1._replica_p99_ms(service, e["replicas"] - 1, e["instance"]) > slo
+
+
+def test_lab1_cost_partial_credit(answers):
+    plan = answers["day1.lab1_cost"]
+    generous = {s: {"replicas": e["replicas"] + 2, "instance": e["instance"]}
+                for s, e in plan.items()}
+    fb = check("day1.lab1_cost", generous)
+    assert 7 <= fb.score < 10  # meets the SLO, costs more
+    starved = dict(plan, product={"replicas": 1, "instance": "small"})
+    fb2 = check("day1.lab1_cost", starved)
+    assert fb2.score == 4.5 and "overloaded" in " ".join(fb2.wrong)
+    lonely = dict(plan, inventory={"replicas": 1, "instance": "large"})
+    fb3 = check("day1.lab1_cost", lonely)
+    assert fb3.score == 4.5 and "losing a replica" in " ".join(fb3.wrong)
+    for bad in (fb, fb2, fb3):
+        _assert_partial(bad)
+        assert not any(name in bad.hint for name in INSTANCE_TYPES), bad.hint
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({"product": {"replicas": 2, "instance": "small"}}, "lacks"),
+    ({"cart": {"replicas": 2, "instance": "small"}}, "unknown service"),
+])
+def test_lab1_cost_shape_errors(answer, words, answers):
+    fb = check("day1.lab1_cost", answer)
+    assert fb.score == 0 and words in fb.wrong[0]
+    bad = dict(answers["day1.lab1_cost"], order={"replicas": 0, "instance": "fast"})
+    assert "replicas=0" in check("day1.lab1_cost", bad).wrong[0]
+    bad = dict(answers["day1.lab1_cost"], order={"replicas": 2, "instance": "xlarge"})
+    assert "xlarge" in check("day1.lab1_cost", bad).wrong[0]
+
+
+# ---- day1.communication -----------------------------------------------------------------------
+
+def test_communication_simulation_matches_probability_and_exponential_tail():
+    edges = day1.COMMUNICATION_SCENARIO["edges"]
+    all_sync = day1.simulate_communication({e: "sync" for e in edges})
+    expected_errors = 1 - math.prod(1 - spec["error_rate"] for spec in edges.values())
+    assert all_sync["error_rate"] == pytest.approx(expected_errors, abs=0.01)
+    all_async = day1.simulate_communication({e: "async" for e in edges})
+    assert all_async["error_rate"] == 0
+    # only the entry's own (exponential) latency remains: p99 = mean x ln(100)
+    mean_ms = day1.COMMUNICATION_SCENARIO["entry_service_time_ms"]
+    assert all_async["p99_ms"] == pytest.approx(mean_ms * math.log(100), rel=0.1)
+
+
+def test_communication_keys_may_be_strings(answers):
+    as_strings = {f"{a}->{b}": m for (a, b), m in answers["day1.communication"].items()}
+    assert check("day1.communication", as_strings).score == 10
+
+
+@pytest.mark.parametrize("mode, expected", [("sync", 4), ("async", 6), ("request_reply", 7)])
+def test_communication_uniform_choices_lose_points(mode, expected):
+    edges = day1.COMMUNICATION_SCENARIO["edges"]
+    fb = check("day1.communication", {e: mode for e in edges})
+    assert fb.score == expected, str(fb)
+    _assert_partial(fb)
+    assert not re.search(r"\b(sync|async|request_reply)\b", fb.hint), fb.hint
+
+
+def test_communication_flapping_callee_called_synchronously(answers):
+    answer = dict(answers["day1.communication"])
+    answer[("order", "inventory")] = "sync"
+    fb = check("day1.communication", answer)
+    assert fb.score == 7 and "error rate" in " ".join(fb.wrong)
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({("order", "cart"): "sync"}, "unknown edge"),
+    ({("order", "product"): "grpc"}, "invalid"),
+    ({("order", "product"): "sync"}, "missing"),
+])
+def test_communication_shape_errors(answer, words):
+    fb = check("day1.communication", answer)
+    assert fb.score == 0 and words in fb.wrong[0]
+
+
+# ---- day1.challenge ---------------------------------------------------------------------------
+
+def test_challenge_utilisation_and_cost(answers):
+    result = day1.simulate_challenge(answers["day1.challenge"])
+    assert result["utilisation"] == pytest.approx(
+        {"order": 0.4, "product": 0.4, "inventory": 0.6, "payment": 0.8, "notification": 0.75})
+    assert result["cost_usd_per_h"] == pytest.approx(13 * 0.05)
+    assert result["p99_ms"] <= day1.CHALLENGE_SCENARIO["slo_p99_ms"]
+
+
+def test_challenge_partial_credit(answers):
+    design = copy.deepcopy(answers["day1.challenge"])
+    all_sync = dict(design, edges=[(a, b, "sync") for a, b, _ in design["edges"]])
+    fb = check("day1.challenge", all_sync)
+    assert fb.score == 4, str(fb)  # misses the SLO, two temporal couplings
+    starved = copy.deepcopy(design)
+    starved["services"]["payment"]["replicas"] = 3  # 100 req/s x 40 ms = 4 busy workers
+    fb2 = check("day1.challenge", starved)
+    assert fb2.score == 6 and "overloaded" in " ".join(fb2.wrong)
+    rich = copy.deepcopy(design)
+    for spec in rich["services"].values():
+        spec["replicas"] *= 2
+    fb3 = check("day1.challenge", rich)
+    assert fb3.score == 7 and "budget" in " ".join(fb3.wrong)
+    missing = dict(design, edges=design["edges"][:-1])
+    fb4 = check("day1.challenge", missing)
+    assert fb4.score == 9 and "never calls" in " ".join(fb4.wrong)
+    for bad in (fb, fb2, fb3, fb4):
+        _assert_partial(bad)
+        assert not re.search(r"\d", bad.hint.replace("p99", "")), bad.hint
+
+
+def test_challenge_cannot_claim_faster_services(answers):
+    design = copy.deepcopy(answers["day1.challenge"])
+    design["services"]["payment"]["service_time_ms"] = 1.0
+    design["services"]["payment"]["replicas"] = 1
+    fb = check("day1.challenge", design)
+    assert "less than the work" in " ".join(fb.wrong)
+    assert "overloaded" in " ".join(fb.wrong)  # the floor of 40 ms is what is simulated
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda d: d["services"].pop("payment"), "missing"),
+    (lambda d: d["services"].__setitem__("cache", {"replicas": 1}), "unknown service"),
+    (lambda d: d["edges"].append(("product", "order", "sync")), "cycle"),
+    (lambda d: d["edges"].append(("order", "product")), "invalid"),
+    (lambda d: d["edges"].append(("order", "order", "sync")), "different services"),
+    (lambda d: d["services"]["order"].__setitem__("replicas", 0), "replicas"),
+])
+def test_challenge_shape_errors(mutate, words, answers):
+    design = copy.deepcopy(answers["day1.challenge"])
+    mutate(design)
+    fb = check("day1.challenge", design)
+    assert fb.score == 0 and words in fb.wrong[0], fb.wrong
