@@ -87,13 +87,13 @@ def uncached_live_notebooks() -> list[str]:
     import nbformat
     from jupyter_cache import get_cache
 
-    patterns = live_notebook_patterns(BOOK_DIR / "notebooks")
+    patterns = live_notebook_patterns(REPO_DIR / "notebooks")  # relative paths "notebooks/…"
     if not patterns:
         return []
     cache = get_cache(str(CACHE_DIR))
     missing = []
     for relative in patterns:
-        notebook = nbformat.read(BOOK_DIR / relative, as_version=4)
+        notebook = nbformat.read(REPO_DIR / relative, as_version=4)
         try:
             cache.match_cache_notebook(notebook)
         except KeyError:

@@ -1,8 +1,8 @@
 """Sphinx configuration of the CloudMart Course book (MyST-NB + sphinx-book-theme).
 
 Build it with `make book` (which runs `book/build.py`): the site lands in `book/_build/html/`.
-Pages are MyST markdown; every notebook under `notebooks/` (reached through the `book/notebooks`
-link) becomes a page with its executed outputs. Execution is cached with jupyter-cache in
+Pages are MyST markdown; every notebook under `notebooks/` becomes a page with its executed outputs
+(`notebooks/` is mirrored into `book/notebooks/`, git-ignored, at the start of every build). Execution is cached with jupyter-cache in
 `book/_build/.jupyter_cache`, so a rebuild re-executes only the notebooks whose code changed.
 
 The site is served offline: MathJax, Mermaid, RequireJS and the Jupyter widgets HTML manager come
@@ -18,7 +18,9 @@ BOOK_DIR = pathlib.Path(__file__).resolve().parent
 ASSETS_DIR = BOOK_DIR / "_build" / "assets"
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
 
-from cloudmart_book import live_notebook_patterns  # noqa: E402
+from cloudmart_book import live_notebook_patterns, sync_notebooks  # noqa: E402
+
+sync_notebooks(BOOK_DIR.parent / "notebooks", BOOK_DIR / "notebooks")
 
 project = "CloudMart Course"
 author = "CloudMart Course authors"
@@ -43,6 +45,7 @@ exclude_patterns = [
     # Only notebooks are pages under notebooks/; data files and notes beside them are not.
     "notebooks/**.md",
     "notebooks/*.md",
+    "notebooks/**/student/**",
 ]
 nitpicky = True
 

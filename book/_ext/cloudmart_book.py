@@ -1,5 +1,10 @@
 """Sphinx glue for the CloudMart Course book.
 
+- ``sync_notebooks``: mirrors the repository's ``notebooks/`` into ``book/notebooks/`` (git-ignored)
+  before each build, keeping modification times, so that the course notebooks are pages of the
+  book, relative links between them resolve, and Sphinx's incremental build still re-reads only
+  what changed. (A symbolic link would not do: Sphinx resolves links through it to a path outside
+  the book.)
 - ``{notebook-toc}`` directive: a toctree of the notebooks that exist right now under a folder
   pattern of ``notebooks/`` (e.g. ``day1-*``), so the table of contents mirrors ``notebooks/``
   without a second list; a day with no notebook yet gets a clearly marked note instead.
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shutil
 from typing import Any
 
 from docutils import nodes
@@ -20,7 +26,36 @@ from sphinx.application import Sphinx
 from sphinx.directives.other import TocTree
 from sphinx.util.docutils import SphinxDirective
 
-NOTEBOOKS_LINK = "notebooks"  # book/notebooks -> ../notebooks
+NOTEBOOKS_LINK = "notebooks"  # book/notebooks: the mirror of ../notebooks
+_NOT_MIRRORED = {".ipynb_checkpoints", "__pycache__", ".cloudmart", ".pytest_cache"}
+
+
+def sync_notebooks(source: pathlib.Path, mirror: pathlib.Path) -> list[str]:
+    """Make ``mirror`` a copy of ``source`` (files with their mtimes); return what was copied."""
+    copied = []
+    wanted = set()
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if _NOT_MIRRORED.intersection(relative.parts) or not path.is_file():
+            continue
+        wanted.add(relative)
+        target = mirror / relative
+        stat = path.stat()
+        if target.is_file():
+            mine = target.stat()
+            if mine.st_size == stat.st_size and int(mine.st_mtime) == int(stat.st_mtime):
+                continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        copied.append(relative.as_posix())
+    if mirror.is_dir():
+        for path in sorted(mirror.rglob("*"), reverse=True):
+            relative = path.relative_to(mirror)
+            if path.is_file() and relative not in wanted:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+    return copied
 _LIVE_CODE = re.compile(r"^\s*(from\s+cluster\b|import\s+cluster\b)", re.MULTILINE)
 
 
@@ -80,7 +115,7 @@ class NotebookToc(SphinxDirective):
             inline, messages = self.state.inline_text(text, self.lineno)
             note += nodes.paragraph("", "", *inline)
             return [note, *messages]
-        entries = [path.relative_to(book_dir).with_suffix("").as_posix() for path in found]
+        entries = ["/" + path.relative_to(book_dir).with_suffix("").as_posix() for path in found]
         toctree = TocTree(
             name="toctree",
             arguments=[],
