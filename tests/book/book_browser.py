@@ -258,9 +258,19 @@ async def visit(
                 await asyncio.sleep(0.25)
             # Let any request triggered by the last rendering step show up before judging.
             await asyncio.sleep(0.5)
-            shot = await cdp.send(
-                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session_id=session
+            # Whole page in one image: grow the viewport to the page's height (bounded), then capture.
+            height = await cdp.send(
+                "Runtime.evaluate",
+                {"expression": "document.documentElement.scrollHeight", "returnByValue": True},
+                session_id=session,
             )
+            await cdp.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1280, "height": max(900, min(int(height["result"]["value"]), 16000)), "deviceScaleFactor": 1, "mobile": False},
+                session_id=session,
+            )
+            await asyncio.sleep(0.3)
+            shot = await cdp.send("Page.captureScreenshot", {"format": "png"}, session_id=session)
             screenshot_path.parent.mkdir(parents=True, exist_ok=True)
             screenshot_path.write_bytes(base64.b64decode(shot["data"]))
             result.screenshot = screenshot_path
