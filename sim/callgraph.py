@@ -147,6 +147,10 @@ def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any)
     return g
 
 
+_EDGE_COLUMNS = ["edge", "mode", "calls", "attempts", "retries", "timeouts", "failed", "short_circuited",
+                 "bulkhead_rejected", "budget_exhausted", "breaker_state"]
+
+
 class _Deadline:
     """Timer callback: interrupt the waiting caller unless the callee already answered."""
 
@@ -404,7 +408,7 @@ def run_callgraph(
         p99_latency_ms=percentile_estimate(lat_ms, 0.99, b),
         throughput_per_s=float(oks.sum() / window) if window > 0 else float("nan"),
         nodes=pd.DataFrame(node_rows).set_index("service"),
-        edges=pd.DataFrame(edge_rows).set_index("edge"),
+        edges=pd.DataFrame(edge_rows, columns=_EDGE_COLUMNS).set_index("edge"),
         latency_ms=lat_ms,
         ok=oks,
         breaker_transitions=transitions,
