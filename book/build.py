@@ -123,13 +123,19 @@ def cloudmart_available() -> bool:
 
 
 def sphinx_build(env: dict[str, str]) -> None:
-    """The warning-free HTML build (-W --keep-going -n)."""
-    subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", str(BOOK_DIR), str(HTML_DIR)],
-        cwd=REPO_DIR,
-        env=env,
-        check=True,
-    )
+    """The warning-free HTML build (-W --keep-going -n); raises CalledProcessError on a warning."""
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", str(BOOK_DIR), str(HTML_DIR)],
+            cwd=REPO_DIR,
+            env=env,
+            check=True,
+        )
+    except subprocess.CalledProcessError:
+        # Sphinx saved its environment anyway; an incremental rebuild would not re-read the pages
+        # that warned and would pass silently. Forget it (the execution cache stays).
+        shutil.rmtree(HTML_DIR / ".doctrees", ignore_errors=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.clean:
         shutil.rmtree(HTML_DIR, ignore_errors=True)
-        shutil.rmtree(BUILD_DIR / "doctrees", ignore_errors=True)
+        shutil.rmtree(HTML_DIR / ".doctrees", ignore_errors=True)
         shutil.rmtree(BUILD_DIR / "jupyter_execute", ignore_errors=True)
         shutil.rmtree(CACHE_DIR, ignore_errors=True)
     npm_ran = install_assets()
