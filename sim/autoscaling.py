@@ -209,8 +209,7 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
         state["last_t"] = now
 
     def pod_start(env):
-        """A scheduled pod: container start-up, then ready."""
-        state["starting"] += 1
+        """A scheduled pod (already counted as starting): container start-up, then ready."""
         yield env.timeout(sc.pod_start_s)
         if state["cancelled"]:  # scaled away while starting
             state["cancelled"] -= 1
@@ -220,13 +219,16 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
 
     def node_start(env):
         """A new node: boot and join, then pods can land on it."""
-        account_nodes()
-        state["nodes_starting"] += 1
         yield env.timeout(cl.node_start_s)
         account_nodes()
         state["nodes_starting"] -= 1
         state["nodes_ready"] += 1
         schedule_pending()
+
+    def start_node():
+        account_nodes()
+        state["nodes_starting"] += 1
+        env.process(node_start(env))
 
     def scheduled_pods() -> int:
         return state["ready"] + state["starting"]
@@ -235,6 +237,7 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
         """Place pending pods on ready nodes with room (first fit on identical pods)."""
         while state["pending"] > 0 and (cl is None or scheduled_pods() < state["nodes_ready"] * pods_per_node):
             state["pending"] -= 1
+            state["starting"] += 1  # counted now: the process itself starts a moment later
             env.process(pod_start(env))
 
     def scale_to(n: int):
@@ -252,7 +255,7 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
                 new_nodes = math.ceil(missing / pods_per_node) if missing > 0 else 0
                 total = state["nodes_ready"] + state["nodes_starting"]
                 for _ in range(min(new_nodes, cl.max_nodes - total)):
-                    env.process(node_start(env))
+                    start_node()
         else:
             drop = current - n
             for key in ("pending", "starting", "ready"):
@@ -328,7 +331,7 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
     schedule_pending()
     if cl is not None and state["pending"] > 0:
         for _ in range(min(math.ceil(state["pending"] / pods_per_node), cl.max_nodes - state["nodes_ready"])):
-            env.process(node_start(env))
+            start_node()
     env.process(controller(env))
     env.process(recorder(env))
     if cl is not None:
