@@ -28,6 +28,8 @@ __all__ = [
     "mmc_wait_probability",
     "mmc_mean_wait_s",
     "mmc_mean_sojourn_s",
+    "mmc_sojourn_survival",
+    "mmc_sojourn_percentile_s",
     "pk_mean_wait_s",
     "mg1_mean_sojourn_s",
     "jackson_arrival_rates",
@@ -101,6 +103,33 @@ def mmc_mean_wait_s(arrival_rate_per_s: float, service_rate_per_s: float, server
 def mmc_mean_sojourn_s(arrival_rate_per_s: float, service_rate_per_s: float, servers: int) -> float:
     """M/M/c mean time in system W = Wq + 1/μ."""
     return mmc_mean_wait_s(arrival_rate_per_s, service_rate_per_s, servers) + 1.0 / service_rate_per_s
+
+
+def mmc_sojourn_survival(t_s: float, arrival_rate_per_s: float, service_rate_per_s: float, servers: int) -> float:
+    """P(T > t) for the FIFO M/M/c sojourn time T = Wq + S (Wq is 0 or exponential, S exponential)."""
+    p_wait = mmc_wait_probability(arrival_rate_per_s, service_rate_per_s, servers)
+    mu = service_rate_per_s
+    theta = servers * mu - arrival_rate_per_s
+    no_wait = math.exp(-mu * t_s)
+    if abs(theta - mu) < 1e-12 * mu:
+        waited = (1.0 + mu * t_s) * math.exp(-mu * t_s)  # Erlang-2 tail
+    else:
+        waited = (theta * math.exp(-mu * t_s) - mu * math.exp(-theta * t_s)) / (theta - mu)
+    return (1.0 - p_wait) * no_wait + p_wait * waited
+
+
+def mmc_sojourn_percentile_s(arrival_rate_per_s: float, service_rate_per_s: float, servers: int, q: float) -> float:
+    """The q-quantile of the FIFO M/M/c sojourn time (solved numerically from the survival function)."""
+    from scipy.optimize import brentq
+
+    check_fraction("q", q, closed_high=False)
+    _rho(arrival_rate_per_s, service_rate_per_s, servers)
+    target = 1.0 - q
+    hi = 1.0 / service_rate_per_s
+    while mmc_sojourn_survival(hi, arrival_rate_per_s, service_rate_per_s, servers) > target:
+        hi *= 2.0
+    return brentq(lambda t: mmc_sojourn_survival(t, arrival_rate_per_s, service_rate_per_s, servers) - target,
+                  0.0, hi, xtol=1e-12, rtol=1e-10)
 
 
 def pk_mean_wait_s(arrival_rate_per_s: float, mean_service_s: float, service_scv: float) -> float:
