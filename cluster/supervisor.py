@@ -131,6 +131,7 @@ class Replica:
     sidecar_admin_port: int | None = None
     outbound_ports: dict[str, int] = field(default_factory=dict)   # peer k8s Service -> local port
     ready: bool = False
+    probe_failures: int = 0
     restarts: int = 0
     stopping: bool = False
     last_exit: int | None = None
@@ -301,26 +302,34 @@ class Supervisor:
             await rep.sidecar.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
         cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
             else list(rep.deployment.command)
+        crash_streak = 0
         while not rep.stopping and not self._stopping.is_set():
             await rep.app.start(cmd, self._replica_env(rep))
             self._write_state()
-            code = await rep.app.process.wait()
+            was_ready = False
+            wait_exit = asyncio.create_task(rep.app.process.wait())
+            while not wait_exit.done():
+                await asyncio.wait({wait_exit}, timeout=READY_POLL_S)
+                was_ready = was_ready or rep.ready
+            code = wait_exit.result()
             rep.last_exit = code
+            rep.probe_failures = 0
             if rep.ready:
                 rep.ready = False
                 self._dirty.set()
             if rep.stopping or self._stopping.is_set():
                 break
             rep.restarts += 1
-            backoff = RESTART_BACKOFF_S[min(rep.restarts - 1, len(RESTART_BACKOFF_S) - 1)]
-            # A replica that ran for a while before it died starts again at once.
-            if time.monotonic() - rep.app.started_at > 30:
-                backoff = RESTART_BACKOFF_S[0]
+            # A replica that served before it died comes back at once; one that dies before it
+            # ever got ready backs off more each time (Kubernetes' CrashLoopBackOff).
+            crash_streak = 0 if was_ready else crash_streak + 1
+            backoff = 0.0 if was_ready else RESTART_BACKOFF_S[min(crash_streak - 1, len(RESTART_BACKOFF_S) - 1)]
             log.warning("replica %s exited with %s; restart %d in %.1f s", rep.id, code, rep.restarts, backoff)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            except asyncio.TimeoutError:
-                pass
+            if backoff:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _scale_to(self, name: str) -> None:
         reps = self.replicas[name]
@@ -367,8 +376,15 @@ class Supervisor:
             reps = [r for rs in self.replicas.values() for r in rs if not r.stopping]
             results = await asyncio.gather(*(self._probe(r) for r in reps))
             for rep, ok in zip(reps, results):
-                if ok != rep.ready and not rep.stopping:
-                    rep.ready = ok
+                if rep.stopping:
+                    continue
+                # Like the kubelet: one success makes a replica ready; it leaves the endpoints after
+                # `failureThreshold` failed probes in a row, or at once when its process is gone.
+                rep.probe_failures = 0 if ok else rep.probe_failures + 1
+                ready = ok or (rep.ready and rep.app.alive
+                               and rep.probe_failures < rep.deployment.readiness_failure_threshold)
+                if ready != rep.ready:
+                    rep.ready = ready
                     self._dirty.set()
             if self.all_ready_s is None and reps and all(r.ready for r in reps):
                 self.all_ready_s = time.time() - self.started_at

@@ -39,6 +39,7 @@ class Deployment:
     container_port: int = 8080
     readiness_path: str = "/readyz"
     liveness_path: str = "/healthz"
+    readiness_failure_threshold: int = 3
 
     @property
     def module(self) -> str:
@@ -140,6 +141,7 @@ def parse(objects: list[dict]) -> Topology:
         labels = pod["metadata"].get("labels", {})
         port = next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == "http"), 8080)
         readiness = container.get("readinessProbe", {}).get("httpGet", {}).get("path", "/readyz")
+        failure_threshold = int(container.get("readinessProbe", {}).get("failureThreshold", 3))
         liveness = container.get("livenessProbe", {}).get("httpGet", {}).get("path", "/healthz")
         deployments[meta["name"]] = Deployment(
             name=meta["name"],
@@ -152,6 +154,7 @@ def parse(objects: list[dict]) -> Topology:
             container_port=int(port),
             readiness_path=readiness,
             liveness_path=liveness,
+            readiness_failure_threshold=failure_threshold,
         )
     services: dict[str, str] = {}
     for obj in objects:

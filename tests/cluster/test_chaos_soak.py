@@ -1,0 +1,125 @@
+"""Chaos soak: 60 s of open-loop checkout load while a replica is killed every 5 s.
+
+Afterwards every accepted order is confirmed or cancelled, no order is charged twice, stock is
+conserved, and the gateway's error rate during the run is reported (printed as JSON).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from cluster.handle import CloudMart
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+SOAK_S = 60
+KILL_EVERY_S = 5
+RPS = 10
+CHAOS_DEPLOYMENTS = ("order", "payment")   # each runs 2 replicas during the soak
+
+
+def _all_pages(admin: CloudMart, path: str) -> list[dict]:
+    out, offset = [], 0
+    while True:
+        page = admin.get(path, params={"limit": 500, "offset": offset})
+        assert page.status_code == 200, page.text
+        items = page.json()
+        out += items
+        if len(items) < 500:
+            return out
+        offset += 500
+
+
+def _stock(admin: CloudMart) -> dict[str, dict]:
+    resp = admin.get("/api/inventory")
+    assert resp.status_code == 200, resp.text
+    return {s["product_id"]: s for s in resp.json()}
+
+
+def _settled(admin: CloudMart, wait_for, timeout_s: float = 120.0) -> list[dict]:
+    def no_pending():
+        orders = _all_pages(admin, "/api/orders")
+        return None if any(o["status"] == "pending" for o in orders) else {"orders": orders}
+
+    return wait_for(no_pending, timeout_s, 1.0)["orders"]
+
+
+def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_for):
+    cm = cloudmart.cm
+    admin = CloudMart(cloudmart.target, user="admin")
+    for name in CHAOS_DEPLOYMENTS:
+        cm.scale(name, 2)
+    try:
+        orders_before = {o["id"] for o in _settled(admin, wait_for, 60)}
+        stock_before = _stock(admin)
+        box: dict = {}
+        load = threading.Thread(target=lambda: box.update(
+            result=cm.load(rps=RPS, seconds=SOAK_S, scenario="checkout", seed=2026)))
+        start = time.monotonic()
+        load.start()
+        rng = random.Random(5)
+        kills = []
+        while time.monotonic() - start < SOAK_S - 1:
+            time.sleep(KILL_EVERY_S)
+            name = rng.choice(CHAOS_DEPLOYMENTS)
+            try:
+                kills.append(cm.kill(name)["killed"])
+            except Exception as exc:   # every replica of it is down right now: note it, go on
+                kills.append(f"{name}: {exc}")
+        load.join(SOAK_S + 60)
+        assert not load.is_alive(), "the load generator stops by itself"
+        result = box["result"]
+        df = result.requests
+        accepted = [ref for ref in df.loc[df["status"] == 202, "ref"] if ref]
+        assert len(accepted) > SOAK_S * RPS * 0.5, result.summary
+
+        orders = {o["id"]: o for o in _settled(admin, wait_for)}
+        states = collections.Counter(orders[oid]["status"] for oid in accepted)
+        assert set(states) <= {"confirmed", "cancelled"}, states
+
+        payments = _all_pages(admin, "/api/payments")
+        per_order = collections.Counter(p["order_id"] for p in payments)
+        assert max(per_order.values()) == 1, "one payment per order"
+        by_order = {p["order_id"]: p for p in payments}
+        for oid in accepted:
+            order, pay = orders[oid], by_order.get(oid)
+            if order["status"] == "confirmed":
+                assert pay and pay["status"] == "authorized" and pay["amount_cents"] == order["total_cents"]
+            else:
+                assert not pay or pay["status"] != "authorized", (order, pay)
+        authorized_events = collections.defaultdict(set)
+        for event in cm.events("payments"):
+            if event["type"] == "payments.authorized":
+                authorized_events[event["order_id"]].add(event["event_id"])
+        assert all(len(ids) == 1 for oid, ids in authorized_events.items() if oid in set(accepted))
+
+        stock_after = _stock(admin)
+        # Every order made during the soak counts, also one whose 202 was lost with a killed replica.
+        new_orders = set(orders) - orders_before
+        assert set(accepted) <= new_orders
+        confirmed_units = collections.Counter()
+        for oid in new_orders:
+            if orders[oid]["status"] == "confirmed":
+                for line in orders[oid]["items"]:
+                    confirmed_units[line["product_id"]] += line["quantity"]
+        for pid, before in stock_before.items():
+            after = stock_after[pid]
+            total = lambda s: s["available"] + s["reserved"] + s["sold"]  # noqa: E731
+            assert total(after) == total(before), (pid, before, after)
+            assert after["reserved"] == before["reserved"], (pid, before, after)
+            assert after["sold"] - before["sold"] == confirmed_units[pid], (pid, before, after)
+
+        report = {"soak_s": SOAK_S, "offered_rps": RPS, "kills": len(kills), "sent": result.summary["sent"],
+                  "accepted": len(accepted), "orders_created": len(new_orders), "confirmed": states["confirmed"], "cancelled": states["cancelled"],
+                  "gateway_error_rate": result.summary["error_rate"], "status_counts": result.summary["status_counts"],
+                  "p50_ms": result.summary["p50_ms"], "p99_ms": result.summary["p99_ms"]}
+        print(json.dumps(report))
+    finally:
+        for name in CHAOS_DEPLOYMENTS:
+            cm.scale(name, 1)
