@@ -58,7 +58,7 @@ myst_fence_as_directive = ["mermaid"]
 nb_execution_mode = os.environ.get("CLOUDMART_BOOK_EXECUTION", "cache")
 nb_execution_cache_path = str(BOOK_DIR / "_build" / ".jupyter_cache")
 nb_execution_timeout = 600
-nb_execution_raise_on_error = True
+nb_execution_raise_on_error = False  # a failing notebook is a warning: -W fails the build at the end
 nb_execution_show_tb = True
 # CLOUDMART_BOOK_LIVE=0: notebooks that drive a live CloudMart keep their stored outputs (the
 # ones nbval checks) instead of being executed; book/build.py sets it when no CloudMart can run.

@@ -158,6 +158,11 @@ def setup(app: Sphinx) -> dict[str, Any]:
     """Register the directive, the config value and the launch-button hook."""
     app.add_config_value("cloudmart_local_jupyterlab_url", "http://localhost:8888/lab/tree", "html")
     app.add_directive("notebook-toc", NotebookToc)
+    # Notebook code cells run in IPython (`!cmd`, `%magic`); a notebook saved before its first run
+    # says only "python" as its language, so highlight "python" with the IPython lexer (a superset).
+    from IPython.lib.lexers import IPython3Lexer
+
+    app.add_lexer("python", IPython3Lexer)
     # After sphinx-book-theme has built its launch buttons (priority 501).
     app.connect("html-page-context", add_local_jupyterlab_button, priority=502)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

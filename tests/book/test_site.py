@@ -217,3 +217,23 @@ def test_executed_notebooks_are_cached(built_site):
     for notebook in executed:
         record = cache.match_cache_notebook(nbformat.read(notebook, as_version=4))
         assert record.uri.endswith(notebook.name)
+
+
+def test_changing_a_notebooks_code_invalidates_only_its_cache_entry(built_site):
+    """The cache is keyed on code: an edited notebook misses (re-executes), an unchanged one hits."""
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(BOOK_DIR / "_build" / ".jupyter_cache"))
+    notebook = nbformat.read(BOOK_DIR / "how-to-read.ipynb", as_version=4)
+    assert cache.match_cache_notebook(notebook).uri.endswith("how-to-read.ipynb")
+    # Outputs and markdown are not part of the key: a re-saved notebook still hits the cache.
+    prose_edit = nbformat.from_dict(notebook)
+    prose_edit.cells[0].source += "\n\nOne more sentence."
+    for cell in prose_edit.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    assert cache.match_cache_notebook(prose_edit).uri.endswith("how-to-read.ipynb")
+    code_edit = nbformat.from_dict(notebook)
+    next(cell for cell in code_edit.cells if cell.cell_type == "code").source += "\nSERVICE_RATE_PER_S = 50.0"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(code_edit)
