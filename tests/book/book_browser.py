@@ -210,9 +210,12 @@ class CDPSession:
 
 
 async def visit(
-    ws_url: str, url: str, screenshot_path: pathlib.Path, settle_timeout_s: float = 45.0
+    ws_url: str, url: str, screenshot_path: pathlib.Path, settle_timeout_s: float = 45.0, ready_js: str = "true"
 ) -> PageVisit:
-    """Load `url` in a fresh tab, wait until it has rendered, measure it and screenshot it."""
+    """Load `url` in a fresh tab, wait until it has rendered, measure it and screenshot it.
+
+    `ready_js` is a further JavaScript condition to wait for; its last value lands in facts["ready"].
+    """
     result = PageVisit(url=url)
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(ws_url, max_msg_size=0) as ws:
@@ -253,7 +256,11 @@ async def visit(
                     "Runtime.evaluate", {"expression": MEASURE_JS, "returnByValue": True}, session_id=session
                 )
                 result.facts = evaluated["result"].get("value", {})
-                if result.facts.get("settled") or time.monotonic() > deadline:
+                ready = await cdp.send(
+                    "Runtime.evaluate", {"expression": ready_js, "returnByValue": True}, session_id=session
+                )
+                result.facts["ready"] = ready["result"].get("value")
+                if (result.facts.get("settled") and result.facts["ready"]) or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.25)
             # Let any request triggered by the last rendering step show up before judging.

@@ -46,9 +46,9 @@ def is_local(url: str) -> bool:
     return parts.scheme in ("http", "https", "ws") and parts.hostname in ("127.0.0.1", "localhost")
 
 
-def load(site_url: str, chromium, artifacts_dir: pathlib.Path, page: str, name: str):
+def load(site_url: str, chromium, artifacts_dir: pathlib.Path, page: str, name: str, ready_js: str = "true"):
     """Visit one page of the site and return what it showed."""
-    return asyncio.run(visit(chromium.ws_url, site_url + page, artifacts_dir / f"{name}.png"))
+    return asyncio.run(visit(chromium.ws_url, site_url + page, artifacts_dir / f"{name}.png", ready_js=ready_js))
 
 
 def assert_rendered_offline(result, expected_h1: str | None = None) -> None:
@@ -104,6 +104,15 @@ def test_glossary_typesets_its_formulas(site_url, chromium, artifacts_dir):
     result = load(site_url, chromium, artifacts_dir, "glossary.html", "glossary")
     assert_rendered_offline(result, expected_h1="Glossary")
     assert result.facts["mathRendered"] >= 4, result.facts
+
+
+def test_search_works_offline(site_url, chromium, artifacts_dir):
+    results_js = "[...document.querySelectorAll('#search-results li a')].map((a) => a.textContent)"
+    result = load(site_url, chromium, artifacts_dir, "search.html?q=saga", "search", ready_js=f"{results_js}.length > 0 && {results_js}")
+    assert_rendered_offline(result)
+    titles = result.facts["ready"]
+    assert titles, "search for 'saga' found nothing"
+    assert any("Glossary" in title for title in titles) and any("architecture" in title for title in titles), titles
 
 
 @pytest.mark.parametrize("day", DAYS)
