@@ -1,0 +1,121 @@
+"""Shared test data for the grading tests: correct answers, a synthetic solution notebook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from grading import day1
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def correct_answers() -> dict[str, object]:
+    """A full-marks answer per Day 1 exercise, derived from the exercise's own reference."""
+    ref = day1._tradeoffs_reference()
+    plan, _ = day1.cheapest_capacity_plan()
+    return {
+        "day1.tradeoffs": {
+            "architecture": ref["architecture"],
+            "p99_ms_at_load": float(ref["p99_ms_at_load"]),
+            "max_hops_within_slo": ref["max_hops_within_slo"],
+        },
+        "day1.decomposition": [set(p) for p in day1._REFERENCE_PARTITIONS[0]],
+        "day1.patterns": {
+            "patterns": dict(day1._PATTERN_KEY),
+            "compensation_rate": day1._compensation_rate(),
+        },
+        "day1.lab1_cost": plan,
+        "day1.communication": {
+            ("order", "product"): "sync",
+            ("order", "inventory"): "request_reply",
+            ("order", "payment"): "async",
+            ("order", "notification"): "async",
+        },
+        "day1.challenge": {
+            "services": {
+                "order": {"replicas": 2, "service_time_ms": 8.0},
+                "product": {"replicas": 1, "service_time_ms": 4.0},
+                "inventory": {"replicas": 1, "service_time_ms": 6.0},
+                "payment": {"replicas": 5, "service_time_ms": 40.0},
+                "notification": {"replicas": 4, "service_time_ms": 30.0},
+            },
+            "edges": [
+                ("order", "product", "sync"),
+                ("order", "inventory", "sync"),
+                ("order", "payment", "async"),
+                ("payment", "notification", "async"),
+            ],
+        },
+    }
+
+
+# The solution of the synthetic notebook: distinctive lines a leak test can look for.
+SOLUTION_CODE = """import math
+failure = [0.02, 0.05, 0.03]
+all_ok = math.prod(1 - p for p in failure)
+answer = {"patterns": {"order_spans_services": "saga"},
+          "compensation_rate": (1 - failure[0]) - all_ok}
+helper_total, helper_count = 41 + 1, 7 * 6
+"""
+SOLUTION_PLOT = "print('the secret figure is', 6 * 7 * 1000)"
+SOLUTION_PROSE = "The outbox pattern removes the dual write because the event commits with the row."
+
+
+def synthetic_solution_notebook() -> nbformat.NotebookNode:
+    """A small solution notebook with every kind of tagged cell."""
+    check_cell = new_code_cell('import grading\ngrading.check("day1.patterns", answer)')
+    check_cell.outputs = [new_output("execute_result", data={
+        "text/plain": "day1.patterns: 3/10\n  [ok] order_spans_services: saga fits"})]
+    check_cell.execution_count = 3
+    solution = new_code_cell(SOLUTION_CODE, metadata={"tags": ["solution"]})
+    solution.outputs = [new_output("stream", name="stdout", text="0.07693 computed here\n")]
+    cells = [
+        new_markdown_cell("# Patterns\nMatch each problem with a pattern."),
+        new_code_cell("import math\nprint(math.pi)"),
+        solution,
+        new_code_cell(SOLUTION_PLOT, metadata={"tags": ["solution"]}),
+        new_markdown_cell(SOLUTION_PROSE, metadata={"tags": ["solution"]}),
+        new_code_cell("print('instructor only: grading key loaded from the answers file')",
+                      metadata={"tags": ["hidden"]}),
+        new_code_cell("print('expected output of the solution: 7.7 percent')",
+                      metadata={"tags": ["solution-output"]}),
+        check_cell,
+    ]
+    nb = new_notebook(cells=cells)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"x": {"value": "the secret figure is 42000"}}}}
+    return nb
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources]), path)
+
+
+WRONG_PATTERNS = {"patterns": {p: "saga" for p in day1.PATTERN_PROBLEMS},
+                  "compensation_rate": 0.5}
+
+
+def write_submissions(folder: Path) -> Path:
+    """Fill ``folder`` with one submission of each kind batch grading must survive."""
+    folder.mkdir(parents=True, exist_ok=True)
+    answers = correct_answers()
+    good_patterns = json.dumps(answers["day1.patterns"])
+    good_plan = json.dumps(answers["day1.lab1_cost"])
+    write_notebook(folder / "good.ipynb", "import grading",
+                   f"grading.check('day1.patterns', {good_patterns})",
+                   f"grading.check('day1.lab1_cost', {good_plan})")
+    write_notebook(folder / "partial.ipynb", "import grading",
+                   f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})",
+                   f"grading.check('day1.lab1_cost', {good_plan})",
+                   "raise NotImplementedError('exercise left open')")
+    (folder / "corrupt.ipynb").write_text('{"cells": [', encoding="utf-8")
+    (folder / "notes.txt").write_text("my answers are in my head", encoding="utf-8")
+    write_notebook(folder / "spins.ipynb", "import grading",
+                   f"grading.check('day1.patterns', {good_patterns})", "while True:\n    pass")
+    write_notebook(folder / "exits.ipynb", "import grading",
+                   f"grading.check('day1.lab1_cost', {good_plan})", "import os\nos._exit(3)")
+    return folder

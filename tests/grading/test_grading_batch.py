@@ -1,0 +1,138 @@
+"""Batch grading: every kind of broken submission is a row with its reason, never a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from grading import check
+from grading.batch import grade_folder, grade_submission, write_html_report
+
+from grading_fixtures import WRONG_PATTERNS, write_notebook, write_submissions
+
+TIMEOUT_S = 45.0  # generous: kernel start and imports are slow on a busy 2-core machine
+
+
+def _grading_processes() -> list[psutil.Process]:
+    """Live processes started by batch grading (runner or kernel): they carry its results env."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if "cloudmart-grade-" in env.get("CLOUDMART_GRADING_RESULTS", ""):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> pd.DataFrame:
+    """One batch run over every kind of submission, shared by the tests below."""
+    folder = write_submissions(tmp_path_factory.mktemp("batch") / "submissions")
+    return grade_folder(folder, timeout_s=TIMEOUT_S).set_index("submission")
+
+
+@pytest.mark.slow
+def test_one_row_per_submission_with_its_status(graded):
+    assert graded["status"].to_dict() == {
+        "corrupt.ipynb": "corrupt",
+        "exits.ipynb": "error",
+        "good.ipynb": "ok",
+        "notes.txt": "not-a-notebook",
+        "partial.ipynb": "ok",
+        "spins.ipynb": "timeout",
+    }
+    assert list(graded.columns) == ["status", "reason", "day1.lab1_cost", "day1.patterns",
+                                    "total", "max_total"]
+    reasons = graded["reason"]
+    assert "not JSON" in reasons["corrupt.ipynb"] or "cannot read" in reasons["corrupt.ipynb"]
+    assert "kernel died" in reasons["exits.ipynb"]
+    assert f"{TIMEOUT_S:g} s" in reasons["spins.ipynb"]
+    assert "NotImplementedError" in reasons["partial.ipynb"]
+    assert reasons["good.ipynb"] == ""
+
+
+@pytest.mark.slow
+def test_scores_are_those_the_learner_saw(graded):
+    assert graded.loc["good.ipynb", ["day1.patterns", "day1.lab1_cost", "total"]].tolist() == [
+        10, 10, 20]
+    wrong = check("day1.patterns", WRONG_PATTERNS).score
+    assert 0 < wrong < 10
+    assert graded.loc["partial.ipynb", "day1.patterns"] == wrong
+    assert graded.loc["partial.ipynb", "total"] == wrong + 10
+    # what ran before a crash or a timeout still counts; nothing else does
+    assert graded.loc["exits.ipynb", "total"] == 10
+    assert graded.loc["spins.ipynb", "total"] == 10
+    assert graded.loc["corrupt.ipynb", "total"] == graded.loc["notes.txt", "total"] == 0
+    assert (graded["max_total"] == 20).all()
+
+
+@pytest.mark.slow
+def test_no_process_is_left_behind(graded):
+    assert _grading_processes() == []
+
+
+@pytest.mark.slow
+def test_html_report_is_self_contained(graded, tmp_path: Path):
+    page = write_html_report(graded.reset_index(), tmp_path / "report.html").read_text()
+    assert "<table" in page and "spins.ipynb" in page and "timeout" in page
+    assert "http://" not in page and "https://" not in page  # no CDN
+    assert "6 submission(s), 2 ran to the end" in page
+
+
+def test_last_check_per_exercise_counts(tmp_path: Path, answers):
+    nb = tmp_path / "retry.ipynb"
+    write_notebook(nb, "import grading",
+                   f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})",
+                   f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})")
+    row = grade_submission(nb, timeout_s=60)
+    assert row["status"] == "ok"
+    assert row["scores"] == {"day1.patterns": check("day1.patterns", WRONG_PATTERNS).score}
+
+
+def test_bad_arguments_are_clear(tmp_path: Path):
+    with pytest.raises(ValueError, match="not a folder"):
+        grade_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown exercise id"):
+        grade_folder(tmp_path, exercises=["day9.nothing"])
+    empty = grade_folder(tmp_path)
+    assert empty.empty and "total" in empty.columns
+
+
+@pytest.mark.slow
+def test_cli_writes_csv_and_html(tmp_path: Path, answers):
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    write_notebook(folder / "a.ipynb", "import grading",
+                   f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})")
+    (folder / "b.ipynb").write_text("garbage")
+    done = subprocess.run(
+        [sys.executable, "-m", "grading", "grade", str(folder), "--out", str(tmp_path / "g.csv"),
+         "--html", str(tmp_path / "g.html"), "--timeout", "60"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "graded 2 submission(s)" in done.stdout
+    table = pd.read_csv(tmp_path / "g.csv").set_index("submission")
+    assert table.loc["a.ipynb", "day1.patterns"] == 10
+    assert table.loc["b.ipynb", "status"] == "corrupt"
+    assert (tmp_path / "g.html").read_text().count("<tr") == 3
+
+
+def test_cli_errors_are_one_line(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "grading", "grade", str(tmp_path / "none"), "--out",
+         str(tmp_path / "g.csv")], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1 and "does not exist" in done.stderr
+    assert not (tmp_path / "g.csv").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "grading", "grade", str(tmp_path), "--out",
+         str(tmp_path / "no" / "g.csv")], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "its folder does not exist" in done.stderr
