@@ -30,9 +30,10 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"
 	@touch $(CHECKOV_STAMP)
 
+# CloudMart starts before JupyterLab and stops when it exits (also on Ctrl-C).
 lab: install
-	$(BIN)/cloudmart up
-	trap '$(BIN)/cloudmart down' EXIT; $(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(BIN)/cloudmart up && { trap '$(BIN)/cloudmart down' EXIT INT TERM; \
+		$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS); }
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -51,6 +52,7 @@ book: install
 
 bench: install
 	$(BIN)/python tests/benchmarks/sim_engines.py --json
+	$(BIN)/python tests/benchmarks/local_target.py --json
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-SCENARIOS = ("browse", "checkout")
+SCENARIOS = ("browse", "checkout", "read")  # read: one product by id, for latency benchmarks
 MAX_RPS = 2000.0
 MAX_SECONDS = 3600.0
 TEST_CARD = "4242424242424242"  # the payment service approves this test card
@@ -96,8 +96,10 @@ class _Scenario:
 
     async def fire(self) -> tuple[int, str, str]:
         pid = self.product_ids[int(self.rng.integers(len(self.product_ids)))]
-        if self.name == "browse":
-            path = "/api/products" if self.rng.random() < 0.5 else f"/api/products/{pid}"
+        if self.name in ("browse", "read"):
+            path = f"/api/products/{pid}"
+            if self.name == "browse" and self.rng.random() < 0.5:
+                path = "/api/products"
             async with self.session.get(self.base_url + path, headers=self.headers) as resp:
                 await resp.read()
                 return resp.status, path, ""
