@@ -4,8 +4,9 @@ In the solution notebooks (``notebooks/``) a cell whose metadata ``tags`` contai
 holds a worked answer. :func:`make_student_notebooks` writes a copy of every notebook in which
 
 - a ``solution`` code cell becomes a stub: ``# YOUR CODE HERE`` and ``name = ...`` for every
-  name the solution assigns at top level (so the ``grading.check(...)`` cell after it still
-  runs and says the answer is missing), or ``raise NotImplementedError`` if it assigns none;
+  name the solution assigns at top level that a later cell uses (so the ``grading.check(...)``
+  cell after it still runs and says the answer is missing), or ``raise NotImplementedError``
+  if there is none;
 - a ``solution`` markdown cell becomes ``*Your answer here.*``;
 - a cell tagged ``solution-output`` or ``hidden`` is removed;
 - every output, execution count and saved widget state is cleared, because a solved
@@ -67,10 +68,13 @@ def _assigned_names(source: str) -> list[str]:
     return names
 
 
-def _stub(cell: nbformat.NotebookNode) -> str:
+def _stub(cell: nbformat.NotebookNode, later_code: str) -> str:
     if cell.cell_type == "markdown":
         return MARKDOWN_STUB
-    names = _assigned_names(cell.source)
+    # Keep only the names later cells use (e.g. ``answer``): the others would sketch the
+    # solution's steps.
+    names = [n for n in _assigned_names(cell.source)
+             if re.search(rf"(?<![\w.]){re.escape(n)}\b", later_code)]
     if names:
         return "\n".join([STUB_MARKER] + [f"{name} = ..." for name in names])
     return f"{STUB_MARKER}\nraise NotImplementedError"
@@ -80,12 +84,15 @@ def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Return a student copy of the notebook ``nb`` (``nb`` itself is not modified)."""
     out = nbformat.from_dict(nb)
     cells = []
-    for cell in out.cells:
+    for index, cell in enumerate(out.cells):
         tags = _tags(cell)
         if tags & REMOVED_TAGS:
             continue
         if SOLUTION_TAG in tags:
-            cell.source = _stub(cell)
+            later_code = "\n".join(c.source for c in out.cells[index + 1:]
+                                   if c.cell_type == "code" and not _tags(c) & (
+                                       REMOVED_TAGS | {SOLUTION_TAG}))
+            cell.source = _stub(cell, later_code)
             cell.metadata["tags"] = [t for t in cell.metadata.get("tags", [])
                                      if t != SOLUTION_TAG] + ["exercise"]
             cell.pop("attachments", None)
