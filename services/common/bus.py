@@ -107,7 +107,7 @@ class Bus:
         metrics.event_published(event["type"])
 
     def subscribe(self, db: Database | None, durable: str, stream: str, subjects: list[str], handler: Handler,
-                  workers: int = 2) -> None:
+                  workers: int = 4) -> None:
         """Consume ``subjects`` of ``stream`` with durable consumer ``durable`` in background tasks."""
         self._tasks.append(asyncio.create_task(self._consume(db, durable, stream, subjects, handler, workers)))
 
@@ -129,7 +129,9 @@ class Bus:
     async def _worker(self, sub, db: Database, durable: str, handler: Handler) -> None:
         while not self._stopping:
             try:
-                msgs = await sub.fetch(batch=10, timeout=1.0)
+                # batch=1: nats-py waits for a *full* batch (until the timeout) once the first
+                # message arrived, which would add up to a second per saga step when idle.
+                msgs = await sub.fetch(batch=1, timeout=5.0)
             except nats.errors.TimeoutError:
                 continue
             except asyncio.CancelledError:
