@@ -1,19 +1,16 @@
 """Reference models the checks score answers against.
 
-Exact queueing results where theory has one (M/M/1 tandem lines, M/M/c with Erlang C from
-:mod:`sim.theory`), and a seeded Monte Carlo over those exact sojourn-time distributions for
-call trees, so a check gives the same score for the same answer every time. Times are in
-milliseconds throughout.
+Exact queueing results (M/M/1 tandem lines; M/M/c from :mod:`sim.theory`), so a check gives
+the same score for the same answer every time. Times are in milliseconds throughout.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
-from sim.theory import erlang_c
+from sim import theory
 
 __all__ = [
     "mmc_response_quantile_ms",
@@ -26,31 +23,20 @@ def mmc_response_quantile_ms(
 ) -> float:
     """The ``q`` quantile of the response time (wait + service) of an FCFS M/M/c queue, in ms.
 
-    Returns ``math.inf`` when the queue is unstable (utilisation >= 1).
+    :func:`sim.theory.mmc_sojourn_percentile_s` in milliseconds, with ``math.inf`` for an
+    unstable queue (utilisation >= 1) instead of an error: an overloaded plan is an answer to
+    score, not a mistake of the caller.
     """
     if not 0 < q < 1:
         raise ValueError(f"q={q!r} is invalid; it must be in (0, 1)")
     if service_time_ms <= 0:
         raise ValueError(f"service_time_ms={service_time_ms!r} is invalid; it must be > 0")
-    mu = 1000.0 / service_time_ms  # per second
-    lam = arrival_rate_per_s
-    if lam >= servers * mu:
+    service_rate_per_s = 1000.0 / service_time_ms
+    if arrival_rate_per_s >= servers * service_rate_per_s:
         return math.inf
-    c_wait = erlang_c(servers, lam / mu) if lam > 0 else 0.0
-    theta = servers * mu - lam  # rate of the exponential wait, given that one waits
-
-    def tail(t_s: float) -> float:
-        no_wait = math.exp(-mu * t_s)
-        if abs(theta - mu) < 1e-9 * mu:
-            waited = (1 + mu * t_s) * math.exp(-mu * t_s)  # Erlang-2
-        else:
-            waited = (theta * math.exp(-mu * t_s) - mu * math.exp(-theta * t_s)) / (theta - mu)
-        return (1 - c_wait) * no_wait + c_wait * waited - (1 - q)
-
-    hi = 1.0 / min(mu, theta)
-    while tail(hi) > 0:
-        hi *= 2
-    return 1000.0 * optimize.brentq(tail, 0.0, hi, xtol=1e-12)
+    return 1000.0 * theory.mmc_sojourn_percentile_s(
+        arrival_rate_per_s, service_rate_per_s, servers, q
+    )
 
 
 def tandem_mm1_quantile_ms(
@@ -75,18 +61,3 @@ def tandem_mm1_quantile_ms(
     return 1000.0 * stats.gamma.ppf(q, stations, scale=1.0 / rate) + (
         stations * fixed_delay_ms_per_station
     )
-
-
-def exp_samples_ms(rng: np.random.Generator, mean_ms: float, n: int) -> np.ndarray:
-    """``n`` exponential samples with mean ``mean_ms``."""
-    return rng.exponential(mean_ms, n)
-
-
-def mm1_sojourn_samples_ms(
-    rng: np.random.Generator, arrival_rate_per_s: float, service_time_ms: float, n: int
-) -> np.ndarray:
-    """``n`` samples of the M/M/1 sojourn time (exponential with rate μ − λ); inf if unstable."""
-    mu = 1000.0 / service_time_ms
-    if arrival_rate_per_s >= mu:
-        return np.full(n, np.inf)
-    return rng.exponential(1000.0 / (mu - arrival_rate_per_s), n)
