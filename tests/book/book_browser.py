@@ -210,7 +210,7 @@ class CDPSession:
 
 
 async def visit(
-    ws_url: str, url: str, screenshot_path: pathlib.Path, settle_timeout_s: float = 45.0, ready_js: str = "true"
+    ws_url: str, url: str, screenshot_path: pathlib.Path, settle_timeout_s: float = 90.0, ready_js: str = "true"
 ) -> PageVisit:
     """Load `url` in a fresh tab, wait until it has rendered, measure it and screenshot it.
 
