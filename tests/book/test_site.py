@@ -22,8 +22,8 @@ REPO_DIR = pathlib.Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_DIR / "book"
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 SITE_TITLE = "CloudMart Course"
-# The session's first test builds the site (about 2 minutes cold, seconds when up to date).
-pytestmark = pytest.mark.slow
+# The session's first test builds the site (minutes cold, seconds when up to date): allow for it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 DAYS = [1, 2, 3, 4, 5]
 
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
