@@ -69,12 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--monolith", action="store_true", help="run services.monolith behind the same gateway")
     up.add_argument("--target", choices=["local", "kind"], default=None)
     up.add_argument("--port", type=int, default=None, help="gateway port (default $CLOUDMART_GATEWAY_PORT or 8080)")
+    up.add_argument("--gateway", choices=["kong", "istio"], default=None, help="kind target: Kong or Istio at the edge")
+    up.add_argument("--with", dest="with_components", default="", metavar="COMPONENTS",
+                    help="kind target: gatekeeper,argocd,opencost,observability")
 
     st = sub.add_parser("status", help="target, gateway URL, replicas wanted/ready")
     st.add_argument("--json", action="store_true")
 
     down = sub.add_parser("down", help="stop everything CloudMart started")
     down.add_argument("--purge", action="store_true", help="also delete the state folder (data, logs)")
+    down.add_argument("--target", choices=["local", "kind"], default=None, help="kind: delete the kind cluster")
 
     logs = sub.add_parser("logs", help="show a service's logs")
     logs.add_argument("service")
@@ -162,6 +166,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_down(args) -> int:
+    if getattr(args, "target", None) == "kind":
+        from cluster import kind_target
+
+        return kind_target.down_command(args)
     target = _target(args)
     was_up = target.down(purge=args.purge)
     print("CloudMart stopped" if was_up else "CloudMart was not running", "(state deleted)" if args.purge else "")
