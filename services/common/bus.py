@@ -169,6 +169,8 @@ class Bus:
                 db.outbox_wakeup.set()
             await msg.ack()
             metrics.event_consumed(msg.subject, outcome)
+            log.info("event handled", extra={"fields": {"subject": msg.subject, "order_id": event.get("order_id"),
+                                                         "event_id": event["event_id"], "outcome": outcome}})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -203,7 +205,8 @@ class Bus:
                 seen = 0
                 while seen < info.state.messages and seen < limit:
                     try:
-                        msgs = await sub.fetch(batch=500, timeout=1.0)
+                        # Ask for exactly what is left, so fetch never waits for a fuller batch.
+                        msgs = await sub.fetch(batch=min(500, info.state.messages - seen), timeout=2.0)
                     except nats.errors.TimeoutError:
                         break
                     for msg in msgs:
@@ -254,7 +257,9 @@ class OutboxRelay:
             if sent < self.batch:
                 self.db.outbox_wakeup.clear()
                 try:
-                    await asyncio.wait_for(self.db.outbox_wakeup.wait(), timeout=0.25)
+                    # Woken at once by this process's commits; the timeout only picks up rows
+                    # left by a replica that died before relaying them.
+                    await asyncio.wait_for(self.db.outbox_wakeup.wait(), timeout=1.0)
                 except asyncio.TimeoutError:
                     pass
 

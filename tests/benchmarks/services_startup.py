@@ -68,7 +68,7 @@ def checkout_run(base_order: str, token: str, n_orders: int, concurrency: int) -
                 accepted = time.perf_counter()
                 order_id, status = r.json()["id"], r.json()["status"]
                 while status == "pending":
-                    time.sleep(0.01)
+                    time.sleep(0.05)
                     status = client.get(f"{base_order}/api/orders/{order_id}", headers=headers).json()["status"]
                 done = time.perf_counter()
                 with lock:
