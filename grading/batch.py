@@ -5,6 +5,10 @@ kernel) under a wall-clock limit. The kernel inherits ``CLOUDMART_GRADING_RESULT
 ``grading.check`` the notebook calls is recorded; the last result per exercise counts. A
 submission that is not a notebook, is corrupt, times out or crashes its kernel becomes a row
 with its status and reason; the batch itself never fails because of a submission.
+
+Each submission runs in a fresh temporary folder. Live cells (``cluster.connect()``) reach the
+CloudMart of the grader's state folder (``CLOUDMART_STATE_DIR``, else ``./.cloudmart``): start
+it with ``cloudmart up`` before grading notebooks that use it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = ["STATUSES", "grade_folder", "grade_submission", "write_html_report"]
 
 STATUSES = ("ok", "timeout", "error", "corrupt", "not-a-notebook")
 DEFAULT_TIMEOUT_S = 300.0
+STATE_DIR_ENV = "CLOUDMART_STATE_DIR"
 
 _CHECK_CALL = re.compile(r"""check\(\s*["']([\w.]+)["']""")
 
@@ -80,7 +85,13 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
                                           tmpdir / "kernel.pid")
         workdir = tmpdir / "work"
         workdir.mkdir()
-        env = dict(os.environ, **{RESULTS_ENV: str(results), "MPLBACKEND": "Agg"})
+        env = dict(os.environ, **{
+            RESULTS_ENV: str(results),
+            "MPLBACKEND": "Agg",
+            # Live cells reach the grader's own CloudMart (the one `cloudmart up` started here),
+            # not a new one per submission in a folder that is deleted afterwards.
+            STATE_DIR_ENV: str(Path(os.environ.get(STATE_DIR_ENV) or ".cloudmart").resolve()),
+        })
         cmd = [sys.executable, "-m", "grading._runner", str(path.resolve()), str(workdir),
                str(status_file), str(pid_file), str(timeout_s)]
         proc = subprocess.Popen(cmd, env=env, cwd=workdir, start_new_session=True,

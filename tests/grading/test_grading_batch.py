@@ -87,14 +87,21 @@ def test_html_report_is_self_contained(graded, tmp_path: Path):
     assert "6 submission(s), 2 ran to the end" in page
 
 
-def test_last_check_per_exercise_counts(tmp_path: Path, answers):
+def test_last_check_counts_and_live_cells_see_the_graders_state_dir(
+        tmp_path: Path, answers, monkeypatch):
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("CLOUDMART_STATE_DIR", str(state))
     nb = tmp_path / "retry.ipynb"
-    write_notebook(nb, "import grading",
+    write_notebook(nb, "import grading, os, pathlib",
                    f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})",
-                   f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})")
-    row = grade_submission(nb, timeout_s=60)
-    assert row["status"] == "ok"
+                   f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})",
+                   "pathlib.Path(os.environ['CLOUDMART_STATE_DIR'], 'seen').write_text(os.getcwd())")
+    row = grade_submission(nb, timeout_s=120)
+    assert row["status"] == "ok", row
     assert row["scores"] == {"day1.patterns": check("day1.patterns", WRONG_PATTERNS).score}
+    workdir = (state / "seen").read_text()
+    assert "cloudmart-grade-" in workdir and not Path(workdir).exists()  # a fresh, removed folder
 
 
 def test_bad_arguments_are_clear(tmp_path: Path):
@@ -104,6 +111,11 @@ def test_bad_arguments_are_clear(tmp_path: Path):
         grade_folder(tmp_path, exercises=["day9.nothing"])
     empty = grade_folder(tmp_path)
     assert empty.empty and "total" in empty.columns
+    (tmp_path / "notes.txt").write_text("no notebook here")
+    chosen = grade_folder(tmp_path, exercises=["day1.patterns", "day1.challenge"])
+    assert list(chosen.columns) == ["submission", "status", "reason", "day1.patterns",
+                                    "day1.challenge", "total", "max_total"]
+    assert chosen["status"].tolist() == ["not-a-notebook"] and chosen["max_total"][0] == 20
 
 
 @pytest.mark.slow
