@@ -6,6 +6,7 @@ checks that none of the recorded processes is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,16 +128,29 @@ def cloudmart(tmp_path_factory):
         assert not left, f"processes left behind after down: {left}"
 
 
-@pytest.fixture(scope="module")
-def mesh_cloudmart(tmp_path_factory, cloudmart):
-    """A second CloudMart with the mesh on (the session one stays up; ports and state differ)."""
-    running, pids = start(tmp_path_factory.mktemp("mesh"), mesh=True)
+@contextlib.contextmanager
+def started(tmp: Path, **up_kw):
+    """A CloudMart of its own (state folder, port), stopped on exit with nothing left behind."""
+    running, pids = start(tmp, **up_kw)
     try:
         yield running
     finally:
         pids = sorted(set(pids + recorded_pids(running.state_dir)))
         stop_everything(running.target, pids)
-        assert not alive(pids), "mesh processes left behind"
+        assert not alive(pids), "processes left behind after down"
+
+
+@pytest.fixture(scope="session")
+def start_cloudmart():
+    """`with start_cloudmart(tmp, mesh=True) as running:` — for modules that need another mode."""
+    return started
+
+
+@pytest.fixture(scope="module")
+def mesh_cloudmart(tmp_path_factory):
+    """A CloudMart with the mesh on (its own state folder and ports)."""
+    with started(tmp_path_factory.mktemp("mesh"), mesh=True) as running:
+        yield running
 
 
 def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.2):

@@ -99,7 +99,9 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
                 authorized_events[event["order_id"]].add(event["event_id"])
         assert all(len(ids) == 1 for oid, ids in authorized_events.items() if oid in set(accepted))
 
-        stock_after = _stock(admin)
+        # Inventory hears of an order's end by event, a moment after the order itself changes.
+        stock_after = wait_for(lambda: (st := _stock(admin)) if all(
+            st[pid]["reserved"] == stock_before[pid]["reserved"] for pid in stock_before) else None, 60, 1.0)
         # Every order made during the soak counts, also one whose 202 was lost with a killed replica.
         new_orders = set(orders) - orders_before
         assert set(accepted) <= new_orders
