@@ -100,8 +100,11 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
         assert all(len(ids) == 1 for oid, ids in authorized_events.items() if oid in set(accepted))
 
         # Inventory hears of an order's end by event, a moment after the order itself changes.
-        stock_after = wait_for(lambda: (st := _stock(admin)) if all(
-            st[pid]["reserved"] == stock_before[pid]["reserved"] for pid in stock_before) else None, 60, 1.0)
+        def stock_settled():
+            stock = _stock(admin)
+            return stock if all(stock[p]["reserved"] == stock_before[p]["reserved"] for p in stock_before) else None
+
+        stock_after = wait_for(stock_settled, 60, 1.0)
         # Every order made during the soak counts, also one whose 202 was lost with a killed replica.
         new_orders = set(orders) - orders_before
         assert set(accepted) <= new_orders
