@@ -35,6 +35,7 @@ from .loadbalancing import make_load_balancer
 from .ratelimit import TokenBucket
 from .resilience import Bulkhead, CircuitBreaker, Retry
 from .results import CallGraphResult, batch_means, percentile_estimate
+from .servers import Server, start
 
 __all__ = ["CallGraph", "run_callgraph", "chain_graph"]
 
@@ -175,7 +176,7 @@ class _Edge:
     __slots__ = ("src", "dst", "calls", "probability", "delay_s", "timeout_s", "retry", "attempts",
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
-                 "n_skipped", "is_async")
+                 "n_skipped", "is_async", "plain")
 
 
 def run_callgraph(
@@ -206,7 +207,7 @@ def run_callgraph(
         nd.service = Stream(as_distribution(d["service_time"], "service_time"), rngs[2 + i])
         replicas = d.get("replicas", 1)
         servers = d.get("servers", 1)
-        nd.resources = [simpy.Resource(env, servers) for _ in range(replicas)]
+        nd.resources = [Server(env, servers) for _ in range(replicas)]
         nd.capacity = replicas * servers
         nd.inflight = [0] * replicas
         nd.picker = (make_load_balancer(d.get("load_balancer", "round_robin"))
@@ -239,6 +240,7 @@ def run_callgraph(
         e.breaker = br.new_state(f"{a}->{b}") if br is not None else None
         bh = d.get("bulkhead")
         e.bulkhead = bh.new_state() if bh is not None else None
+        e.plain = e.timeout_s is None and e.retry is None and br is None and bh is None
         e.n_calls = e.n_attempts = e.n_retries = e.n_timeouts = e.n_failed = 0
         e.n_short_circuited = e.n_bulkhead_rejected = e.n_budget_exhausted = e.n_skipped = 0
         (e.src.async_edges if e.is_async else e.src.sync_edges).append(e)
@@ -250,17 +252,20 @@ def run_callgraph(
         if nd.limiter is not None and not nd.limiter.allow(env.now):
             nd.rejected += 1
             return False
-        if nd.picker is None:
-            replica = 0
-        else:
-            replica = nd.picker.pick(nd.inflight)
-        inflight = nd.inflight
-        inflight[replica] += 1
         work = nd.service.next()
-        with nd.resources[replica].request() as req:
-            yield req
-            yield timeout(work)
-        inflight[replica] -= 1
+        picker = nd.picker
+        if picker is None:
+            with nd.resources[0].request() as req:
+                yield req
+                yield timeout(work)
+        else:  # several replicas: the load balancer needs the requests in flight per replica
+            inflight = nd.inflight
+            replica = picker.pick(inflight)
+            inflight[replica] += 1
+            with nd.resources[replica].request() as req:
+                yield req
+                yield timeout(work)
+            inflight[replica] -= 1
         nd.busy_s += work
         if nd.error_rate and uniform.next() < nd.error_rate:
             nd.errors += 1
@@ -298,16 +303,23 @@ def run_callgraph(
 
     def remote(e: _Edge):
         """The callee's side of one attempt: request hop, the visit, response hop."""
-        if e.delay_s:
-            yield timeout(e.delay_s)
-        ok = yield from visit(e.dst)
-        if e.delay_s:
-            yield timeout(e.delay_s)
-        return ok
+        delay = e.delay_s
+        if delay:
+            yield timeout(delay)
+            ok = yield from visit(e.dst)
+            yield timeout(delay)
+            return ok
+        return (yield from visit(e.dst))
 
     def call(e: _Edge):
         """The caller's side of a call: breaker, bulkhead, timeout and retries with backoff."""
         e.n_calls += 1
+        if e.plain:  # no policy on this edge: one attempt, inline
+            e.n_attempts += 1
+            if (yield from remote(e)):
+                return True
+            e.n_failed += 1
+            return False
         breaker, bulkhead, budget = e.breaker, e.bulkhead, e.budget
         if budget is not None:
             budget.deposit()
@@ -332,7 +344,7 @@ def run_callgraph(
                 # Wait for the callee's process; a timer interrupts the wait if it is late.
                 # (Cheaper than ``p | timeout``: no Condition event per call.) The callee
                 # keeps working after a timeout, as a real server does.
-                p = process(remote(e))
+                p = start(env, remote(e))
                 timeout(e.timeout_s).callbacks.append(_Deadline(p, env.active_process))
                 try:
                     ok = yield p

@@ -24,6 +24,7 @@ from . import theory
 from ._validate import check_fraction, check_int, check_nonnegative, check_positive
 from .distributions import Distribution, Exponential, Stream, UniformStream, as_distribution
 from .results import QueueResult, StationResult, batch_means, percentile_estimate
+from .servers import Server
 
 __all__ = ["Station", "QueueScenario", "NetworkScenario", "run_queueing"]
 
@@ -223,7 +224,7 @@ def _simulate(net: NetworkScenario, seed: int, label: Any) -> QueueResult:
     uniform = UniformStream(rngs[2])
 
     env = simpy.Environment()
-    resources = [simpy.Resource(env, s.servers) for s in stations]
+    resources = [Server(env, s.servers) for s in stations]
     arr = [[] for _ in range(k)]
     beg = [[] for _ in range(k)]
     end = [[] for _ in range(k)]
