@@ -190,3 +190,29 @@ def test_traceparent_is_continued_and_logged(stack, headers):
     # The product lookup carried the trace: its metrics saw the call, and events carry it on.
     history = httpx.get(f"{stack.url('order')}/api/orders/{order_id}/events", headers=headers["alice"]).json()
     assert {e["traceparent"].split("-")[1] for e in history} == {trace_id}
+
+
+def test_product_replicas_share_one_catalog_under_concurrent_writes(stack, headers):
+    """Two product processes on the same embedded store: concurrent admin writes all land."""
+    import concurrent.futures
+
+    replica = stack.add("product-1", module="product")
+    replica.start()
+    try:
+        replica.wait_ready()
+        prefix = "C" + uuid.uuid4().hex[:5].upper()
+
+        def create(i):
+            base = replica.url if i % 2 else stack.url("product")
+            return httpx.post(base + "/api/products", headers=headers["admin"], timeout=30,
+                              json={"id": f"{prefix}{i:03d}", "name": f"Concurrent {prefix} {i}", "price_cents": 100 + i})
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = [r.status_code for r in pool.map(create, range(24))]
+        assert codes == [201] * 24
+        for base in (stack.url("product"), replica.url):
+            listed = httpx.get(base + "/api/products", params={"q": f"Concurrent {prefix}", "limit": 100}).json()
+            assert listed["total"] == 24
+        assert httpx.get(f"{replica.url}/api/products/{prefix}004").json()["price_cents"] == 104
+    finally:
+        replica.stop()
+        del stack.services["product-1"]
