@@ -25,6 +25,7 @@ exercise id                 notebook  answer shape
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Mapping
@@ -53,6 +54,8 @@ __all__ = [
     "decomposition_graph",
 ]
 
+# Checks read private copies of the published scenarios (``_TRADEOFFS`` …): a learner who edits
+# the shown one while exploring changes nothing about the grading.
 # Fixed seed of every simulation a check runs: the same answer always gets the same score.
 _SEED = 20261126
 _REQUESTS = 10_000
@@ -83,6 +86,7 @@ TRADEOFFS_SCENARIO: dict[str, Any] = {
     "deploys_per_week_per_team": 5,
 }
 """The Day 1 trade-off scenario: workload, latency budget and team (notebook 01)."""
+_TRADEOFFS = copy.deepcopy(TRADEOFFS_SCENARIO)
 
 # Rule of thumb taught in notebook 01: split into services only when several teams need to
 # deploy independently AND the latency budget admits the hops the split adds.
@@ -90,7 +94,7 @@ _MIN_TEAMS_FOR_MICROSERVICES = 3
 
 
 def _tradeoffs_reference() -> dict[str, Any]:
-    s = TRADEOFFS_SCENARIO
+    s = _TRADEOFFS
 
     def p99(hops: int) -> float:
         return models.tandem_mm1_quantile_ms(
@@ -203,6 +207,7 @@ DOMAIN_MODEL: dict[str, Any] = yaml.safe_load(
 )
 """CloudMart's domain model (notebook 02): ``entities`` (name: description) and ``operations``
 (name: {entity: "w"|"r"}) — the use cases and what each reads and writes."""
+_DOMAIN = copy.deepcopy(DOMAIN_MODEL)
 
 DECOMPOSITION_ITEMS: tuple[str, ...] = tuple(sorted(DOMAIN_MODEL["entities"]))
 """Entities of the CloudMart domain to group into bounded contexts (notebook 02)."""
@@ -241,7 +246,7 @@ def decomposition_graph() -> nx.Graph:
     are only read."""
     graph = nx.Graph()
     graph.add_nodes_from(DECOMPOSITION_ITEMS)
-    for touched in DOMAIN_MODEL["operations"].values():
+    for touched in _DOMAIN["operations"].values():
         for (a, mode_a), (b, mode_b) in itertools.combinations(sorted(touched.items()), 2):
             w = _ACCESS_WEIGHT[(mode_a, mode_b)]
             if graph.has_edge(a, b):
@@ -424,13 +429,14 @@ SAGA_FAILURE_PROFILE: dict[str, Any] = {
     # completed steps must be undone. A failure of the first step needs no compensation.
 }
 """Failure profile of the checkout saga for the compensation-rate question (notebook 03)."""
+_SAGA = copy.deepcopy(SAGA_FAILURE_PROFILE)
 
 
 _RATE_TOLERANCE = 0.08
 
 
 def _compensation_rate() -> float:
-    p_fail = SAGA_FAILURE_PROFILE["failure_probability"]
+    p_fail = _SAGA["failure_probability"]
     all_ok = math.prod(1 - p for p in p_fail)
     return (1 - p_fail[0]) - all_ok  # first step succeeded, and some later one failed
 
@@ -455,10 +461,10 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not isinstance(chosen, Mapping):
         raise AnswerShapeError(f"'patterns' must be a dict {{problem_id: pattern}}; got "
                                f"{type(chosen).__name__}")
-    unknown = sorted(str(k) for k in chosen if k not in PATTERN_PROBLEMS)
+    unknown = sorted(str(k) for k in chosen if k not in _PATTERN_KEY)
     if unknown:
         raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; the ids are "
-                               f"{', '.join(PATTERN_PROBLEMS)}")
+                               f"{', '.join(_PATTERN_KEY)}")
     bad = sorted(f"{k}={v!r}" for k, v in chosen.items() if v not in PATTERNS)
     if bad:
         raise AnswerShapeError(f"unknown pattern(s) {', '.join(bad)}; choose from "
@@ -483,7 +489,7 @@ def check_patterns(answer: Any, g: Grader) -> None:
                   "pattern exists to remove exactly that?")
 
     ref = _compensation_rate()
-    total_failure = 1 - math.prod(1 - p for p in SAGA_FAILURE_PROFILE["failure_probability"])
+    total_failure = 1 - math.prod(1 - p for p in _SAGA["failure_probability"])
     if abs(rate - ref) <= _RATE_TOLERANCE * ref:
         g.award(3, f"compensation rate {_pct(rate)} matches the prediction")
     elif abs(rate - total_failure) <= 0.05 * total_failure:
@@ -508,6 +514,7 @@ INSTANCE_TYPES: dict[str, dict[str, float]] = {
     "fast": {"vcpu": 2, "speed": 1.5, "usd_per_h": 0.07},
 }
 """Instance types for the capacity lab: workers per replica, relative speed, price."""
+_INSTANCES = copy.deepcopy(INSTANCE_TYPES)
 
 LAB1_COST_SCENARIO: dict[str, Any] = {
     # Per service: Poisson arrival rate and mean (exponential) service time on a speed-1 CPU.
@@ -527,13 +534,14 @@ LAB1_COST_SCENARIO: dict[str, Any] = {
     "cost_tolerance": 0.10,
 }
 """The capacity-planning lab (notebook 04): load per service, instance types, SLO."""
+_LAB1 = copy.deepcopy(LAB1_COST_SCENARIO)
 
 _MAX_REPLICAS_SEARCHED = 64
 
 
 def _replica_p99_ms(service: str, replicas: int, instance: str) -> float:
-    svc = LAB1_COST_SCENARIO["services"][service]
-    it = INSTANCE_TYPES[instance]
+    svc = _LAB1["services"][service]
+    it = _INSTANCES[instance]
     return models.mmc_response_quantile_ms(
         0.99, svc["arrival_rate_per_s"] / replicas, svc["service_time_ms"] / it["speed"],
         int(it["vcpu"]),
@@ -543,10 +551,10 @@ def _replica_p99_ms(service: str, replicas: int, instance: str) -> float:
 def cheapest_capacity_plan() -> tuple[dict[str, dict[str, Any]], float]:
     """The cheapest plan meeting the lab's SLO, found by exhaustive search, and its $/h."""
     plan, total = {}, 0.0
-    s = LAB1_COST_SCENARIO
+    s = _LAB1
     for service in s["services"]:
         best = None
-        for instance, it in INSTANCE_TYPES.items():
+        for instance, it in _INSTANCES.items():
             for replicas in range(s["min_replicas"], _MAX_REPLICAS_SEARCHED + 1):
                 if _replica_p99_ms(service, replicas, instance) <= s["slo_p99_ms"]:
                     cost = replicas * it["usd_per_h"]
@@ -573,7 +581,7 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
     service that meets the SLO with at least ``min_replicas``. If all do, cost earns 4 points
     within ``cost_tolerance`` of the cheapest plan found by search, 2 within 50%, else 1.
     """
-    s = LAB1_COST_SCENARIO
+    s = _LAB1
     shape = '{service: {"replicas": int, "instance": str}} for ' + ", ".join(s["services"])
     answer = _require_mapping(answer, shape)
     unknown = sorted(str(k) for k in answer if k not in s["services"])
@@ -589,9 +597,9 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
         if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
             raise AnswerShapeError(f"{service}: replicas={r!r} is invalid; it must be an "
                                    "integer >= 1")
-        if entry["instance"] not in INSTANCE_TYPES:
+        if entry["instance"] not in _INSTANCES:
             raise AnswerShapeError(f"{service}: instance={entry['instance']!r} is unknown; "
-                                   f"choose from {', '.join(INSTANCE_TYPES)}")
+                                   f"choose from {', '.join(_INSTANCES)}")
 
     all_ok = True
     for service in s["services"]:
@@ -615,7 +623,7 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
         else:
             g.award(1.5, f"{label}: p99 {p99:.0f} ms meets the SLO")
 
-    cost = sum(int(e["replicas"]) * INSTANCE_TYPES[e["instance"]]["usd_per_h"]
+    cost = sum(int(e["replicas"]) * _INSTANCES[e["instance"]]["usd_per_h"]
                for e in answer.values())
     if not all_ok:
         g.miss(f"cost ${cost:.3f}/h is not scored until every service meets the SLO")
@@ -672,6 +680,7 @@ COMMUNICATION_SCENARIO: dict[str, Any] = {
     "max_deliveries": 3,
 }
 """The call graph of notebook 05 while ``notification`` slows down and ``inventory`` flaps."""
+_COMMUNICATION = copy.deepcopy(COMMUNICATION_SCENARIO)
 
 
 def _edge_key(key: Any) -> tuple[str, str] | None:
@@ -684,7 +693,7 @@ def _edge_key(key: Any) -> tuple[str, str] | None:
 
 
 def _communication_graph(modes: Mapping[tuple[str, str], str]) -> sim.CallGraph:
-    s = COMMUNICATION_SCENARIO
+    s = _COMMUNICATION
     graph = nx.DiGraph()
     # Latency, not capacity, is the point here: plenty of workers per service.
     graph.add_node(s["entry"], service_time=sim.Exponential(s["entry_service_time_ms"] / 1000),
@@ -732,7 +741,7 @@ def check_communication(answer: Any, g: Grader) -> None:
     fire-and-forget (4 points), user-facing p99 within the SLO (3 points; 1 within 1.5x) and
     user-facing error rate within ``max_error_rate`` (3 points; 1 within 3x).
     """
-    s = COMMUNICATION_SCENARIO
+    s = _COMMUNICATION
     shape = ('{("order", callee): "sync"|"async"|"request_reply"} for callees '
              + ", ".join(b for _, b in s["edges"]))
     answer = _require_mapping(answer, shape)
@@ -816,10 +825,11 @@ CHALLENGE_SCENARIO: dict[str, Any] = {
 }
 """The Day 1 design challenge (notebook 06): load, work per service, needed interactions, SLO
 and budget."""
+_CHALLENGE = copy.deepcopy(CHALLENGE_SCENARIO)
 
 
 def _parse_design(answer: Any) -> tuple[dict[str, dict[str, float]], list[tuple[str, str, str]]]:
-    s = CHALLENGE_SCENARIO
+    s = _CHALLENGE
     shape = ('{"services": {name: {"replicas": int, "service_time_ms": float}}, '
              '"edges": [(caller, callee, "sync"|"async"), ...]}')
     answer = _require_mapping(answer, shape)
@@ -880,7 +890,7 @@ def simulate_challenge(answer: Any) -> dict[str, Any]:
     it. Returns ``{"p99_ms", "utilisation", "cost_usd_per_h"}`` (``p99_ms`` is ``inf`` when a
     service is overloaded).
     """
-    s = CHALLENGE_SCENARIO
+    s = _CHALLENGE
     services, edges = _parse_design(answer)
     graph = nx.DiGraph()
     for name, spec in services.items():
@@ -924,7 +934,7 @@ def check_challenge(answer: Any, g: Grader) -> None:
     present, synchronous exactly where the result is needed; 1 point lost per extra
     synchronous edge or missing/misdirected interaction).
     """
-    s = CHALLENGE_SCENARIO
+    s = _CHALLENGE
     services, edges = _parse_design(answer)
     design = {"services": {}, "edges": edges}
     for name, spec in services.items():

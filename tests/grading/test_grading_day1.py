@@ -322,3 +322,13 @@ def test_challenge_shape_errors(mutate, words, answers):
     mutate(design)
     fb = check("day1.challenge", design)
     assert fb.score == 0 and words in fb.wrong[0], fb.wrong
+
+
+def test_editing_a_shown_scenario_changes_no_grade(answers, monkeypatch):
+    """Learners explore by editing the scenario dicts; grading reads its own copies."""
+    monkeypatch.setitem(day1.TRADEOFFS_SCENARIO, "slo_p99_ms", 10.0)
+    monkeypatch.setitem(day1.INSTANCE_TYPES["small"], "usd_per_h", 0.0)
+    monkeypatch.setitem(day1.SAGA_FAILURE_PROFILE, "failure_probability", [0.5, 0.5, 0.5])
+    monkeypatch.setitem(day1.CHALLENGE_SCENARIO, "budget_usd_per_h", 0.01)
+    for exercise_id in ("day1.tradeoffs", "day1.lab1_cost", "day1.patterns", "day1.challenge"):
+        assert check(exercise_id, answers[exercise_id]).score == 10
