@@ -92,12 +92,16 @@ def test_istio_mesh_is_strict_and_deny_by_default(rendered):
     assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "AuthorizationPolicy")}
     assert policies["allow-nothing"] == {}
+    # ...which would silence the gateway Istio deploys into the namespace, unless it is allowed.
+    gateway = policies["anyone-to-gateway"]
+    assert gateway["selector"]["matchLabels"] == {"gateway.networking.k8s.io/gateway-name": "cloudmart"}
+    assert gateway["rules"] == [{}]
     # Every allow rule names callers by identity, and each identity is a ServiceAccount we create.
     accounts = {f"cluster.local/ns/cloudmart/sa/{a['metadata']['name']}" for a in by_kind(objects, "ServiceAccount")}
     accounts.add("cluster.local/ns/cloudmart/sa/cloudmart-istio")    # the gateway Istio deploys
     for name, spec in policies.items():
         for rule in spec.get("rules", []):
-            for source in rule["from"]:
+            for source in rule.get("from", []):
                 assert set(source["source"]["principals"]) <= accounts, name
     hosts = {d["spec"]["host"].split(".")[0] for d in by_kind(objects, "DestinationRule")}
     assert hosts == SERVICES | {"product-canary"}
