@@ -592,7 +592,7 @@ class KindTarget:
         args = json.dumps({"method": method, "path": path, "body": body, "headers": headers or {}})
         out = stream(self.core.connect_get_namespaced_pod_exec, pod, self.namespace,
                      command=["python", "-c", script, args], container=container,
-                     stderr=True, stdin=False, stdout=True, tty=False)
+                     stderr=False, stdin=False, stdout=True, tty=False)
         status, _, text = out.partition("\n")
         try:
             return int(status.strip()), text
