@@ -20,11 +20,13 @@ from datetime import datetime, timezone
 
 import nats
 from nats.js import api
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import metrics, tracing
-from services.common.db import Database, OutboxEvent, mark_processed, utcnow
+from services.common.db import Database, OutboxEvent, mark_processed, take_committed, utcnow
 from services.common.logging import get_logger
 
 log = get_logger("cloudmart.bus")
@@ -47,6 +49,16 @@ def step_event_id(order_id: str, type_: str) -> str:
     """A deterministic id for a saga step that happens once per order: a retry of the step
     produces the same id, so JetStream de-duplicates it and consumers ignore it."""
     return str(uuid.uuid5(_EVENT_NS, f"{order_id}/{type_}"))
+
+
+def publish_committed(app, session) -> None:
+    """Call after a route's commit: publish the events it committed (in the background)."""
+    events = take_committed(session)
+    bus = getattr(app.state, "bus", None)
+    if events and hasattr(bus, "send_soon"):
+        bus.send_soon(app.state.db, events)
+    else:
+        app.state.db.outbox_wakeup.set()  # the monolith's in-process relay
 
 
 def make_event(type_: str, order_id: str | None, payload: dict, event_id: str | None = None) -> dict:
@@ -74,6 +86,7 @@ class Bus:
         self.nc: nats.NATS | None = None
         self.js = None
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
         self._stopping = False
 
     async def connect(self) -> None:
@@ -166,7 +179,7 @@ class Bus:
                         outcome = "ok"
                     else:
                         outcome = "duplicate"
-                db.outbox_wakeup.set()
+                await self.send_committed(db, take_committed(session))
             await msg.ack()
             metrics.event_consumed(msg.subject, outcome)
             log.info("event handled", extra={"fields": {"subject": msg.subject, "order_id": event.get("order_id"),
@@ -184,6 +197,30 @@ class Bus:
             del exc
         finally:
             tracing.current.reset(token)
+
+    async def send_committed(self, db: Database, events: list[dict]) -> None:
+        """Publish events whose outbox rows just committed, then mark the rows sent. On failure
+        the rows stay pending and the relay sends them later (duplicates are dropped by id)."""
+        if not events:
+            return
+        try:
+            for event in events:
+                await self.publish(event)
+            async with db.sessions() as session, session.begin():
+                await session.execute(update(OutboxEvent)
+                                      .where(OutboxEvent.event_id.in_([e["event_id"] for e in events]))
+                                      .values(sent_at=utcnow()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("direct publish failed; the relay will retry", extra={"fields": {"error": str(exc)}})
+
+    def send_soon(self, db: Database, events: list[dict]) -> None:
+        """:meth:`send_committed` in the background (a request need not wait for the broker)."""
+        if events:
+            task = asyncio.create_task(self.send_committed(db, events))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def start_relay(self, db: Database) -> None:
         """Publish this service's outbox in a background task."""
@@ -226,6 +263,8 @@ class Bus:
 
     async def close(self) -> None:
         self._stopping = True
+        if self._background:
+            await asyncio.wait(self._background, timeout=3)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -237,7 +276,13 @@ class Bus:
 
 
 class OutboxRelay:
-    """Sends pending outbox rows to JetStream, oldest first; safe with several replicas."""
+    """Sends pending outbox rows to JetStream, oldest first; safe with several replicas.
+
+    Rows are normally published right after their commit (:meth:`Bus.send_committed`); the
+    relay takes those still pending after a grace period: left by a crash, or by a broker outage.
+    """
+
+    grace = timedelta(seconds=2)
 
     def __init__(self, db: Database, bus: Bus, batch: int = 100):
         self.db = db
@@ -255,18 +300,13 @@ class OutboxRelay:
                 sent = 0
                 await asyncio.sleep(0.5)
             if sent < self.batch:
-                self.db.outbox_wakeup.clear()
-                try:
-                    # Woken at once by this process's commits; the timeout only picks up rows
-                    # left by a replica that died before relaying them.
-                    await asyncio.wait_for(self.db.outbox_wakeup.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    pass
+                await asyncio.sleep(1.0)
 
     async def relay_once(self) -> int:
         async with self.db.sessions() as session, session.begin():
             rows = (await session.scalars(
-                select(OutboxEvent).where(OutboxEvent.sent_at.is_(None)).order_by(OutboxEvent.id)
+                select(OutboxEvent).where(OutboxEvent.sent_at.is_(None), OutboxEvent.created_at < utcnow() - self.grace)
+                .order_by(OutboxEvent.id)
                 .limit(self.batch).with_for_update(skip_locked=True))).all()
             for row in rows:
                 await self.bus.publish(row.data)

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import Depends
-from sqlalchemy import JSON, BigInteger, DateTime, String, text
+from sqlalchemy import JSON, BigInteger, DateTime, String, event, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
 def utcnow() -> datetime:
@@ -49,6 +49,28 @@ class ProcessedEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class OutboxSession(Session):
+    """A session that remembers the outbox events of its committed transactions, so they can be
+    published right after the commit (the relay remains the fallback for a crash in between)."""
+
+
+@event.listens_for(OutboxSession, "after_commit")
+def _outbox_committed(session: Session) -> None:
+    staged = session.info.pop("outbox_staged", [])
+    if staged:
+        session.info.setdefault("outbox_committed", []).extend(staged)
+
+
+@event.listens_for(OutboxSession, "after_rollback")
+def _outbox_rolled_back(session: Session) -> None:
+    session.info.pop("outbox_staged", None)
+
+
+def take_committed(session) -> list[dict]:
+    """The events of this session's committed transactions not yet handed out."""
+    return session.info.pop("outbox_committed", [])
+
+
 def async_url(url: str) -> str:
     """``postgresql://…`` → ``postgresql+psycopg://…`` (psycopg 3, async)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -63,7 +85,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10):
         self.engine: AsyncEngine = create_async_engine(
             async_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=OutboxSession)
         self.outbox_wakeup = asyncio.Event()
 
     async def create_tables(self, tables: list) -> None:
@@ -111,3 +133,4 @@ async def mark_processed(session: AsyncSession, event_id: str, consumer: str) ->
 def add_to_outbox(session: AsyncSession, event: dict) -> None:
     """Stage ``event`` for publication; it is sent only if the surrounding transaction commits."""
     session.add(OutboxEvent(event_id=event["event_id"], subject=event["type"], data=event))
+    session.info.setdefault("outbox_staged", []).append(event)

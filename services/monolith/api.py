@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from services.common.auth import CurrentUser
+from services.common.bus import publish_committed
 from services.common.db import SessionDep
 from services.order import api as order_api
 from services.order import domain
@@ -49,7 +50,7 @@ async def create_order(body: OrderCreate, idempotency_key: order_api.Idempotency
                 raise
         else:
             existing = order
-        request.app.state.db.outbox_wakeup.set()
+        publish_committed(request.app, session)
     response.headers["Location"] = f"/api/orders/{existing.id}"
     return OrderAccepted(id=existing.id, status=existing.status)
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common import tracing
 from services.common.auth import CurrentUser
+from services.common.bus import publish_committed
 from services.common.db import SessionDep, add_to_outbox
 from services.common.logging import get_logger
 from services.common.types import IdPath
@@ -73,7 +74,7 @@ async def create_order(body: OrderCreate, idempotency_key: IdempotencyKey, user:
         if existing is None:
             raise
         order = existing
-    request.app.state.db.outbox_wakeup.set()
+    publish_committed(request.app, session)
     log.info("order accepted", extra={"fields": {"order_id": order.id, "total_cents": order.total_cents}})
     response.headers["Location"] = f"/api/orders/{order.id}"
     return OrderAccepted(id=order.id, status=order.status)
@@ -109,7 +110,7 @@ async def cancel_order(order: OwnedOrder, session: SessionDep, request: Request)
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"order {order.id!r} is already cancelled")
     add_to_outbox(session, events.order_cancelled(locked))
     await session.commit()
-    request.app.state.db.outbox_wakeup.set()
+    publish_committed(request.app, session)
     return domain.to_public(locked)
 
 

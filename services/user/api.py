@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy.exc import IntegrityError
 
 from services.common.auth import CurrentUser
+from services.common.bus import publish_committed
 from services.common.db import SessionDep, add_to_outbox
 from services.common.demo import DEMO_ACCOUNTS, DEMO_CLIENTS
 from services.common.passwords import hash_password
@@ -29,7 +30,7 @@ async def register(body: UserCreate, session: SessionDep, request: Request) -> U
         await session.commit()
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"username {body.username!r} is taken") from None
-    request.app.state.db.outbox_wakeup.set()
+    publish_committed(request.app, session)
     return user
 
 

@@ -107,3 +107,32 @@ def test_customer_cancel_refunds_and_restocks(stack, headers):
     wait_for(lambda: httpx.get(f"{stack.url('payment')}/api/payments/{order['id']}",
                                headers=headers["alice"]).json()["status"] == "refunded")
     wait_for(lambda: stock(stack, "9SIQT8TOJO") == before)
+
+
+def test_relay_publishes_outbox_rows_left_behind_by_a_crash(stack, infra):
+    """A row committed but never published (its process died first) is sent by the relay."""
+    import asyncio
+    import json
+
+    import psycopg
+
+    from services.common.bus import Bus, make_event
+
+    marker = f"relay-{uuid.uuid4()}"
+    event = make_event("notifications.sent", marker, {"user_id": "alice", "kind": "test", "message": "left behind"})
+    with psycopg.connect(infra.database_url("order"), autocommit=True) as conn:
+        conn.execute("INSERT INTO outbox (event_id, subject, data, created_at) VALUES (%s, %s, %s, now() - interval '10 s')",
+                     (event["event_id"], event["type"], json.dumps(event)))
+
+    async def history():
+        bus = Bus(infra.nats_url, "test-relay")
+        await bus.connect()
+        try:
+            return await bus.history(marker, streams=["NOTIFICATIONS"])
+        finally:
+            await bus.close()
+    found = wait_for(lambda: asyncio.run(history()), timeout_s=20, interval_s=0.5)
+    assert [e["event_id"] for e in found] == [event["event_id"]]
+    with psycopg.connect(infra.database_url("order")) as conn:
+        sent_at = conn.execute("SELECT sent_at FROM outbox WHERE event_id = %s", (event["event_id"],)).fetchone()[0]
+    assert sent_at is not None
