@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from string import Template
 
@@ -137,8 +138,9 @@ def grade_folder(
     folder: str | Path,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     exercises: list[str] | None = None,
+    jobs: int = 1,
 ) -> pd.DataFrame:
-    """Grade every file in ``folder`` (one row per file, sorted by name).
+    """Grade every file in ``folder`` (one row per file, sorted by name), ``jobs`` at a time.
 
     Columns: ``submission``, ``status`` (one of :data:`STATUSES`), ``reason``, one column per
     exercise (score; 0 when not attempted), ``total`` and ``max_total``. Exercises are
@@ -147,8 +149,12 @@ def grade_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"folder={str(folder)!r} is not a folder of submissions")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} is invalid; it must be an integer >= 1")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    rows = [grade_submission(p, timeout_s=timeout_s) for p in files]
+    # Each submission is its own subprocess: threads only wait for them.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(lambda p: grade_submission(p, timeout_s=timeout_s), files))
     known = set(known_exercises())
     if exercises is None:
         seen = set()

@@ -23,6 +23,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; it must be >= 1")
+    return value
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``grade`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
     grade = subparsers.add_parser(
@@ -35,6 +45,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     grade.add_argument("--html", type=Path, default=None, help="also write an HTML report")
     grade.add_argument("--timeout", type=_positive_float, default=300.0,
                        help="time limit per submission in seconds (default: 300)")
+    grade.add_argument("--jobs", type=_positive_int, default=1,
+                       help="submissions graded at the same time (default: 1)")
     grade.set_defaults(func=grade_command)
 
     students = subparsers.add_parser(
@@ -62,7 +74,8 @@ def grade_command(args: argparse.Namespace) -> int:
         if target is not None and not target.resolve().parent.is_dir():
             return _fail(f"cannot write {str(target)!r}: its folder does not exist")
     try:
-        grades = grade_folder(args.submissions, timeout_s=args.timeout)
+        grades = grade_folder(args.submissions, timeout_s=args.timeout,
+                              jobs=getattr(args, "jobs", 1))
         grades.to_csv(args.out, index=False)
         if args.html is not None:
             write_html_report(grades, args.html, title=f"Grades: {args.submissions.name}")

@@ -109,6 +109,8 @@ def test_bad_arguments_are_clear(tmp_path: Path):
         grade_folder(tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown exercise id"):
         grade_folder(tmp_path, exercises=["day9.nothing"])
+    with pytest.raises(ValueError, match="jobs=0"):
+        grade_folder(tmp_path, jobs=0)
     empty = grade_folder(tmp_path)
     assert empty.empty and "total" in empty.columns
     (tmp_path / "notes.txt").write_text("no notebook here")
@@ -124,17 +126,22 @@ def test_cli_writes_csv_and_html(tmp_path: Path, answers):
     folder.mkdir()
     write_notebook(folder / "a.ipynb", "import grading",
                    f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})")
+    write_notebook(folder / "c.ipynb", "import grading",
+                   f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})")
     (folder / "b.ipynb").write_text("garbage")
     done = subprocess.run(
         [sys.executable, "-m", "grading", "grade", str(folder), "--out", str(tmp_path / "g.csv"),
-         "--html", str(tmp_path / "g.html"), "--timeout", "60"],
+         "--html", str(tmp_path / "g.html"), "--timeout", "90", "--jobs", "2"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "graded 2 submission(s)" in done.stdout
-    table = pd.read_csv(tmp_path / "g.csv").set_index("submission")
+    assert "graded 3 submission(s)" in done.stdout
+    table = pd.read_csv(tmp_path / "g.csv")
+    assert table["submission"].tolist() == ["a.ipynb", "b.ipynb", "c.ipynb"]  # order kept
+    table = table.set_index("submission")
     assert table.loc["a.ipynb", "day1.patterns"] == 10
+    assert table.loc["c.ipynb", "day1.patterns"] == check("day1.patterns", WRONG_PATTERNS).score
     assert table.loc["b.ipynb", "status"] == "corrupt"
-    assert (tmp_path / "g.html").read_text().count("<tr") == 3
+    assert (tmp_path / "g.html").read_text().count("<tr") == 4
 
 
 def test_cli_errors_are_one_line(tmp_path: Path):
