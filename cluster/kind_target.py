@@ -264,7 +264,9 @@ def plan(gateway: str = "kong", components: Iterable[str] = (), port: int | None
         ["kind", "load", "docker-image", IMAGE, "--name", CLUSTER_NAME],
         *install_commands(gateway, components),
         ["kubectl", "kustomize", "<state>/overlay"],
-        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-"],
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-  # namespaces and templates first"],
+        ["kubectl", "apply", "-f", "-  # Secret auth-signing-key, a new RSA key, unless the cluster has one"],
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-  # everything else; constraints last"],
     ]
     if gateway == "istio":
         cmds.append(["kubectl", "-n", NAMESPACE, "patch", "service", "cloudmart-istio", "--type", "strategic", "-p",
@@ -297,6 +299,23 @@ def kong_jwt_credential(jwks: dict, issuer: str = JWT_ISSUER) -> dict:
                                 "app.kubernetes.io/part-of": "cloudmart"}},
         "type": "Opaque",
         "stringData": {"key": issuer, "algorithm": "RS256", "rsa_public_key": pem},
+    }
+
+
+def auth_signing_key_secret(private_key=None) -> dict:
+    """The Secret every auth replica reads its RS256 signing key from (a new 2048-bit key by default)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "auth-signing-key", "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": "auth", "app.kubernetes.io/part-of": "cloudmart"}},
+        "type": "Opaque",
+        "stringData": {"jwt-signing-key.pem": pem},
     }
 
 
@@ -414,10 +433,13 @@ def up(gateway: str = "kong", with_components: Iterable[str] = (), port: int | N
         _run(cmd)
     objects = render(write_overlay(work / "overlay", gateway, components, gitops_repo or os.environ.get("CLOUDMART_GITOPS_REPO")))
     phases = apply_phases(objects)
-    for phase in phases:
+    for number, phase in enumerate(phases):
         if any(o["apiVersion"].startswith("constraints.gatekeeper.sh/") for o in phase):
             _wait_for_constraint_kinds(objects)
         _kubectl_apply(phase)
+        if number == 0 and _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "get", "secret", "auth-signing-key"],
+                                check=False, quiet=True).returncode != 0:
+            _kubectl_apply([auth_signing_key_secret()])   # once per cluster: tokens outlive a re-run of `up`
     if gateway == "istio":
         _wait_for(lambda: _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "get", "service", "cloudmart-istio"],
                                check=False, quiet=True).returncode == 0, 180, "Istio's gateway Service")

@@ -176,6 +176,25 @@ def test_kong_jwt_credential_carries_the_auth_public_key(crd_schemas):
         kt.kong_jwt_credential({"keys": []})
 
 
+def test_auth_replicas_share_the_signing_key_secret(rendered):
+    from cryptography.hazmat.primitives import serialization
+
+    from services.common.auth import key_path
+
+    secret = kt.auth_signing_key_secret()
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    (filename, pem), = secret["stringData"].items()
+    assert serialization.load_pem_private_key(pem.encode(), password=None).key_size == 2048
+    auth = next(o for o in rendered["base"] if o["kind"] == "Deployment" and o["metadata"]["name"] == "auth")
+    pod = auth["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret["metadata"]["name"])
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    state_dir = next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == "CLOUDMART_STATE_DIR")
+    # The file lands exactly where the auth service looks for its key (and so is never generated).
+    assert Path(mount["mountPath"]) / filename == key_path(Path(state_dir))
+    assert kt.auth_signing_key_secret()["stringData"][filename] != pem     # a new key each call
+
+
 def test_canary_weights_patch_the_default_rule_only(rendered, crd_schemas):
     route = next(o for o in rendered["base"] if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "product")
     updated = kt.route_with_canary_weight(route, "product", 30)
