@@ -424,4 +424,5 @@ def run_callgraph(
         latency_ms=lat_ms,
         ok=oks,
         breaker_transitions=transitions,
+        arrival_s=arrival_times[warm:],
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import stdtrit  # Student-t quantile; lighter to import than scipy.stats
 
 __all__ = [
     "Estimate",
@@ -56,7 +56,7 @@ def _t_interval(center: float, per_batch: np.ndarray, level: float) -> Estimate:
     if b < 2:
         return Estimate(float(center), float("nan"), float("nan"), level)
     sd = float(per_batch.std(ddof=1))
-    h = stats.t.ppf(0.5 + level / 2.0, b - 1) * sd / math.sqrt(b)
+    h = float(stdtrit(b - 1, 0.5 + level / 2.0)) * sd / math.sqrt(b)
     return Estimate(float(center), float(center - h), float(center + h), level)
 
 
@@ -188,6 +188,21 @@ class CallGraphResult:
     latency_ms: np.ndarray = field(repr=False, compare=False)
     ok: np.ndarray = field(repr=False, compare=False)
     breaker_transitions: list = field(default_factory=list, repr=False, compare=False)
+    arrival_s: np.ndarray = field(default=None, repr=False, compare=False)
+
+    def time_series(self, window_s: float = 1.0) -> pd.DataFrame:
+        """Per window of arrival time: requests, success rate, p50 and p99 latency (ms)."""
+        if not window_s > 0:
+            raise ValueError(f"window_s: got {window_s!r}; valid: a number > 0")
+        frame = pd.DataFrame({"t_s": np.floor(self.arrival_s / window_s) * window_s,
+                              "latency_ms": self.latency_ms, "ok": self.ok})
+        grouped = frame.groupby("t_s")
+        return pd.DataFrame({
+            "requests": grouped.size(),
+            "success_rate": grouped["ok"].mean(),
+            "p50_ms": grouped["latency_ms"].quantile(0.5),
+            "p99_ms": grouped["latency_ms"].quantile(0.99),
+        }).reset_index()
 
     def summary(self) -> dict[str, float]:
         """Headline numbers, rounded for printing."""

@@ -160,3 +160,17 @@ def test_malformed_graphs_are_rejected(build, match):
 def test_bad_load_is_rejected():
     with pytest.raises(ValueError, match=r"rate_per_s: got -3"):
         sim.run(two_tier(), seed=0, rate_per_s=-3, n_requests=100)
+
+
+def test_time_series_shows_the_breaker_cutting_off_a_dead_backend():
+    breaker = sim.CircuitBreaker(consecutive_failures=5, open_ms=2000)
+    g = two_tier(backend_error_rate=1.0, backend_time=0.05, breaker=breaker)
+    r = sim.run(sim.CallGraph(g, warmup_fraction=0.0), seed=6, rate_per_s=100, n_requests=1_000)
+    ts = r.time_series(window_s=1.0)
+    assert ts.requests.sum() == 1_000
+    assert (ts.success_rate == 0).all()
+    # before the trip a failure takes the backend's 50 ms; after it, calls fail fast and the
+    # typical request costs only the client's own work
+    assert r.latency_ms[0] == pytest.approx(FAST * 1000 + 50)
+    assert np.allclose(ts.p50_ms, FAST * 1000)
+    assert ts.p99_ms.iloc[0] == pytest.approx(FAST * 1000 + 50)
