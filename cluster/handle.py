@@ -219,13 +219,17 @@ class CloudMart:
         for name, info in status.get("infra", {}).items():
             procs.append((name, "infra", info.get("pid")))
         rows = []
+        known = {pid for _, _, pid in procs if pid}
         for name, kind, pid in procs:
             if not pid:
                 continue
             try:
                 root = psutil.Process(pid)
-                # The supervisor's children are listed on their own rows.
-                tree = [root] if kind == "supervisor" else [root, *root.children(recursive=True)]
+                if kind == "supervisor":
+                    # Its helpers (the fork server, …) but not the processes listed on their own rows.
+                    tree = [root, *(c for c in root.children() if c.pid not in known)]
+                else:
+                    tree = [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
             cpu_s = rss = pss = 0.0

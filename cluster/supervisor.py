@@ -78,7 +78,12 @@ def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
         return
     try:
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
+        try:   # a child forked a moment ago may not lead its own group yet
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    except PermissionError:
         pass
 
 
@@ -101,6 +106,13 @@ class Proc:
         return self.process is not None and self.process.returncode is None
 
     async def start(self, cmd: list[str], env: dict[str, str]) -> None:
+        if len(cmd) == 3 and cmd[0] == sys.executable and cmd[1] == "-m":
+            # `python -m MODULE`: fork it from the warm fork server (see cluster/spawn.py).
+            from cluster.spawn import ForkedProcess
+
+            self.process = await asyncio.to_thread(ForkedProcess, cmd[2], env, str(REPO_ROOT), str(self.log_path))
+            self.started_at = time.monotonic()
+            return
         with open(self.log_path, "ab") as logf:
             self.process = await asyncio.create_subprocess_exec(
                 *cmd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=logf,
@@ -202,9 +214,12 @@ class Supervisor:
         else:
             self.cluster_ports = {svc: free_port() for svc in self.topology.services}
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        from cluster.spawn import warm_up
         from services.infra import start_infra
 
-        self.infra = await asyncio.to_thread(start_infra, self.state_dir)
+        # The databases start while the fork server imports the services' libraries.
+        self.infra, _ = await asyncio.gather(asyncio.to_thread(start_infra, self.state_dir),
+                                             asyncio.to_thread(warm_up))
         self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
         await self._write_caddy_config("gateway", self._gateway_config())
         await self.gateway.start([caddy_binary(), "run", "--config", str(self.run_dir / "gateway.json")],
@@ -580,6 +595,9 @@ class Supervisor:
         await asyncio.gather(*(self._stop_replica(r) for r in everything), return_exceptions=True)
         if self.gateway:
             await self.gateway.stop()
+        from cluster.spawn import shutdown as stop_fork_server
+
+        await asyncio.to_thread(stop_fork_server)
         if self.infra:
             await asyncio.to_thread(self.infra.stop)
         if self._http:
