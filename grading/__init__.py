@@ -20,6 +20,7 @@ import html
 import importlib
 import json
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -225,4 +226,10 @@ def _record(fb: Feedback) -> None:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite real number (NumPy scalars included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x: Any) -> bool:
+    """An integer (NumPy integers included), not a bool."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)

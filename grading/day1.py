@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
 import yaml
 
 import sim
-from grading import AnswerShapeError, Grader, _is_number, exercise, models
+from grading import AnswerShapeError, Grader, _is_int, _is_number, exercise, models
 
 __all__ = [
     "CHALLENGE_SCENARIO",
@@ -161,7 +160,7 @@ def check_tradeoffs(answer: Any, g: Grader) -> None:
         )
     if not _is_number(p99) or p99 <= 0:
         raise AnswerShapeError(f"p99_ms_at_load={p99!r} is invalid; it must be a number > 0 (ms)")
-    if not isinstance(hops, (int, np.integer)) or isinstance(hops, bool) or hops < 0:
+    if not _is_int(hops) or hops < 0:
         raise AnswerShapeError(
             f"max_hops_within_slo={hops!r} is invalid; it must be an integer >= 0"
         )
@@ -594,7 +593,7 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
             raise AnswerShapeError(f"{service}: expected {{'replicas': int, 'instance': str}}, "
                                    f"got {entry!r}")
         r = entry["replicas"]
-        if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
+        if not _is_int(r) or r < 1:
             raise AnswerShapeError(f"{service}: replicas={r!r} is invalid; it must be an "
                                    "integer >= 1")
         if entry["instance"] not in _INSTANCES:
@@ -850,7 +849,7 @@ def _parse_design(answer: Any) -> tuple[dict[str, dict[str, float]], list[tuple[
             raise AnswerShapeError(f"{name}: expected {{'replicas': int, 'service_time_ms': "
                                    f"float}}, got {spec!r}")
         r = spec.get("replicas")
-        if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
+        if not _is_int(r) or r < 1:
             raise AnswerShapeError(f"{name}: replicas={r!r} is invalid; it must be an integer "
                                    ">= 1")
         st = spec.get("service_time_ms", s["services"][name]["service_time_ms"])

@@ -12,7 +12,7 @@ import pytest
 
 import sim
 from grading import check, day1
-from grading.day1 import DECOMPOSITION_ITEMS, INSTANCE_TYPES, PATTERNS
+from grading.day1 import DECOMPOSITION_ITEMS, INSTANCE_TYPES
 
 EXERCISES = ["day1.challenge", "day1.communication", "day1.decomposition", "day1.lab1_cost",
              "day1.patterns", "day1.tradeoffs"]
@@ -332,3 +332,18 @@ def test_editing_a_shown_scenario_changes_no_grade(answers, monkeypatch):
     monkeypatch.setitem(day1.CHALLENGE_SCENARIO, "budget_usd_per_h", 0.01)
     for exercise_id in ("day1.tradeoffs", "day1.lab1_cost", "day1.patterns", "day1.challenge"):
         assert check(exercise_id, answers[exercise_id]).score == 10
+
+
+def test_numpy_numbers_are_accepted(answers):
+    import numpy as np
+
+    tradeoffs = dict(answers["day1.tradeoffs"])
+    tradeoffs["p99_ms_at_load"] = np.float32(tradeoffs["p99_ms_at_load"])
+    tradeoffs["max_hops_within_slo"] = np.int64(tradeoffs["max_hops_within_slo"])
+    assert check("day1.tradeoffs", tradeoffs).score == 10
+    patterns = dict(answers["day1.patterns"],
+                    compensation_rate=np.float64(answers["day1.patterns"]["compensation_rate"]))
+    assert check("day1.patterns", patterns).score == 10
+    plan = {s: {"replicas": np.int32(e["replicas"]), "instance": e["instance"]}
+            for s, e in answers["day1.lab1_cost"].items()}
+    assert check("day1.lab1_cost", plan).score == 10
