@@ -347,3 +347,16 @@ def test_numpy_numbers_are_accepted(answers):
     plan = {s: {"replicas": np.int32(e["replicas"]), "instance": e["instance"]}
             for s, e in answers["day1.lab1_cost"].items()}
     assert check("day1.lab1_cost", plan).score == 10
+
+
+def test_graded_domain_model_is_the_one_notebook_02_shows():
+    """Notebook 02 lets learners edit its own copy; the repository's copy must match ours."""
+    import yaml
+    from grading_fixtures import REPO
+
+    shown = REPO / "notebooks" / "day1-microservices" / "domain-model.yaml"
+    if not shown.exists():
+        pytest.skip("notebook 02's domain model is not there")
+    model = yaml.safe_load(shown.read_text(encoding="utf-8"))
+    assert model["entities"] == day1.DOMAIN_MODEL["entities"]
+    assert model["operations"] == day1.DOMAIN_MODEL["operations"]
