@@ -112,3 +112,23 @@ def test_every_pod_is_covered_by_default_deny(graph):
         kinds = {t for p in policies if p["metadata"]["namespace"] == ns and selects(p["spec"]["podSelector"], labels)
                  for t in p["spec"]["policyTypes"]}
         assert kinds == {"Ingress", "Egress"}, name
+
+
+def test_istio_gateway_reaches_services_only(rendered):
+    objects = rendered["istio-all"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    pods = {o["metadata"]["name"]: (o["metadata"]["namespace"], o["spec"]["template"]["metadata"]["labels"])
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+    gateway = ("cloudmart", {"gateway.networking.k8s.io/gateway-name": "cloudmart"})
+    outside = ("kong", {})   # any client outside the namespace (kind's NodePort traffic)
+    assert allowed(policies, "Ingress", gateway, outside, 80)
+    for service in SERVICES:
+        assert edge_open(policies, gateway, pods[service], 8080)
+    for infra, port in (("postgres", 5432), ("redis", 6379), ("nats", 4222), ("mongo", 27017)):
+        assert not edge_open(policies, gateway, pods[infra], port)
+    # Every pod's sidecar reaches istiod for configuration and certificates.
+    istiod = ("istio-system", {"app": "istiod"})
+    NAMESPACE_LABELS["istio-system"] = {"kubernetes.io/metadata.name": "istio-system"}
+    for name, pod in pods.items():
+        if pod[0] == "cloudmart":
+            assert allowed(policies, "Egress", pod, istiod, 15012), name
