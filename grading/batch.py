@@ -140,7 +140,8 @@ def grade_folder(
     exercises: list[str] | None = None,
     jobs: int = 1,
 ) -> pd.DataFrame:
-    """Grade every file in ``folder`` (one row per file, sorted by name), ``jobs`` at a time.
+    """Grade every file in ``folder`` and its subfolders (one row per file, named by its path
+    relative to ``folder``, sorted), ``jobs`` at a time.
 
     Columns: ``submission``, ``status`` (one of :data:`STATUSES`), ``reason``, one column per
     exercise (score; 0 when not attempted), ``total`` and ``max_total``. Exercises are
@@ -151,10 +152,14 @@ def grade_folder(
         raise ValueError(f"folder={str(folder)!r} is not a folder of submissions")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} is invalid; it must be an integer >= 1")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Every file, also in per-learner subfolders; hidden files and folders are skipped.
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     # Each submission is its own subprocess: threads only wait for them.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(lambda p: grade_submission(p, timeout_s=timeout_s), files))
+    for p, r in zip(files, rows):
+        r["submission"] = p.relative_to(folder).as_posix()
     known = set(known_exercises())
     if exercises is None:
         seen = set()

@@ -129,19 +129,25 @@ def test_cli_writes_csv_and_html(tmp_path: Path, answers):
     write_notebook(folder / "c.ipynb", "import grading",
                    f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})")
     (folder / "b.ipynb").write_text("garbage")
+    (folder / "dave").mkdir()
+    (folder / "dave" / "d.ipynb").write_text("{}")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "a-checkpoint.ipynb").write_text("{}")
     done = subprocess.run(
         [sys.executable, "-m", "grading", "grade", str(folder), "--out", str(tmp_path / "g.csv"),
          "--html", str(tmp_path / "g.html"), "--timeout", "90", "--jobs", "2"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "graded 3 submission(s)" in done.stdout
+    assert "graded 4 submission(s)" in done.stdout
     table = pd.read_csv(tmp_path / "g.csv")
-    assert table["submission"].tolist() == ["a.ipynb", "b.ipynb", "c.ipynb"]  # order kept
+    # sorted, subfolders included, hidden folders skipped
+    assert table["submission"].tolist() == ["a.ipynb", "b.ipynb", "c.ipynb", "dave/d.ipynb"]
     table = table.set_index("submission")
     assert table.loc["a.ipynb", "day1.patterns"] == 10
     assert table.loc["c.ipynb", "day1.patterns"] == check("day1.patterns", WRONG_PATTERNS).score
     assert table.loc["b.ipynb", "status"] == "corrupt"
-    assert (tmp_path / "g.html").read_text().count("<tr") == 4
+    assert table.loc["dave/d.ipynb", "status"] == "corrupt"
+    assert (tmp_path / "g.html").read_text().count("<tr") == 5
 
 
 def test_cli_errors_are_one_line(tmp_path: Path):
