@@ -7,7 +7,8 @@ import pytest
 
 NAMESPACE_LABELS = {"cloudmart": {"kubernetes.io/metadata.name": "cloudmart"},
                     "kong": {"kubernetes.io/metadata.name": "kong"},
-                    "cloudmart-observability": {"kubernetes.io/metadata.name": "cloudmart-observability"}}
+                    "cloudmart-observability": {"kubernetes.io/metadata.name": "cloudmart-observability"},
+                    "istio-system": {"kubernetes.io/metadata.name": "istio-system"}}
 
 
 def selects(selector: dict | None, labels: dict) -> bool:
@@ -128,7 +129,6 @@ def test_istio_gateway_reaches_services_only(rendered):
         assert not edge_open(policies, gateway, pods[infra], port)
     # Every pod's sidecar reaches istiod for configuration and certificates.
     istiod = ("istio-system", {"app": "istiod"})
-    NAMESPACE_LABELS["istio-system"] = {"kubernetes.io/metadata.name": "istio-system"}
     for name, pod in pods.items():
         if pod[0] == "cloudmart":
             assert allowed(policies, "Egress", pod, istiod, 15012), name
