@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

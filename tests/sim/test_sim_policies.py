@@ -7,7 +7,7 @@ import pytest
 
 import sim
 from sim.resilience import CLOSED, HALF_OPEN, OPEN
-from conftest import SEEDS
+from sim_checks import SEEDS
 
 
 def test_breaker_trips_on_consecutive_failures_only_when_consecutive():

@@ -1,17 +1,10 @@
 """Lesson helpers against theory, plots and widgets on real results."""
 
-import math
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np
 import pytest
 
 import sim
 from sim import theory
-from conftest import SEEDS, check_against_theory
+from sim_checks import SEEDS, check_against_theory
 
 
 def test_saga_outcome_rates_match_the_product_of_probabilities():

@@ -7,7 +7,7 @@ import pytest
 
 import sim
 from sim import theory
-from conftest import SEEDS
+from sim_checks import SEEDS
 
 
 def test_hpa_formula_and_tolerance():

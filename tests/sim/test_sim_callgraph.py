@@ -7,7 +7,7 @@ import pytest
 
 import sim
 from sim import theory
-from conftest import SEEDS, check_against_theory
+from sim_checks import check_against_theory
 
 FAST = 1e-4  # 0.1 ms of deterministic work
 

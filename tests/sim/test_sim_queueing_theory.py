@@ -9,7 +9,7 @@ import pytest
 
 import sim
 from sim import theory
-from conftest import SEEDS, check_against_theory
+from sim_checks import SEEDS, check_against_theory
 
 LAM, MU = 0.6, 1.0
 
