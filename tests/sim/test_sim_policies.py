@@ -143,3 +143,39 @@ def test_bad_policy_inputs():
     with pytest.raises(ValueError, match="load_balancer"):
         from sim.loadbalancing import make_load_balancer
         make_load_balancer("fastest")
+
+
+def test_server_gives_the_same_waits_as_a_plain_simpy_resource():
+    """sim's Server releases without a separate event; FIFO waits must equal SimPy's Resource."""
+    import simpy
+
+    from sim.servers import Server
+
+    rng = np.random.default_rng(4)
+    gaps = rng.exponential(1 / 1.8, 5_000).tolist()
+    work = rng.exponential(1.0, 5_000).tolist()
+
+    def waits(resource_class):
+        env = simpy.Environment()
+        server = resource_class(env, capacity=2)
+        out = [0.0] * len(gaps)
+
+        def customer(env, i):
+            arrived = env.now
+            with server.request() as req:
+                yield req
+                out[i] = env.now - arrived
+                yield env.timeout(work[i])
+
+        def source(env):
+            for i, gap in enumerate(gaps):
+                yield env.timeout(gap)
+                env.process(customer(env, i))
+
+        env.process(source(env))
+        env.run()
+        return np.array(out)
+
+    ours, reference = waits(Server), waits(simpy.Resource)
+    assert np.allclose(ours, reference, rtol=0, atol=1e-9)
+    assert ours.max() > 0  # the queue did form
