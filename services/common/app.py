@@ -127,6 +127,7 @@ def _ops_router(spec: ServiceSpec) -> APIRouter:
         faults.state.reset()
         return faults.state.public()
 
+    _document_common_responses(fault)
     router.include_router(fault)
     return router
 
@@ -218,10 +219,51 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         return JSONResponse({"detail": "event store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    app.include_router(_ops_router(spec))
-    for router in spec.routers:
+    ops = _ops_router(spec)
+    for router in [ops, *spec.routers]:
+        _document_common_responses(router)
         app.include_router(router)
     return app
+
+
+class Problem(BaseModel):
+    """Every CloudMart error: a human-readable ``detail``."""
+
+    detail: str
+
+
+def _dependency_calls(dependant) -> set:
+    calls = {dependant.call}
+    for sub in dependant.dependencies:
+        calls |= _dependency_calls(sub)
+    return calls
+
+
+_PROBLEM_CONTENT = {"application/json": {"schema": {
+    "title": "Problem", "type": "object", "required": ["detail"],
+    "properties": {"detail": {"type": "string", "title": "Detail"}}}}}
+
+
+def _document_common_responses(router: APIRouter) -> None:
+    """Add to each route's OpenAPI the responses its shared dependencies and middleware produce:
+    401 (token), 403 (admin role), 503 (dependency down, or a fault injected on /api routes)."""
+    from fastapi.routing import APIRoute
+
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        calls = _dependency_calls(route.dependant)
+        prefix = router.prefix or ""
+        path = route.path if prefix and route.path.startswith(prefix) else prefix + route.path
+        extra = {}
+        if calls & {auth.current_user, auth.admin_user, auth.optional_user}:
+            extra[401] = "Missing, invalid or expired token"
+        if auth.admin_user in calls:
+            extra[403] = "The admin role is required"
+        if path.startswith("/api/"):
+            extra[503] = "A dependency is unavailable, or a fault was injected"
+        for code, description in extra.items():
+            route.responses.setdefault(code, {"description": description, "content": _PROBLEM_CONTENT})
 
 
 def run(app: FastAPI, settings: Settings) -> None:

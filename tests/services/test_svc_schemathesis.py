@@ -1,5 +1,5 @@
 """Schemathesis against every service's OpenAPI: >= 200 generated cases per service, zero 5xx,
-and every documented response body matches its schema. Authenticated as a customer and as an
+every status code is documented, and every response body matches its schema. Authenticated as a customer and as an
 admin (alternating), so protected routes are exercised too."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 from svc_stack import SERVICE_NAMES
 
 MIN_CASES = 200
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 
 
 @pytest.mark.slow
