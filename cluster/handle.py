@@ -55,7 +55,7 @@ class CloudMart:
                     "client_secret": password or _demo_password()}
         else:
             data = {"grant_type": "password", "username": user, "password": password or _demo_password()}
-        resp = self._client.post("/api/auth/token", data=data)
+        resp = self._send("POST", "/api/auth/token", {}, {"data": data})
         if resp.status_code != 200:
             raise TargetError(f"cannot log in as {user!r}: HTTP {resp.status_code} {resp.text[:200]}")
         return resp.json()["access_token"]
@@ -72,12 +72,20 @@ class CloudMart:
         headers = dict(kw.pop("headers", None) or {})
         if self.user and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {self.token}"
-        resp = self._client.request(method, path, headers=headers, **kw)
+        resp = self._send(method, path, headers, kw)
         if resp.status_code == 401 and self.user and self._token:
             self._token = None   # expired: log in again once
             headers["Authorization"] = f"Bearer {self.token}"
-            resp = self._client.request(method, path, headers=headers, **kw)
+            resp = self._send(method, path, headers, kw)
         return resp
+
+    def _send(self, method: str, path: str, headers: dict, kw: dict) -> httpx.Response:
+        try:
+            return self._client.request(method, path, headers=headers, **kw)
+        except httpx.RemoteProtocolError:
+            # A kept-alive connection the gateway closed as we reused it (Caddy closes idle
+            # connections on a config reload): the request never got in; send it once more.
+            return self._client.request(method, path, headers=headers, **kw)
 
     def get(self, path: str, **kw) -> httpx.Response:
         return self.request("GET", path, **kw)

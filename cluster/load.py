@@ -74,6 +74,7 @@ class _Scenario:
                  headers: dict[str, str]):
         self.name, self.session, self.base_url, self.rng, self.headers = name, session, base_url, rng, headers
         self.product_ids: list[str] = []
+        self.retries = 0
 
     async def prepare(self) -> None:
         async with self.session.get(f"{self.base_url}/api/products", headers=self.headers) as resp:
@@ -143,7 +144,14 @@ async def run_load_async(base_url: str, rps: float, seconds: float, scenario: st
             nonlocal in_flight
             start = time.perf_counter()
             try:
-                status, path, ref = await work.fire()
+                try:
+                    status, path, ref = await work.fire()
+                except aiohttp.ServerDisconnectedError:
+                    # A kept-alive connection the server closed as we reused it (Caddy closes idle
+                    # connections when it reloads its config): the request never got in, so send it
+                    # again once, as HTTP clients do. Safe: reads, and orders carry an Idempotency-Key.
+                    work.retries += 1
+                    status, path, ref = await work.fire()
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 status, path, ref = 0, "", ""
             finally:
@@ -168,7 +176,9 @@ async def run_load_async(base_url: str, rps: float, seconds: float, scenario: st
     df = pd.DataFrame(rows, columns=["t_s", "latency_ms", "status", "ok", "path", "ref",
                                      "dispatch_lag_ms"])
     df = df.sort_values("t_s", ignore_index=True)
-    return LoadResult(df, summarize(df, scenario=scenario, rps=rps, seconds=seconds, dropped=dropped, wall_s=wall_s))
+    summary = summarize(df, scenario=scenario, rps=rps, seconds=seconds, dropped=dropped, wall_s=wall_s)
+    summary["retried_stale_connections"] = work.retries
+    return LoadResult(df, summary)
 
 
 def _check(rps: float, seconds: float, scenario: str, max_in_flight: int) -> None:

@@ -484,6 +484,7 @@ class Supervisor:
             "mesh": self.mesh, "gateway_url": f"http://127.0.0.1:{self.gateway_port}",
             "gateway_pid": self.gateway.pid if self.gateway else None,
             "gateway_admin_port": self.gateway_admin_port,
+            "cluster_ports": self.cluster_ports,
             "supervisor_pid": os.getpid(), "control_port": self.control_port,
             "state_dir": str(self.state_dir), "weights": self.weights,
             "all_ready_s": self.all_ready_s,
