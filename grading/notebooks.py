@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -105,10 +106,16 @@ def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
+# Files of the notebook folders a learner does not need: test hooks and caches.
+_NOT_COPIED = frozenset({"conftest.py", "nbval_sanitize.cfg"})
+
+
 def make_student_notebooks(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Write a student version of every ``*.ipynb`` under ``src_dir`` to the same relative path
-    under ``out_dir``; return the written paths.
+    under ``out_dir``, and copy the files the notebooks read (data, images); return the paths of
+    the student notebooks.
 
+    Hidden files and folders, ``__pycache__`` and the notebook tests' own files are left out.
     Raises ``ValueError`` if ``src_dir`` is not a folder or ``out_dir`` lies inside it.
     """
     src, out = Path(src_dir).resolve(), Path(out_dir).resolve()
@@ -117,15 +124,19 @@ def make_student_notebooks(src_dir: str | Path, out_dir: str | Path) -> list[Pat
     if out == src or src in out.parents:
         raise ValueError(f"out_dir={str(out_dir)!r} must not lie inside src_dir={str(src_dir)!r}")
     written = []
-    for path in sorted(src.rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in path.parts or any(p.startswith(".") for p in
-                                                     path.relative_to(src).parts):
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if (not path.is_file() or path.name in _NOT_COPIED
+                or any(p.startswith(".") or p == "__pycache__" for p in rel.parts)):
             continue
-        nb = nbformat.read(path, as_version=4)
-        target = out / path.relative_to(src)
+        target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(make_student_notebook(nb), target)
-        written.append(target)
+        if path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            nbformat.write(make_student_notebook(nb), target)
+            written.append(target)
+        else:
+            shutil.copy2(path, target)
     return written
 
 

@@ -22,9 +22,19 @@ from grading_fixtures import REPO, SOLUTION_CODE, SOLUTION_PLOT, SOLUTION_PROSE
 
 
 def test_solution_cells_become_stubs(solution_notebook: Path, tmp_path: Path):
+    day = solution_notebook.parent
+    (day / "domain.yaml").write_text("entities: {}\n")
+    (day / "conftest.py").write_text("# notebook test hooks\n")
+    (day / ".ipynb_checkpoints").mkdir()
+    (day / ".ipynb_checkpoints" / "03-patterns-checkpoint.ipynb").write_text("{}")
+    (day / "__pycache__").mkdir()
+    (day / "__pycache__" / "x.pyc").write_bytes(b"\0")
     out = tmp_path / "students"
     written = make_student_notebooks(solution_notebook.parents[1], out)
     assert written == [out / "day1" / "03-patterns.ipynb"]
+    # the data a notebook reads comes along; test hooks, caches and checkpoints do not
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "day1/03-patterns.ipynb", "day1/domain.yaml"]
     student = nbformat.read(written[0], as_version=4)
     sources = [c.source for c in student.cells]
     # the names later cells use survive as placeholders, so the check cell still runs
