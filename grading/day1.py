@@ -50,7 +50,11 @@ __all__ = [
     "PATTERN_PROBLEMS",
     "SAGA_FAILURE_PROFILE",
     "TRADEOFFS_SCENARIO",
+    "cheapest_capacity_plan",
     "decomposition_graph",
+    "pairwise_f1",
+    "simulate_challenge",
+    "simulate_communication",
 ]
 
 # Checks read private copies of the published scenarios (``_TRADEOFFS`` …): a learner who edits
