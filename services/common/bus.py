@@ -87,6 +87,8 @@ class Bus:
         self.js = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
+        self._sent: list[str] = []
+        self._marker: asyncio.Task | None = None
         self._stopping = False
 
     async def connect(self) -> None:
@@ -206,14 +208,31 @@ class Bus:
         try:
             for event in events:
                 await self.publish(event)
-            async with db.sessions() as session, session.begin():
-                await session.execute(update(OutboxEvent)
-                                      .where(OutboxEvent.event_id.in_([e["event_id"] for e in events]))
-                                      .values(sent_at=utcnow()))
+                self._sent.append(event["event_id"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("direct publish failed; the relay will retry", extra={"fields": {"error": str(exc)}})
+        if self._sent and self._marker is None:
+            self._marker = asyncio.create_task(self._mark_sent(db))
+
+    async def _mark_sent(self, db: Database) -> None:
+        """Mark published rows sent, many per statement. If this process dies first, the relay
+        publishes those rows again and JetStream drops them as duplicates (same Nats-Msg-Id)."""
+        try:
+            await asyncio.sleep(0.1)
+            while self._sent:
+                ids, self._sent = self._sent[:500], self._sent[500:]
+                try:
+                    async with db.sessions() as session, session.begin():
+                        await session.execute(update(OutboxEvent).where(OutboxEvent.event_id.in_(ids))
+                                              .values(sent_at=utcnow()))
+                except Exception as exc:  # the relay will resend them; duplicates are dropped
+                    log.warning("marking outbox rows sent failed", extra={"fields": {"error": str(exc)}})
+        finally:
+            self._marker = None
+            if self._sent and not self._stopping:
+                self._marker = asyncio.create_task(self._mark_sent(db))
 
     def send_soon(self, db: Database, events: list[dict]) -> None:
         """:meth:`send_committed` in the background (a request need not wait for the broker)."""
@@ -265,6 +284,8 @@ class Bus:
         self._stopping = True
         if self._background:
             await asyncio.wait(self._background, timeout=3)
+        if self._marker is not None:
+            await asyncio.wait([self._marker], timeout=3)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

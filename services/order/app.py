@@ -19,6 +19,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         if not settings.product_url:
             raise RuntimeError("order: PRODUCT_URL is not set (base URL of the product service)")
         app.state.catalog = ProductClient(settings.product_url)
+        await app.state.catalog.start()
         await events.start_consumers(app)
 
     async def shutdown(app: FastAPI) -> None:
