@@ -1,6 +1,6 @@
 """Schemathesis against every service's OpenAPI: >= 200 generated cases per service, zero 5xx,
-every status code is documented, and every response body matches its schema. Authenticated as a customer and as an
-admin (alternating), so protected routes are exercised too."""
+every status code documented, every response body matching its schema. Calls alternate between
+a customer's and an admin's token, so protected routes are exercised too."""
 
 from __future__ import annotations
 
