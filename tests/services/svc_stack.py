@@ -124,3 +124,25 @@ class Stack:
     def stop_all(self) -> None:
         for svc in self.services.values():
             svc.stop()
+
+
+DEMO_PASSWORD = "cloudmart"
+
+
+def get_token(auth_url: str, username: str, password: str = DEMO_PASSWORD) -> str:
+    response = httpx.post(auth_url + "/api/auth/token",
+                          data={"grant_type": "password", "username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value (returned), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s (last value: {last!r})")

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import wait_for
+from svc_stack import wait_for
 
 from svc_stack import SERVICE_NAMES
 

@@ -9,7 +9,7 @@ import time
 import httpx
 import jwt
 import pytest
-from conftest import get_token
+from svc_stack import get_token
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 GOOD = {"iss": "cloudmart-auth", "aud": "cloudmart", "sub": "alice", "roles": ["customer"]}
@@ -147,7 +147,7 @@ def test_registered_user_can_log_in_and_sees_own_profile(stack):
     assert reg.status_code == 201, reg.text
     assert httpx.post(stack.url("user") + "/api/users",
                       json={"username": "carol", "password": "another-pass"}).status_code == 409
-    from conftest import wait_for
+    from svc_stack import wait_for
 
     def login():
         r = httpx.post(stack.url("auth") + "/api/auth/token",

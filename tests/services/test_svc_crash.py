@@ -10,7 +10,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import wait_for
+from svc_stack import wait_for
 
 PRODUCTS = {"1YMWWN1N4O": 10999, "L9ECAV7KIM": 8999}
 N_ORDERS = 30

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import get_token, wait_for
+from svc_stack import get_token, wait_for
 
 from svc_stack import ServiceProcess, free_port
 

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import wait_for
+from svc_stack import wait_for
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
