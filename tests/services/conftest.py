@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.infra import start_infra
-from svc_stack import Stack, get_token
+from svc_stack import ServiceProcess, Stack, free_port, get_token
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,20 @@ def tokens(stack) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def headers(tokens) -> dict[str, dict]:
     return {name: {"Authorization": f"Bearer {tok}"} for name, tok in tokens.items()}
+
+
+@pytest.fixture(scope="session")
+def monolith(stack, tmp_path_factory):
+    """The monolith on the same infrastructure (its own database), started once when first needed."""
+    port = free_port()
+    env = stack.env_for("monolith")
+    env.pop("AUTH_JWKS_URL", None)
+    env.pop("PRODUCT_URL", None)
+    env["PORT"] = str(port)
+    proc = ServiceProcess("monolith", port, env, tmp_path_factory.mktemp("monolith") / "monolith.log")
+    proc.start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()

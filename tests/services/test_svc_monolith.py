@@ -8,25 +8,8 @@ import httpx
 import pytest
 from svc_stack import get_token, wait_for
 
-from svc_stack import ServiceProcess, free_port
 
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000002"
-
-
-@pytest.fixture(scope="module")
-def monolith(stack, tmp_path_factory):
-    port = free_port()
-    env = stack.env_for("monolith")
-    env.pop("AUTH_JWKS_URL", None)
-    env.pop("PRODUCT_URL", None)
-    env["PORT"] = str(port)
-    proc = ServiceProcess("monolith", port, env, tmp_path_factory.mktemp("monolith") / "monolith.log")
-    proc.start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")

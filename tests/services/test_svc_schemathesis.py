@@ -22,9 +22,9 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SERVICE_NAMES)
-def test_openapi_fuzzing_finds_no_server_error(stack, headers, name):
-    base_url = stack.url(name)
+@pytest.mark.parametrize("name", [*SERVICE_NAMES, "monolith"])
+def test_openapi_fuzzing_finds_no_server_error(stack, headers, request, name):
+    base_url = request.getfixturevalue("monolith").url if name == "monolith" else stack.url(name)
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert operations, "the schema lists no operations"
