@@ -136,3 +136,38 @@ def test_relay_publishes_outbox_rows_left_behind_by_a_crash(stack, infra):
     with psycopg.connect(infra.database_url("order")) as conn:
         sent_at = conn.execute("SELECT sent_at FROM outbox WHERE event_id = %s", (event["event_id"],)).fetchone()[0]
     assert sent_at is not None
+
+
+@pytest.mark.parametrize("target", ["services", "monolith"])
+def test_concurrent_orders_for_scarce_stock_never_oversell(stack, headers, request, target):
+    """12 parallel orders for 5 units: exactly 5 confirmed, the rest cancelled as out of stock."""
+    import concurrent.futures
+
+    if target == "monolith":
+        base = request.getfixturevalue("monolith").url
+        inventory_base = base
+    else:
+        base, inventory_base = stack.url("order"), stack.url("inventory")
+    pid = "LIMITED001"
+    assert httpx.put(f"{inventory_base}/api/inventory/{pid}", headers=headers["admin"],
+                     json={"available": 5}).status_code == 200
+    before = httpx.get(f"{inventory_base}/api/inventory/{pid}").json()
+
+    def order(_):
+        r = httpx.post(base + "/api/orders", timeout=30,
+                       headers={**headers["bob"], "Idempotency-Key": str(uuid.uuid4())},
+                       json={"items": [{"product_id": pid, "quantity": 1}], "payment": {"card_number": GOOD_CARD}})
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        ids = list(pool.map(order, range(12)))
+
+    def finals():
+        got = [httpx.get(f"{base}/api/orders/{i}", headers=headers["bob"]).json() for i in ids]
+        return got if all(o["status"] != "pending" for o in got) else None
+    orders = wait_for(finals, timeout_s=60, interval_s=0.3)
+    confirmed = [o for o in orders if o["status"] == "confirmed"]
+    assert len(confirmed) == 5
+    assert all("out of stock" in o["reason"] for o in orders if o["status"] == "cancelled")
+    after = wait_for(lambda: (s := httpx.get(f"{inventory_base}/api/inventory/{pid}").json())["reserved"] == 0 and s)
+    assert after["available"] == 0 and after["sold"] == before["sold"] + 5
