@@ -96,6 +96,10 @@ class InvalidToken(Exception):
     """The token is not acceptable; the message says why."""
 
 
+class KeysUnavailable(Exception):
+    """The signing keys cannot be fetched (the auth service is down): not the caller's fault."""
+
+
 class KeySource:
     """Public keys by ``kid``, from a JWKS URL (cached, refetched at most every 5 s on a miss)."""
 
@@ -128,7 +132,8 @@ class KeySource:
                     response.raise_for_status()
                     jwk_set = jwt.PyJWKSet.from_dict(response.json())
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
-                raise InvalidToken(f"cannot fetch signing keys: {exc}") from exc
+                self._fetched_at = time.monotonic() - 4.0  # retry after a second, not on every request
+                raise KeysUnavailable(f"cannot fetch signing keys: {exc}") from exc
             for key in jwk_set.keys:
                 if key.key_id and key.algorithm_name == ALGORITHM:
                     self.keys[key.key_id] = key.key
@@ -202,6 +207,8 @@ async def optional_user(
         return await get_verifier().verify(credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(f"invalid token: {exc}") from None
+    except KeysUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "1"}) from None
 
 
 async def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:

@@ -162,3 +162,20 @@ def test_registered_user_can_log_in_and_sees_own_profile(stack):
     wrong = httpx.post(stack.url("auth") + "/api/auth/token",
                        data={"grant_type": "password", "username": "carol", "password": "nope-nope"})
     assert wrong.status_code == 401
+
+
+def test_unreachable_jwks_is_503_not_401(stack, tokens):
+    """A valid token is not the caller's fault when the keys cannot be fetched."""
+    from svc_stack import free_port
+
+    replica = stack.add("payment-nojwks", {"AUTH_JWKS_URL": f"http://127.0.0.1:{free_port()}/jwks.json"},
+                        module="payment")
+    replica.start()
+    try:
+        replica.wait_ready()
+        response = httpx.get(replica.url + "/api/payments", headers={"Authorization": f"Bearer {tokens['alice']}"})
+        assert response.status_code == 503 and "signing keys" in response.json()["detail"]
+        assert httpx.get(replica.url + "/api/payments").status_code == 401  # no token: still 401
+    finally:
+        replica.stop()
+        del stack.services["payment-nojwks"]
