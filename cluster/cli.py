@@ -141,6 +141,14 @@ def cmd_up(args) -> int:
     t0 = time.monotonic()
     target = _target(args)
     already = target.is_up()
+    if already:
+        running = target.status()
+        wanted_mode = "monolith" if args.monolith else "microservices"
+        if (args.mesh and not running["mesh"]) or (args.monolith and running["mode"] != wanted_mode):
+            raise CliError(f"CloudMart is already up ({running['mode']}, mesh "
+                           f"{'on' if running['mesh'] else 'off'}); run 'cloudmart down' first to change mode")
+        for name, n in args.replicas.items():
+            target.scale(name, n)
     status = target.up(mesh=args.mesh, monolith=args.monolith, replicas=args.replicas, port=args.port)
     if already:
         print(f"CloudMart is already up at {status['gateway_url']}")

@@ -6,8 +6,9 @@ on a 2-core machine that import costs each new replica seconds of CPU. The stand
 `python -m services.<name>` in-process (`runpy`) with its own environment, session and log file.
 The forked children also share those libraries' memory pages until they write to them.
 
-Only third-party modules are preloaded: anything of the project's own, which may read settings
-at import time, is imported in the child, after its environment is set.
+The services read their settings when they start (`Settings.from_env` in `__main__`), never at
+import time, so their modules can be preloaded too; each child gets its own copy of module state
+(metrics registry, fault settings) when it forks, before it has served anything.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ PRELOAD = [
 _context = None
 
 
-def _preload() -> list[str]:
-    """Modules of PRELOAD that import in this environment (a missing optional one is skipped)."""
+def _preload(extra: list[str]) -> list[str]:
+    """Modules of PRELOAD + `extra` that exist here (a missing optional one is skipped)."""
     import importlib.util
 
     found = []
-    for name in PRELOAD:
+    for name in PRELOAD + extra:
         try:
             if importlib.util.find_spec(name) is not None:
                 found.append(name)
@@ -45,12 +46,12 @@ def _preload() -> list[str]:
     return found
 
 
-def context() -> multiprocessing.context.ForkServerContext:
-    """The fork server context, with the heavy libraries preloaded (made once per process)."""
+def context(modules: list[str] | None = None) -> multiprocessing.context.ForkServerContext:
+    """The fork server context, preloading PRELOAD and `modules` (set up once per process)."""
     global _context
     if _context is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_preload())
+        ctx.set_forkserver_preload(_preload(list(modules or [])))
         _context = ctx
     return _context
 
@@ -111,11 +112,11 @@ class ForkedProcess:
         return self._proc.exitcode
 
 
-def warm_up() -> None:
-    """Start the fork server now (it imports PRELOAD), e.g. while the databases start."""
+def warm_up(modules: list[str] | None = None) -> None:
+    """Start the fork server now (it imports PRELOAD and `modules`), e.g. while the databases start."""
     from multiprocessing import forkserver
 
-    context()
+    context(modules)
     forkserver.ensure_running()
 
 

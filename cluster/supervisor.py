@@ -218,8 +218,15 @@ class Supervisor:
         from services.infra import start_infra
 
         # The databases start while the fork server imports the services' libraries.
-        self.infra, _ = await asyncio.gather(asyncio.to_thread(start_infra, self.state_dir),
-                                             asyncio.to_thread(warm_up))
+        apps = sorted({f"{d.module}.app" for d in self._deployments()} | {"services.common.app"})
+        async def timed(label, func, *args):
+            t0 = time.monotonic()
+            result = await asyncio.to_thread(func, *args)
+            log.info("%s in %.2f s", label, time.monotonic() - t0)
+            return result
+
+        self.infra, _ = await asyncio.gather(timed("infrastructure up", start_infra, self.state_dir),
+                                             timed("fork server warm", warm_up, apps))
         self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
         await self._write_caddy_config("gateway", self._gateway_config())
         await self.gateway.start([caddy_binary(), "run", "--config", str(self.run_dir / "gateway.json")],
@@ -320,6 +327,7 @@ class Supervisor:
         crash_streak = 0
         while not rep.stopping and not self._stopping.is_set():
             await rep.app.start(cmd, self._replica_env(rep))
+            log.info("replica %s started, pid %s", rep.id, rep.app.pid)
             self._write_state()
             was_ready = False
             wait_exit = asyncio.create_task(rep.app.process.wait())
@@ -403,6 +411,7 @@ class Supervisor:
                     self._dirty.set()
             if self.all_ready_s is None and reps and all(r.ready for r in reps):
                 self.all_ready_s = time.time() - self.started_at
+                log.info("every replica ready %.2f s after start", self.all_ready_s)
                 self._write_state()
             await asyncio.sleep(READY_POLL_S)
 

@@ -57,6 +57,8 @@ def test_up_twice_is_harmless(cloudmart):
     after = cloudmart.cm.status()
     assert after["supervisor_pid"] == before["supervisor_pid"]
     assert after["deployments"]["auth"]["replicas"][0]["pid"] == before["deployments"]["auth"]["replicas"][0]["pid"]
+    line = one_line_error(cloudmart.cli("up", "--mesh"))
+    assert "already up" in line and "cloudmart down" in line
 
 
 @pytest.mark.live
