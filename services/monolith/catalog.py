@@ -3,7 +3,7 @@ interface (so the product routes are reused unchanged)."""
 
 from __future__ import annotations
 
-from sqlalchemy import String, create_engine, func, or_, select, text
+from sqlalchemy import String, create_engine, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 

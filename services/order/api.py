@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.common import tracing
 from services.common.auth import CurrentUser
 from services.common.bus import publish_committed
 from services.common.db import SessionDep, add_to_outbox
