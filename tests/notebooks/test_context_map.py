@@ -14,7 +14,9 @@ DAY1 = ROOT / "notebooks" / "day1-microservices"
 CONTEXT_MAP = yaml.safe_load((DAY1 / "context-map.yaml").read_text())
 DOMAIN_MODEL = yaml.safe_load((DAY1 / "domain-model.yaml").read_text())
 CONTEXTS = CONTEXT_MAP["contexts"]
-SERVICE_PACKAGES = sorted(p.parent.name for p in (ROOT / "services").glob("*/api.py"))
+# The services are the Deployments of the kustomize base that run a service package.
+SERVICE_PACKAGES = sorted(p.parent.name for p in (ROOT / "cluster" / "manifests" / "base").glob("*/deployment.yaml")
+                          if (ROOT / "services" / p.parent.name / "api.py").exists())
 
 
 def _events_module(name: str):
