@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from services.common import faults, metrics, tracing
@@ -56,8 +57,9 @@ class ServiceMiddleware:
             route_path = getattr(route, "path", None) or "unmatched"
             duration_s = time.perf_counter() - started
             metrics.observe_request(route_path, scope.get("method", ""), status_holder["status"], duration_s)
-            if status_holder["status"] >= 500:
-                log.warning("request failed", extra={"fields": {
-                    "method": scope.get("method"), "path": path, "status": status_holder["status"],
-                    "duration_ms": round(duration_s * 1000, 2)}})
+            if path.startswith("/api/") or status_holder["status"] >= 500:
+                # One line per API request, with the trace ids: follow a checkout across services.
+                log.log(logging.WARNING if status_holder["status"] >= 500 else logging.INFO, "request", extra={
+                    "fields": {"method": scope.get("method"), "route": route_path, "status": status_holder["status"],
+                               "duration_ms": round(duration_s * 1000, 2)}})
             tracing.current.reset(token)

@@ -187,7 +187,8 @@ def test_traceparent_is_continued_and_logged(stack, headers):
                 return True
         return False
     assert logged_in("order")
-    # The product lookup carried the trace: its metrics saw the call, and events carry it on.
+    assert logged_in("product"), "the order -> product call carried the trace"
+    assert logged_in("inventory") and logged_in("payment"), "events carried the trace"
     history = httpx.get(f"{stack.url('order')}/api/orders/{order_id}/events", headers=headers["alice"]).json()
     assert {e["traceparent"].split("-")[1] for e in history} == {trace_id}
 
