@@ -50,7 +50,7 @@ def _settled(admin: CloudMart, wait_for, timeout_s: float = 120.0) -> list[dict]
     return wait_for(no_pending, timeout_s, 1.0)["orders"]
 
 
-def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_for):
+def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_for, record_property):
     cm = cloudmart.cm
     admin = CloudMart(cloudmart.target, user="admin")
     for name in CHAOS_DEPLOYMENTS:
@@ -125,6 +125,7 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
                   "gateway_error_rate": result.summary["error_rate"], "status_counts": result.summary["status_counts"],
                   "p50_ms": result.summary["p50_ms"], "p99_ms": result.summary["p99_ms"]}
         print(json.dumps(report))
+        record_property("chaos_soak", json.dumps(report))
     finally:
         for name in CHAOS_DEPLOYMENTS:
             cm.scale(name, 1)
