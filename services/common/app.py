@@ -266,6 +266,20 @@ def _document_common_responses(router: APIRouter) -> None:
             route.responses.setdefault(code, {"description": description, "content": _PROBLEM_CONTENT})
 
 
+def serve(default_name: str, build_app: Callable[[Settings], FastAPI]) -> None:
+    """Entry point of ``python -m services.<name>``: settings from the environment, then uvicorn.
+    A bad setting is a one-line error and exit code 2, not a traceback."""
+    import sys
+
+    try:
+        settings = Settings.from_env(default_name)
+        app = build_app(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run(app, settings)
+
+
 def run(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` with uvicorn on ``HOST``:``PORT`` (127.0.0.1:8080 by default)."""
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,

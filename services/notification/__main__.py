@@ -1,9 +1,7 @@
 """``python -m services.notification``"""
 
 from services.notification.app import build_app
-from services.common.app import run
-from services.common.settings import Settings
+from services.common.app import serve
 
 if __name__ == "__main__":
-    settings = Settings.from_env("notification")
-    run(build_app(settings), settings)
+    serve("notification", build_app)

@@ -1,9 +1,7 @@
 """``python -m services.product``"""
 
 from services.product.app import build_app
-from services.common.app import run
-from services.common.settings import Settings
+from services.common.app import serve
 
 if __name__ == "__main__":
-    settings = Settings.from_env("product")
-    run(build_app(settings), settings)
+    serve("product", build_app)

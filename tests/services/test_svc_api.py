@@ -254,3 +254,15 @@ def test_product_keeps_serving_from_the_store_when_redis_dies(stack, tmp_path):
             redis_proc.wait()
         replica.stop()
         del stack.services["product-2"]
+
+
+def test_bad_setting_is_a_one_line_error():
+    import subprocess
+    import sys
+
+    from svc_stack import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "services.payment"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PORT": "not-a-port"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: PORT='not-a-port' is not an integer"
