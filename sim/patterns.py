@@ -134,11 +134,12 @@ def saga_outcomes(
 ) -> pd.DataFrame:
     """Terminal outcomes of a saga (e.g. reserve inventory → authorise payment → confirm).
 
-    Each step fails independently with its probability; on a failure the completed steps are
-    compensated in reverse order, each compensation failing with
-    ``compensation_failure_probability`` (the saga is then ``stuck`` and needs an operator).
-    Returns rows ``completed``, ``compensated``, ``stuck`` with the simulated rate, its 95 %
-    interval and the analytic probability (products of the step probabilities).
+    Each step fails independently with its probability. A failure of the first step leaves
+    nothing to undo (``aborted``); a later failure compensates the completed steps in reverse
+    order, each compensation failing with ``compensation_failure_probability`` (the saga is then
+    ``stuck`` and needs an operator). Returns rows ``completed``, ``aborted``, ``compensated``,
+    ``stuck`` with the simulated rate, its 95 % interval and the analytic probability (products
+    of the step probabilities).
     """
     if isinstance(step_failure_probabilities, Mapping):
         steps = list(step_failure_probabilities.items())
@@ -169,6 +170,10 @@ def saga_outcomes(
             outcome[i] = "completed"
             duration[i] = env.now - start
             return
+        if done == 0:
+            outcome[i] = "aborted"
+            duration[i] = env.now - start
+            return
         for _ in range(done):
             yield env.timeout(step_time.sample(rng, 1)[0])
             if rng.random() < q:
@@ -186,14 +191,16 @@ def saga_outcomes(
     env.process(source(env))
     env.run()
     p_complete = math.prod(1 - p for p in probs)
+    p_aborted = probs[0]
     p_comp = 0.0
-    reach = 1.0
-    for k, p in enumerate(probs):
+    reach = 1 - probs[0]
+    for k, p in enumerate(probs[1:], start=1):
         p_comp += reach * p * (1 - q) ** k  # fails at step k+1 after k successes; k compensations
         reach *= 1 - p
-    analytic = {"completed": p_complete, "compensated": p_comp, "stuck": 1 - p_complete - p_comp}
+    analytic = {"completed": p_complete, "aborted": p_aborted, "compensated": p_comp,
+                "stuck": 1 - p_complete - p_aborted - p_comp}
     rows = []
-    for label in ("completed", "compensated", "stuck"):
+    for label in ("completed", "aborted", "compensated", "stuck"):
         hits = (outcome == label).astype(float)
         est = batch_means(hits, 20)
         rows.append({"outcome": label, "rate": est.value, "rate_low": est.low, "rate_high": est.high,

@@ -12,11 +12,13 @@ def test_saga_outcome_rates_match_the_product_of_probabilities():
     q = 0.05
     frames = [sim.saga_outcomes(steps, q, n_sagas=20_000, seed=s) for s in SEEDS]
     p_complete = 0.95 * 0.90 * 0.98
+    p_aborted = 0.05  # the first step fails: nothing to undo
     # fails at step k after k-1 successes and then k-1 compensations succeed
-    p_compensated = 0.05 + 0.95 * 0.10 * 0.95 + 0.95 * 0.90 * 0.02 * 0.95**2
+    p_compensated = 0.95 * 0.10 * 0.95 + 0.95 * 0.90 * 0.02 * 0.95**2
     assert frames[0].loc["completed", "analytic"] == pytest.approx(p_complete)
+    assert frames[0].loc["aborted", "analytic"] == pytest.approx(p_aborted)
     assert frames[0].loc["compensated", "analytic"] == pytest.approx(p_compensated)
-    for outcome, truth in (("completed", p_complete), ("compensated", p_compensated)):
+    for outcome, truth in (("completed", p_complete), ("aborted", p_aborted), ("compensated", p_compensated)):
         est = [sim.Estimate(f.loc[outcome, "rate"], f.loc[outcome, "rate_low"], f.loc[outcome, "rate_high"])
                for f in frames]
         check_against_theory(est, truth, label=f"saga {outcome}")
