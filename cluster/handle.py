@@ -122,7 +122,7 @@ class CloudMart:
         result = self.target.scale(service, replicas)
         if wait:
             deadline = time.monotonic() + timeout_s
-            while self.status()["deployments"][service]["ready"] < replicas:
+            while self.status()["deployments"][service]["ready"] < replicas or not self._status["routed"]:
                 if time.monotonic() > deadline:
                     raise TargetError(f"{service}: {replicas} replicas not ready after {timeout_s:.0f} s")
                 time.sleep(0.1)

@@ -39,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_POLL_S = 0.25
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
+RELOAD_DEBOUNCE_S = 0.3
 
 
 def free_port() -> int:
@@ -148,6 +149,7 @@ class Replica:
     stopping: bool = False
     last_exit: int | None = None
     task: asyncio.Task | None = None
+    sidecar_task: asyncio.Task | None = None
 
     @property
     def id(self) -> str:
@@ -176,6 +178,8 @@ class Supervisor:
         self.weights: dict[str, int] = {}                   # k8s Service -> weight override
         self.cluster_ports: dict[str, int] = {}             # k8s Service -> in-cluster port (no mesh)
         self.gateway: Proc | None = None
+        self._gateway_task: asyncio.Task | None = None
+        self._routed_endpoints: dict[str, list[str]] | None = None   # what the gateway last loaded
         self.infra = None
         self.ca = None
         self.gateway_tls = None
@@ -229,8 +233,7 @@ class Supervisor:
                                              timed("fork server warm", warm_up, apps))
         self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
         await self._write_caddy_config("gateway", self._gateway_config())
-        await self.gateway.start([caddy_binary(), "run", "--config", str(self.run_dir / "gateway.json")],
-                                 self._caddy_env())
+        self._gateway_task = asyncio.create_task(self._keep_caddy(self.gateway, "gateway", lambda: False))
         for dep in self._deployments():
             self.wanted[dep.name] = self.replica_overrides.get(dep.name, dep.replicas)
             self.replicas[dep.name] = []
@@ -317,11 +320,24 @@ class Supervisor:
         return caddy.sidecar_config(admin_port=rep.sidecar_admin_port, inbound_port=rep.inbound_port,
                                     app_port=rep.app_port, identity=identity, outbound=outbound)
 
+    async def _keep_caddy(self, proc: Proc, config_name: str, done) -> None:
+        """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies."""
+        path = self.run_dir / f"{config_name}.json"
+        while not done() and not self._stopping.is_set():
+            await proc.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
+            self._write_state()
+            code = await proc.process.wait()
+            if done() or self._stopping.is_set():
+                return
+            log.warning("%s exited with %s; starting it again", proc.name, code)
+            await asyncio.sleep(0.5)
+
     async def _run_replica(self, rep: Replica) -> None:
         """Keep one replica running: start it, wait for it to exit, restart with back-off."""
         if rep.sidecar:
-            path = await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
-            await rep.sidecar.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
+            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
+            rep.sidecar_task = asyncio.create_task(
+                self._keep_caddy(rep.sidecar, f"sidecar-{rep.id}", lambda: rep.stopping))
         cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
             else list(rep.deployment.command)
         crash_streak = 0
@@ -382,6 +398,8 @@ class Supervisor:
             await asyncio.gather(rep.task, return_exceptions=True)
         if rep.sidecar:
             await rep.sidecar.stop()
+        if rep.sidecar_task:
+            await asyncio.gather(rep.sidecar_task, return_exceptions=True)
 
     # ----- readiness and configuration ---------------------------------------------------------
     async def _probe(self, rep: Replica) -> bool:
@@ -418,6 +436,9 @@ class Supervisor:
     async def _reconfigure_loop(self) -> None:
         while not self._stopping.is_set():
             await self._dirty.wait()
+            # Coalesce changes, and let requests that are retrying on the current config (after a
+            # dial error to a replica that just died) finish: a reload cancels their retries.
+            await asyncio.sleep(RELOAD_DEBOUNCE_S)
             self._dirty.clear()
             try:
                 await self._reconfigure()
@@ -454,6 +475,7 @@ class Supervisor:
         raise RuntimeError(f"Caddy admin API on port {admin_port} did not answer")
 
     async def _reconfigure(self) -> None:
+        endpoints = self._endpoints()
         config = self._gateway_config()
         await self._write_caddy_config("gateway", config)
         jobs = [self._load_config(self.gateway_admin_port, config)]
@@ -468,6 +490,8 @@ class Supervisor:
         for result in results:
             if isinstance(result, Exception):
                 log.warning("config reload: %s", result)
+        if not isinstance(results[0], Exception):
+            self._routed_endpoints = endpoints
         self._write_state()
 
     # ----- state and control ---------------------------------------------------------------------
@@ -497,8 +521,10 @@ class Supervisor:
             "supervisor_pid": os.getpid(), "control_port": self.control_port,
             "state_dir": str(self.state_dir), "weights": self.weights,
             "all_ready_s": self.all_ready_s,
-            "ready": bool(self.replicas) and all(
-                d["ready"] >= d["wanted"] for d in deployments.values()),
+            # Ready: every wanted replica is ready AND the gateway routes to exactly those.
+            "routed": self.topology is not None and self._routed_endpoints == self._endpoints(),
+            "ready": bool(self.replicas) and all(d["ready"] >= d["wanted"] for d in deployments.values())
+            and self.topology is not None and self._routed_endpoints == self._endpoints(),
             "deployments": deployments,
             "infra": {k: {"pid": v.get("pid"), "port": v.get("port")}
                       for k, v in infra.get("servers", {}).items()},
@@ -605,6 +631,8 @@ class Supervisor:
         await asyncio.gather(*(self._stop_replica(r) for r in everything), return_exceptions=True)
         if self.gateway:
             await self.gateway.stop()
+        if self._gateway_task:
+            await asyncio.gather(self._gateway_task, return_exceptions=True)
         from cluster.spawn import shutdown as stop_fork_server
 
         await asyncio.to_thread(stop_fork_server)

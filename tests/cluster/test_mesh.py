@@ -69,3 +69,23 @@ def test_checkout_flows_through_the_sidecars(mesh_cloudmart):
 def test_order_replica_is_wired_to_its_own_sidecar(mesh_cloudmart):
     rep = _replica(mesh_cloudmart, "order")
     assert set(rep["sidecar_outbound_ports"]) >= {"product", "auth"}
+
+
+def test_a_crashed_sidecar_is_started_again(mesh_cloudmart, wait_for):
+    import os
+    import signal
+
+    cm = mesh_cloudmart.cm
+    old = _replica(mesh_cloudmart, "product")
+    os.kill(old["sidecar_pid"], signal.SIGKILL)
+
+    def serving_again():
+        rep = _replica(mesh_cloudmart, "product")
+        if rep["sidecar_pid"] == old["sidecar_pid"]:
+            return False
+        try:
+            return cm.get("/api/products").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(serving_again, 30)

@@ -39,7 +39,7 @@ def test_scale_up_kill_and_scale_down_lose_no_request(cloudmart, wait_for):
         dep = cm.scale("product", 2)
         assert dep["ready"] == 2
         ports = {f"127.0.0.1:{r['port']}" for r in cm.status()["deployments"]["product"]["replicas"]}
-        assert ports <= _upstreams(cm), "both replicas are upstreams of the gateway"
+        wait_for(lambda: ports <= _upstreams(cm), 10)   # both replicas become upstreams of the gateway
         time.sleep(1)
         killed = cm.kill("product")
         wait_for(lambda: cm.status()["deployments"]["product"]["ready"] == 2 and sum(
@@ -119,3 +119,22 @@ def test_bad_operations_raise_clear_errors(cloudmart):
         cm.canary("order", 10)
     with pytest.raises(ValueError, match="error_rate"):
         cm.inject("product", error_rate=1.5)
+
+
+def test_a_crashed_gateway_is_started_again(cloudmart, wait_for):
+    import os
+    import signal
+
+    cm = cloudmart.cm
+    old_pid = cm.status()["gateway_pid"]
+    os.kill(old_pid, signal.SIGKILL)
+
+    def serving_again():
+        if cm.status()["gateway_pid"] == old_pid:
+            return False
+        try:
+            return httpx.get(f"{cm.gateway_url}/api/products", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(serving_again, 30)
