@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LAB_ARGS ?=
+# Jupyter refuses to run as root (containers, CI boxes) unless told it is meant.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 BOOK_ARGS ?=
 NBVAL_ARGS ?=
@@ -33,7 +35,7 @@ $(CHECKOV_STAMP):
 # CloudMart starts before JupyterLab and stops when it exits (also on Ctrl-C).
 lab: install
 	$(BIN)/cloudmart up && { trap '$(BIN)/cloudmart down' EXIT INT TERM; \
-		$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS); }
+		$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_ARGS) $(LAB_ARGS); }
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
