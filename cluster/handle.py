@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 
 import httpx
@@ -21,7 +20,7 @@ import pandas as pd
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.load import LoadResult, run_load
+from cluster.load import LoadResult, run_load, run_sync
 from cluster.local import LocalTarget, TargetError
 
 STREAMS = ("orders", "inventory", "payments", "notifications")
@@ -262,7 +261,7 @@ class CloudMart:
         url = f"nats://127.0.0.1:{nats_port}" if nats_port else os.environ.get("NATS_URL")
         if not url:
             raise TargetError("no NATS server is known to this CloudMart")
-        return _run_coro(_read_stream(url, stream.upper(), order_id, limit))
+        return run_sync(_read_stream(url, stream.upper(), order_id, limit))
 
     def close(self) -> None:
         """Close the HTTP client (CloudMart keeps running)."""
@@ -317,27 +316,6 @@ async def _read_stream(url: str, stream: str, order_id: str | None, limit: int) 
         return out
     finally:
         await nc.close()
-
-
-def _run_coro(coro):
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def connect(target: str | None = None, *, user: str | None = "alice", password: str | None = None,

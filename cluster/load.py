@@ -199,15 +199,24 @@ def run_load(base_url: str, rps: float, seconds: float, scenario: str = "browse"
     runs on its own loop in a worker thread).
     """
     _check(rps, seconds, scenario, kw.get("max_in_flight", 256))
+    return run_sync(run_load_async(base_url, rps, seconds, scenario, **kw))
+
+
+def run_sync(coro):
+    """Run a coroutine to completion from synchronous code, also inside Jupyter.
+
+    Jupyter's kernel already runs an event loop, so there the coroutine gets its own loop in a
+    worker thread; an exception is re-raised in the caller's thread.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_load_async(base_url, rps, seconds, scenario, **kw))
+        return asyncio.run(coro)
     box: dict = {}
 
     def worker() -> None:
         try:
-            box["result"] = asyncio.run(run_load_async(base_url, rps, seconds, scenario, **kw))
+            box["value"] = asyncio.run(coro)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -216,4 +225,4 @@ def run_load(base_url: str, rps: float, seconds: float, scenario: str = "browse"
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["result"]
+    return box["value"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from cluster.supervisor import STATE_FILE, kill_group, port_is_free
+from services.infra import pid_alive
 
 DEFAULT_GATEWAY_PORT = 8080
 UP_TIMEOUT_S = 120.0
@@ -39,22 +40,6 @@ def gateway_port(port: int | None = None) -> int:
     return value
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 class LocalTarget:
     """Handle on one local CloudMart (one state folder)."""
 
@@ -68,7 +53,7 @@ class LocalTarget:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        return data if _pid_alive(data.get("pid")) else None
+        return data if pid_alive(data.get("pid")) else None
 
     def is_up(self) -> bool:
         """Whether a supervisor runs for this state folder."""
@@ -162,14 +147,14 @@ class LocalTarget:
         except (OSError, ValueError):
             pass
         was_up = False
-        if raw and _pid_alive(raw.get("pid")):
+        if raw and pid_alive(raw.get("pid")):
             was_up = True
             try:
                 self._request("POST", "/shutdown", timeout_s=5)
             except TargetError:
                 os.kill(raw["pid"], signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while _pid_alive(raw["pid"]) and time.monotonic() < deadline:
+            while pid_alive(raw["pid"]) and time.monotonic() < deadline:
                 time.sleep(0.05)
         if raw:
             # Whatever is left (a supervisor killed hard): kill the process groups it recorded.
@@ -209,7 +194,7 @@ def _kill_recorded(raw: dict) -> None:
         for rep in dep.get("replicas", []):
             pids += [rep.get("pid"), rep.get("sidecar_pid")]
     for pid in pids:
-        if _pid_alive(pid):
+        if pid_alive(pid):
             kill_group(pid, signal.SIGKILL)
 
 

@@ -68,7 +68,8 @@ def _wait_port(port: int, timeout_s: float, proc: subprocess.Popen | None = None
     raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s} s")
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """True while a process with this pid exists and is not a zombie."""
     if not pid:
         return False
     try:
@@ -182,7 +183,7 @@ class Infra:
     def status(self) -> dict:
         """JSON-ready description: each server's pid, port and whether it is alive."""
         servers = {
-            kind: {**{k: v for k, v in info.items() if k != "cmd"}, "alive": _pid_alive(info.get("pid"))}
+            kind: {**{k: v for k, v in info.items() if k != "cmd"}, "alive": pid_alive(info.get("pid"))}
             for kind, info in self.servers.items()
         }
         return {
@@ -206,7 +207,7 @@ class Infra:
 
 
 def _terminate(pid: int | None, fast: bool, timeout_s: float) -> None:
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return
     try:
         # postgres: SIGINT is "fast shutdown" (clean, rolls back open transactions).
@@ -215,7 +216,7 @@ def _terminate(pid: int | None, fast: bool, timeout_s: float) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             break
         _reap(pid)
         time.sleep(0.05)
@@ -290,7 +291,7 @@ def _start_postgres(root: Path, previous: dict | None, secrets_: dict) -> dict:
             old_pid = int(stale.read_text().split()[0])
         except (ValueError, IndexError):
             old_pid = None
-        if not _pid_alive(old_pid):
+        if not pid_alive(old_pid):
             stale.unlink()
     port = _pick_port(previous.get("port") if previous else None)
     log_path = root / "postgres.log"
@@ -411,7 +412,7 @@ def start_infra(state_dir: str | os.PathLike = ".cloudmart") -> Infra:
             if kind in infra.external:
                 continue
             prev = previous.get(kind)
-            if prev and _pid_alive(prev.get("pid")) and not _port_free(prev["port"]):
+            if prev and pid_alive(prev.get("pid")) and not _port_free(prev["port"]):
                 infra.servers[kind] = prev
                 continue
             started = time.perf_counter()

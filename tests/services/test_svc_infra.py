@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import redis
 
-from services.infra import _pid_alive, load_infra, start_infra
+from services.infra import pid_alive, load_infra, start_infra
 
 
 def _nats_roundtrip(url: str, publish: bool) -> int:
@@ -55,7 +55,7 @@ def test_start_reuse_restart_keeps_data_and_stop_leaves_nothing(tmp_path):
             psycopg.connect(url).close()
     finally:
         infra.stop()
-    assert not any(_pid_alive(pid) for pid in pids.values()), "a server survived stop()"
+    assert not any(pid_alive(pid) for pid in pids.values()), "a server survived stop()"
 
     restarted = start_infra(tmp_path)
     try:
@@ -98,7 +98,7 @@ def test_cli_up_status_down_print_json(tmp_path):
     finally:
         down = run("down")
     assert down.returncode == 0 and set(json.loads(down.stdout)["stopped"]) == {"nats", "postgres", "redis"}
-    assert not any(_pid_alive(s["pid"]) for s in status["servers"].values())
+    assert not any(pid_alive(s["pid"]) for s in status["servers"].values())
     assert load_infra(tmp_path).servers == {}
     bad = subprocess.run([sys.executable, "-m", "services.infra", "sideways"], capture_output=True, text=True)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
