@@ -101,3 +101,9 @@ def test_domain_model_operations_touch_known_entities():
     for operation, touched in DOMAIN_MODEL["operations"].items():
         assert set(touched) <= entities, operation
         assert set(touched.values()) <= {"r", "w"}, operation
+
+
+def test_graded_domain_model_is_the_one_the_notebook_teaches():
+    graded = yaml.safe_load((ROOT / "grading" / "day1_domain.yaml").read_text())
+    assert graded["entities"] == DOMAIN_MODEL["entities"]
+    assert graded["operations"] == DOMAIN_MODEL["operations"]
