@@ -22,8 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.load import LoadResult, run_load, run_sync
 from cluster.local import LocalTarget, TargetError
+from services.common.bus import STREAMS as BUS_STREAMS
 
-STREAMS = ("orders", "inventory", "payments", "notifications")
+# The JetStream streams the services create (services.common.bus), by their lower-case names.
+STREAMS = tuple(name.lower() for name in BUS_STREAMS)
 
 
 def _demo_password() -> str:
@@ -254,8 +256,12 @@ class CloudMart:
         return pd.DataFrame(rows, columns=["name", "kind", "pid", "processes", "cpu_s", "rss_mb", "pss_mb"])
 
     def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
-        """Events of a JetStream stream ("orders", "inventory", "payments", "notifications"), oldest first."""
-        if stream.lower() not in STREAMS:
+        """Events of a JetStream stream, oldest first (of one order if `order_id`).
+
+        `stream` is one of the streams the services create: "orders", "inventory", "payments",
+        "notifications", "users" (any case). A stream with no event yet gives an empty list.
+        """
+        if not isinstance(stream, str) or stream.lower() not in STREAMS:
             raise ValueError(f"stream={stream!r} is unknown: valid are {', '.join(STREAMS)}")
         nats_port = self.status().get("infra", {}).get("nats", {}).get("port")
         url = f"nats://127.0.0.1:{nats_port}" if nats_port else os.environ.get("NATS_URL")
@@ -298,6 +304,10 @@ async def _read_stream(url: str, stream: str, order_id: str | None, limit: int) 
         except NotFoundError:
             return []
         first, last = info.state.first_seq, info.state.last_seq
+        if info.state.messages == 0 or first < 1 or last < first:
+            # Empty (never written: first = last = 0, and asking for sequence 0 is a JetStream
+            # 400; or purged/expired: first = last + 1).
+            return []
         out = []
         for seq in range(max(first, last - limit + 1), last + 1):
             try:

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
-from cluster.handle import STREAMS, CloudMart, _read_stream, _run_coro
+from cluster.handle import STREAMS, CloudMart, _read_stream
+from cluster.load import run_sync as _run_coro
 from cluster.local import TargetError, gateway_port
 
 if TYPE_CHECKING:
