@@ -10,8 +10,9 @@ exercise id                 notebook  answer shape
 ``day1.tradeoffs``          01        ``{"architecture": "monolith"|"microservices",
                                       "p99_ms_at_load": float, "max_hops_within_slo": int}``
 ``day1.decomposition``      02        ``{entity: context_name}`` for every entity of
-                                      :data:`DECOMPOSITION_ITEMS` (the entities of
-                                      :data:`DOMAIN_MODEL`), or a list of sets of entities
+                                      :data:`DECOMPOSITION_ITEMS` (CloudMart's entities and
+                                      the new requirements' :data:`NEW_ENTITIES`), or a list
+                                      of sets of entities
 ``day1.patterns``           03        ``{"patterns": {problem_id: pattern},
                                       "compensation_rate": float}``
 ``day1.lab1_cost``          04        ``{service: {"replicas": int, "instance": str}}``
@@ -44,6 +45,7 @@ __all__ = [
     "COMMUNICATION_SCENARIO",
     "DECOMPOSITION_ITEMS",
     "DOMAIN_MODEL",
+    "NEW_ENTITIES",
     "INSTANCE_TYPES",
     "LAB1_COST_SCENARIO",
     "PATTERNS",
@@ -209,11 +211,18 @@ DOMAIN_MODEL: dict[str, Any] = yaml.safe_load(
     (Path(__file__).with_name("day1_domain.yaml")).read_text(encoding="utf-8")
 )
 """CloudMart's domain model (notebook 02): ``entities`` (name: description) and ``operations``
-(name: {entity: "w"|"r"}) — the use cases and what each reads and writes."""
+(name: {entity: "w"|"r"}) — the use cases and what each reads and writes — plus ``extension``:
+new requirements CloudMart does not implement yet, with their own ``entities`` and
+``operations`` (which may touch the existing entities)."""
 _DOMAIN = copy.deepcopy(DOMAIN_MODEL)
 
-DECOMPOSITION_ITEMS: tuple[str, ...] = tuple(sorted(DOMAIN_MODEL["entities"]))
-"""Entities of the CloudMart domain to group into bounded contexts (notebook 02)."""
+NEW_ENTITIES: tuple[str, ...] = tuple(sorted(DOMAIN_MODEL["extension"]["entities"]))
+"""Entities of the new requirements: the ones the ``day1.decomposition`` exercise asks to place."""
+
+DECOMPOSITION_ITEMS: tuple[str, ...] = tuple(sorted(
+    {*DOMAIN_MODEL["entities"], *DOMAIN_MODEL["extension"]["entities"]}))
+"""Entities to group into bounded contexts (notebook 02): CloudMart's and the new ones."""
+_EXISTING = frozenset(DOMAIN_MODEL["entities"])
 
 # How strongly one operation ties two entities: both written = one transaction (an invariant),
 # one written and one read = a lookup, both read = a shared view.
@@ -231,25 +240,41 @@ _CUSTOMER_OWNS_CREDENTIAL = (
     frozenset({"Customer", "Address", "Credential"}),
 )
 _OTHER_CONTEXTS = (
-    frozenset({"Product", "Category"}),
     frozenset({"StockItem", "Reservation"}),
     frozenset({"Order", "OrderLine"}),
     frozenset({"Payment", "Refund"}),
     frozenset({"Notification", "NotificationPreference"}),
 )
-_REFERENCE_PARTITIONS: tuple[tuple[frozenset[str], ...], ...] = (
-    _IDENTITY_OWNS_CREDENTIAL + _OTHER_CONTEXTS,
-    _CUSTOMER_OWNS_CREDENTIAL + _OTHER_CONTEXTS,
+# The new requirements. A scan updates its shipment (write-write): shipping is one context, with
+# a language of its own (carrier, parcel, scan) and an external carrier behind it; it only reads
+# the order and the address. Redeeming checks and uses up a coupon's limit in one transaction
+# (write-write): promotions is one context, reading the order and the customer. A review is
+# written alone and only reads product, order and customer: the graph cannot tell whether it is
+# a context of its own (moderation, its own load) or part of the catalogue; both are accepted.
+_NEW_CONTEXTS = (
+    frozenset({"Shipment", "TrackingEvent"}),
+    frozenset({"Coupon", "CouponRedemption"}),
+)
+_REVIEWS_APART = (frozenset({"Product", "Category"}), frozenset({"Review"}))
+_REVIEWS_IN_CATALOGUE = (frozenset({"Product", "Category", "Review"}),)
+_REFERENCE_PARTITIONS: tuple[tuple[frozenset[str], ...], ...] = tuple(
+    identity + catalogue + _OTHER_CONTEXTS + _NEW_CONTEXTS
+    for identity in (_IDENTITY_OWNS_CREDENTIAL, _CUSTOMER_OWNS_CREDENTIAL)
+    for catalogue in (_REVIEWS_APART, _REVIEWS_IN_CATALOGUE)
 )
 
 
+def _all_operations() -> dict[str, dict[str, str]]:
+    return {**_DOMAIN["operations"], **_DOMAIN["extension"]["operations"]}
+
+
 def decomposition_graph() -> nx.Graph:
-    """The domain graph: entities as nodes; an edge's ``weight`` sums, over the operations that
-    touch both ends, 3 if both are written, 1 if one is written and the other read, 0.5 if both
-    are only read."""
+    """The domain graph over CloudMart's and the new requirements' operations: entities as
+    nodes; an edge's ``weight`` sums, over the operations that touch both ends, 3 if both are
+    written, 1 if one is written and the other read, 0.5 if both are only read."""
     graph = nx.Graph()
     graph.add_nodes_from(DECOMPOSITION_ITEMS)
-    for touched in _DOMAIN["operations"].values():
+    for touched in _all_operations().values():
         for (a, mode_a), (b, mode_b) in itertools.combinations(sorted(touched.items()), 2):
             w = _ACCESS_WEIGHT[(mode_a, mode_b)]
             if graph.has_edge(a, b):
@@ -259,7 +284,8 @@ def decomposition_graph() -> nx.Graph:
     return graph
 
 
-def _as_partition(answer: Any) -> list[set[str]]:
+def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
+    """The answer's contexts, and the new entities it leaves unplaced (sorted)."""
     shape = "{entity: context_name} for every entity, or a list of sets of entities"
     if isinstance(answer, Mapping):
         groups: dict[Any, set[str]] = {}
@@ -293,19 +319,17 @@ def _as_partition(answer: Any) -> list[set[str]]:
     dupes = sorted({i for i in items if items.count(i) > 1})
     if dupes:
         raise AnswerShapeError(f"{', '.join(dupes)} appear(s) in more than one context")
-    missing = sorted(known - set(items))
+    missing = sorted(_EXISTING - set(items))
     if missing:
         raise AnswerShapeError(f"every entity needs a context; missing: {', '.join(missing)}")
-    return [p for p in parts if p]
+    return [p for p in parts if p], sorted(set(NEW_ENTITIES) - set(items))
 
 
 def _same_context_pairs(parts: list[set[str]]) -> set[frozenset[str]]:
     return {frozenset((a, b)) for p in parts for a in p for b in p if a < b}
 
 
-def pairwise_f1(parts: list[set[str]], reference: list[set[str]]) -> float:
-    """F1 of the pairs placed together, against the pairs placed together in ``reference``."""
-    got, ref = _same_context_pairs(parts), _same_context_pairs(reference)
+def _f1(got: set[frozenset[str]], ref: set[frozenset[str]]) -> float:
     if not got or not ref:
         return 0.0
     tp = len(got & ref)
@@ -313,66 +337,105 @@ def pairwise_f1(parts: list[set[str]], reference: list[set[str]]) -> float:
     return 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
 
 
+def pairwise_f1(parts: list[set[str]], reference: list[set[str]],
+                among: frozenset[str] | None = None) -> float:
+    """F1 of the pairs placed together, against the pairs placed together in ``reference``;
+    with ``among``, only pairs with at least one entity in ``among`` count."""
+    got, ref = _same_context_pairs(parts), _same_context_pairs(reference)
+    if among is not None:
+        got = {p for p in got if p & among}
+        ref = {p for p in ref if p & among}
+    return _f1(got, ref)
+
+
 @exercise("day1.decomposition", max_score=10)
 def check_decomposition(answer: Any, g: Grader) -> None:
-    """Bounded contexts for the CloudMart domain (:data:`DOMAIN_MODEL`, :func:`decomposition_graph`).
+    """Bounded contexts for CloudMart extended with new requirements (:data:`DOMAIN_MODEL` and
+    its ``extension``, :func:`decomposition_graph`).
 
     Answer shape: either a mapping of every entity of :data:`DECOMPOSITION_ITEMS` to a context
     name, ``{"Customer": "customers", ...}``, or a list of sets of entities,
-    ``[{"Customer", ...}, ...]``.
+    ``[{"Customer", ...}, ...]``. Every entity CloudMart has must be placed; a new entity
+    (:data:`NEW_ENTITIES`) left out counts as not placed.
 
-    Scored by agreement with the reference contexts (pairwise F1 of entities placed together,
-    6 points), cohesion/coupling on the domain graph (modularity relative to the reference,
-    2 points; 1 point from 75%) and granularity (2 points for 5 to 8 contexts).
+    Scored by where the new entities go (pairwise F1 of pairs with a new entity against a
+    reference placement, 5 points), whether CloudMart's contexts stay whole (pairwise F1 of the
+    other pairs, 2 points), cohesion/coupling on the domain graph (modularity relative to the
+    reference, 2 points; 1 point from 75%) and granularity (1 point for 6 to 12 contexts).
     """
-    parts = _as_partition(answer)
+    parts, unplaced = _as_partition(answer)
+    full = parts + [{e} for e in unplaced]
     graph = decomposition_graph()
-    f1, reference = max(
-        ((pairwise_f1(parts, [set(p) for p in ref]), [set(p) for p in ref])
+    new = frozenset(NEW_ENTITIES)
+    existing_only = [p & _EXISTING for p in full]
+    new_f1, old_f1, reference = max(
+        ((pairwise_f1(full, [set(p) for p in ref], among=new),
+          pairwise_f1(existing_only, [set(p) & _EXISTING for p in ref]),
+          [set(p) for p in ref])
          for ref in _REFERENCE_PARTITIONS),
-        key=lambda scored: scored[0],
+        key=lambda scored: scored[:2],
     )
-    points = round(6 * f1 * 2) / 2
-    if f1 >= 0.999:
-        g.award(6, "every pair of entities that belongs together is together, and no other")
-    elif points > 0:
-        g.partial(points, f"contexts agree with the reference on {_pct(f1)} of entity pairs "
-                          f"(pairwise F1)")
-    else:
-        g.miss("the contexts share no pair of entities with the reference")
 
-    modularity = nx.community.modularity(graph, parts, weight="weight")
+    points = round(5 * new_f1 * 2) / 2
+    if new_f1 >= 0.999:
+        g.award(5, "the new entities sit with what they must stay consistent with, and apart "
+                   "from the rest")
+    elif len(unplaced) == len(NEW_ENTITIES):
+        g.miss("the entities of the new requirements are not placed in any context")
+    elif points > 0:
+        g.partial(points, f"the new entities agree with the reference on {_pct(new_f1)} of "
+                          f"their pairs (pairwise F1)")
+    else:
+        g.miss("the new entities share no pair with the reference placement")
+    if unplaced:
+        g.suggest(f"Place every entity of the new requirements ({', '.join(unplaced)}): for "
+                  "each, look at which operations write it and with what, then decide whether "
+                  "it joins one of CloudMart's contexts or starts a new one.")
+
+    old_points = round(2 * old_f1 * 2) / 2
+    if old_f1 >= 0.999:
+        g.award(2, "CloudMart's existing contexts stay whole")
+    elif old_points > 0:
+        g.partial(old_points, f"CloudMart's entities agree with the reference on {_pct(old_f1)} "
+                              f"of their pairs (pairwise F1)")
+    else:
+        g.miss("CloudMart's entities share no pair with the reference contexts")
+
+    modularity = nx.community.modularity(graph, full, weight="weight")
     ref_modularity = nx.community.modularity(graph, reference, weight="weight")
     ratio = modularity / ref_modularity
     cut = [(a, b, w) for a, b, w in graph.edges(data="weight")
-           if not any(a in p and b in p for p in parts)]
-    cut_weight = sum(w for *_, w in cut)
-    total_weight = graph.size(weight="weight")
+           if not any(a in p and b in p for p in full)]
+    crossing = _pct(sum(w for *_, w in cut) / graph.size(weight="weight"))
     if ratio >= 0.95:
         g.award(2, f"cohesive contexts, loose coupling: modularity {modularity:.3f}, "
-                   f"{_pct(cut_weight / total_weight)} of interaction weight crosses contexts")
+                   f"{crossing} of interaction weight crosses contexts")
     else:
         if ratio >= 0.75:
             g.partial(1, f"modularity {modularity:.3f} is fair but contexts could be more "
-                         f"cohesive ({_pct(cut_weight / total_weight)} of interaction weight "
-                         f"crosses contexts)")
+                         f"cohesive ({crossing} of interaction weight crosses contexts)")
         else:
             g.miss(f"modularity {modularity:.3f}: contexts are weakly cohesive or tightly "
-                   f"coupled ({_pct(cut_weight / total_weight)} of interaction weight crosses "
-                   f"contexts)")
-        heaviest = max(cut, key=lambda e: (e[2], e[0], e[1]), default=None)
+                   f"coupled ({crossing} of interaction weight crosses contexts)")
+        # a split invariant among the new entities is the more useful nudge
+        heaviest = max(cut, key=lambda e: (e[2] >= 3 and bool({e[0], e[1]} & new), e[2],
+                                           e[0], e[1]), default=None)
         if heaviest and heaviest[2] >= 3:
             g.suggest(f"Your contexts split {heaviest[0]!r} from {heaviest[1]!r}, which "
                       "operations write together; an invariant should live inside one context.")
 
-    if 5 <= len(parts) <= 8:
-        g.award(2, f"{len(parts)} contexts: neither a distributed monolith nor nano-services")
+    if 6 <= len(parts) <= 12:
+        g.award(1, f"{len(parts)} contexts: neither a distributed monolith nor nano-services")
     else:
-        g.miss(f"{len(parts)} context(s) is too {'few' if len(parts) < 5 else 'many'} for this "
+        g.miss(f"{len(parts)} context(s) is too {'few' if len(parts) < 6 else 'many'} for this "
                "domain")
         g.suggest("Think of one context per team-sized capability with its own language "
                   "(who owns a word like 'price' or 'reservation'?).")
-    if g.hint is None and f1 < 0.999:
+    if new_f1 < 0.999:
+        g.suggest("A new entity that is only written alone or with its own kind, and merely "
+                  "reads others, need not join them: ask which team would own its language "
+                  "and its rules.")
+    if old_f1 < 0.999:
         g.suggest("A context is a capability one team owns with its own language and data; "
                   "entities that only look each other up (r) can live apart, and money, stock "
                   "and identity each have rules of their own.")

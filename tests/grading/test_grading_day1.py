@@ -99,21 +99,91 @@ def test_tradeoffs_invalid_fields_are_named(field, value, answers):
 
 def test_decomposition_graph_follows_the_domain_model():
     graph = day1.decomposition_graph()
-    assert set(graph.nodes) == set(DECOMPOSITION_ITEMS) == set(day1.DOMAIN_MODEL["entities"])
+    assert set(graph.nodes) == set(DECOMPOSITION_ITEMS) == (
+        set(day1.DOMAIN_MODEL["entities"]) | set(day1.DOMAIN_MODEL["extension"]["entities"]))
+    assert set(day1.NEW_ENTITIES) == set(day1.DOMAIN_MODEL["extension"]["entities"])
+    assert not set(day1.NEW_ENTITIES) & set(day1.DOMAIN_MODEL["entities"])
     # reserve_stock and release_stock both write StockItem and Reservation: 3 + 3.
     assert graph["StockItem"]["Reservation"]["weight"] == 6
     # Only read together by issue_token (0.5) and written/read by register_client (1).
     assert graph["OAuthClient"]["SigningKey"]["weight"] == 1.5
+    # The new operations count too: record_scan writes both (3), track_shipment reads both (0.5).
+    assert graph["Shipment"]["TrackingEvent"]["weight"] == 3.5
+    assert graph["Coupon"]["CouponRedemption"]["weight"] == 3.5
 
 
-def test_decomposition_accepts_a_mapping_and_either_credential_owner(answers):
-    mapping = {e: f"ctx{i}" for i, part in enumerate(day1._REFERENCE_PARTITIONS[1])
+def test_reference_new_contexts_follow_write_write_edges():
+    """Every new entity shares its reference context with exactly the entities it is written
+    together with; the review, written alone, may stand apart or join the catalogue."""
+    graph = day1.decomposition_graph()
+    ops = {**day1.DOMAIN_MODEL["operations"], **day1.DOMAIN_MODEL["extension"]["operations"]}
+    for ref in day1._REFERENCE_PARTITIONS:
+        home = {e: part for part in ref for e in part}
+        for entity in day1.NEW_ENTITIES:
+            written_with = {e for t in ops.values() if t.get(entity) == "w"
+                            for e, m in t.items() if m == "w"}
+            assert written_with <= home[entity], (entity, written_with)
+            assert graph.has_node(entity)
+    placements = {frozenset(next(p for p in ref if "Review" in p))
+                  for ref in day1._REFERENCE_PARTITIONS}
+    assert placements == {frozenset({"Review"}), frozenset({"Review", "Product", "Category"})}
+
+
+@pytest.mark.parametrize("reference", range(4))
+def test_decomposition_accepts_every_defensible_answer_as_a_mapping(reference):
+    mapping = {e: f"ctx{i}" for i, part in enumerate(day1._REFERENCE_PARTITIONS[reference])
                for e in part}
-    assert check("day1.decomposition", mapping).score == 10
+    fb = check("day1.decomposition", mapping)
+    assert fb.score == 10, str(fb)
+
+
+def _cloudmart_map():
+    """The seven services' contexts, as the context map notebook 02 prints lists them."""
+    import yaml
+    from grading_fixtures import REPO
+
+    path = REPO / "notebooks" / "day1-microservices" / "context-map.yaml"
+    if not path.exists():
+        pytest.skip("notebook 02's context map is not there")
+    return [set(c["owns"]) for c in yaml.safe_load(path.read_text())["contexts"].values()]
+
+
+def test_copying_cloudmarts_map_is_not_the_answer():
+    """The map the notebook shows earns partial credit only; the hint names the unplaced new
+    entities (which the learner knows) but never where they go."""
+    fb = check("day1.decomposition", _cloudmart_map())
+    assert 0 < fb.score <= 4, str(fb)
+    _assert_partial(fb)
+    assert any("not placed" in w for w in fb.wrong), fb.wrong
+    assert all(e in fb.hint for e in day1.NEW_ENTITIES), fb.hint
+    for existing in day1.DOMAIN_MODEL["entities"]:
+        assert not re.search(rf"\b{existing}\b", fb.hint), fb.hint  # no context named
+    # placing the new entities as the reference does is what completes it
+    full = _cloudmart_map() + [{"Shipment", "TrackingEvent"}, {"Coupon", "CouponRedemption"},
+                               {"Review"}]
+    assert check("day1.decomposition", full).score == 10
+
+
+def test_new_entities_in_the_wrong_place_lose_points():
+    """Shipping and promotions folded into ordering: CloudMart intact, the new placement not."""
+    contexts = _cloudmart_map()
+    order = next(c for c in contexts if "Order" in c)
+    order |= {"Shipment", "TrackingEvent", "Coupon", "CouponRedemption"}
+    contexts.append({"Review"})
+    fb = check("day1.decomposition", contexts)
+    assert 5 <= fb.score < 10, str(fb)
+    _assert_partial(fb)
+    assert not any(re.search(rf"\b{e}\b", fb.hint) for e in DECOMPOSITION_ITEMS), fb.hint
+    # a split invariant among the new entities is named: one pair, nothing more
+    apart = check("day1.decomposition", _cloudmart_map() + [{e} for e in day1.NEW_ENTITIES])
+    _assert_partial(apart)
+    assert apart.score < fb.score
+    named = {e for e in DECOMPOSITION_ITEMS if re.search(rf"\b{e}\b", apart.hint)}
+    assert len(named) == 2 and named <= set(day1.NEW_ENTITIES), apart.hint
 
 
 def test_decomposition_partial_credit_is_graded():
-    """Community detection on the graph alone merges ordering with payments: good, not full."""
+    """Community detection on the graph alone folds shipping into ordering: good, not full."""
     graph = day1.decomposition_graph()
     communities = nx.community.louvain_communities(graph, weight="weight", seed=1)
     fb = check("day1.decomposition", [set(c) for c in communities])
@@ -132,10 +202,11 @@ def test_decomposition_partial_credit_is_graded():
     ([{"Order", "Ordr"}], "unknown"),
     ([{"Order"}, {"Order"}], "more than one"),
     (["Order"], "set of entities"),
+    ([{"Shipment", "TrackingEvent"}, {"Review"}, {"Coupon", "CouponRedemption"}], "missing"),
 ])
 def test_decomposition_shape_errors(answer, words):
     fb = check("day1.decomposition", answer)
-    assert fb.score == 0 and words in fb.wrong[0]
+    assert fb.score == 0 and fb.right == [] and words in fb.wrong[0], str(fb)
 
 
 # ---- day1.patterns ----------------------------------------------------------------------------
@@ -360,3 +431,4 @@ def test_graded_domain_model_is_the_one_notebook_02_shows():
     model = yaml.safe_load(shown.read_text(encoding="utf-8"))
     assert model["entities"] == day1.DOMAIN_MODEL["entities"]
     assert model["operations"] == day1.DOMAIN_MODEL["operations"]
+    assert model["extension"] == day1.DOMAIN_MODEL["extension"]

@@ -107,3 +107,17 @@ def test_graded_domain_model_is_the_one_the_notebook_teaches():
     graded = yaml.safe_load((ROOT / "grading" / "day1_domain.yaml").read_text())
     assert graded["entities"] == DOMAIN_MODEL["entities"]
     assert graded["operations"] == DOMAIN_MODEL["operations"]
+    assert graded["extension"] == DOMAIN_MODEL["extension"]
+
+
+def test_new_requirements_are_not_in_the_map_yet():
+    """The exercise's new entities are CloudMart's future, owned by no service; their
+    operations touch only known entities."""
+    new = set(DOMAIN_MODEL["extension"]["entities"])
+    owned = {e for ctx in CONTEXTS.values() for e in ctx["owns"]}
+    assert new and not new & owned and not new & set(DOMAIN_MODEL["entities"])
+    known = new | set(DOMAIN_MODEL["entities"])
+    for operation, touched in DOMAIN_MODEL["extension"]["operations"].items():
+        assert set(touched) <= known and set(touched) & new, operation
+        assert set(touched.values()) <= {"r", "w"}, operation
+        assert operation not in DOMAIN_MODEL["operations"], operation
