@@ -25,6 +25,9 @@ TRY_DURATION_S = 3.0
 TRY_INTERVAL_S = 0.1
 FAIL_DURATION_S = 5.0
 HEALTH_INTERVAL_S = 2.0
+# Idle keep-alive connections to a replica are dropped before uvicorn's own 5 s keep-alive timeout,
+# so Caddy never sends a request on a connection the replica is closing at that very moment.
+UPSTREAM_IDLE_TIMEOUT_S = 4.0
 FORWARDED_AUTH_HEADERS = ("X-User-Id", "X-User-Roles")
 
 
@@ -77,13 +80,19 @@ def _proxy_handler(dials: list[str], weights: list[int], timeout_s: float | None
             "try_duration": int(TRY_DURATION_S * NS),
             "try_interval": int(TRY_INTERVAL_S * NS),
         },
-        "health_checks": {
-            "passive": {"fail_duration": int(FAIL_DURATION_S * NS), "max_fails": 1},
-            "active": {"uri": "/healthz", "interval": int(HEALTH_INTERVAL_S * NS), "timeout": NS},
-        },
         "headers": {"request": {"set": {"X-Forwarded-For": ["{http.request.remote.host}"]}}},
     }
-    transport: dict = {"protocol": "http"}
+    if len(dials) > 1:
+        # Health checks route around a bad replica, so they need another one to route to. With a
+        # single upstream they can only turn one failed request or one slow /healthz into seconds
+        # of 503 "no upstreams available" for every route to it (Caddy shares a host's passive
+        # health state across all handlers that dial it: in monolith mode, every route). The
+        # supervisor's readiness probe decides whether a lone replica is in the endpoints at all.
+        handler["health_checks"] = {
+            "passive": {"fail_duration": int(FAIL_DURATION_S * NS), "max_fails": 1},
+            "active": {"uri": "/healthz", "interval": int(HEALTH_INTERVAL_S * NS), "timeout": NS},
+        }
+    transport: dict = {"protocol": "http", "keep_alive": {"idle_timeout": int(UPSTREAM_IDLE_TIMEOUT_S * NS)}}
     if timeout_s:
         transport["response_header_timeout"] = int(timeout_s * NS)
     if tls:

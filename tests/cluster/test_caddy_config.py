@@ -81,13 +81,31 @@ def test_route_without_ready_replica_answers_503(topo):
 
 
 def test_timeouts_health_and_retries(topo):
-    routes = routes_of(caddy.gateway_config(topo.rules, endpoints(topo), listen_port=1, admin_port=2,
+    routes = routes_of(caddy.gateway_config(topo.rules, endpoints(topo, n=2), listen_port=1, admin_port=2,
                                             auth_service="auth"))
     order = next(r for r in routes if r.get("match") and "/api/orders" in r["match"][0]["path"])["handle"][0]
     assert order["transport"]["response_header_timeout"] == 15 * caddy.NS
     assert order["health_checks"]["active"]["uri"] == "/healthz"
     assert order["health_checks"]["passive"]["max_fails"] >= 1
     assert order["load_balancing"]["try_duration"] > 0
+    # Idle upstream connections close before the replica's (uvicorn's 5 s) keep-alive timeout.
+    assert order["transport"]["keep_alive"]["idle_timeout"] < 5 * caddy.NS
+
+
+def test_a_lone_upstream_has_no_health_checks_but_keeps_retries(topo, tmp_path):
+    """With one replica (or the monolith behind every route) there is nothing to fail over to: a
+    health check could only mark it down for every route that dials it, i.e. 503s."""
+    one = {svc: ["127.0.0.1:20000"] for svc in topo.services}   # the monolith: one address for all
+    config = caddy.gateway_config(topo.rules, one, listen_port=18097, admin_port=18098, auth_service="auth",
+                                  cluster_ports={"product": 18099})
+    caddy_validate(config, tmp_path)
+    handlers = [r["handle"][0] for r in routes_of(config)]
+    handlers += [s["routes"][0]["handle"][0] for n, s in config["apps"]["http"]["servers"].items()
+                 if n.startswith("cluster-")]
+    proxies = [h for h in handlers if h["handler"] == "reverse_proxy"]
+    assert len(proxies) > 5
+    assert all("health_checks" not in h for h in proxies)
+    assert all(h["load_balancing"]["try_duration"] > 0 for h in proxies)
 
 
 def test_sidecar_config_is_valid_caddy_and_requires_client_certs(tmp_path):
