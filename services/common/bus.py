@@ -54,11 +54,13 @@ def step_event_id(order_id: str, type_: str) -> str:
 def publish_committed(app, session) -> None:
     """Call after a route's commit: publish the events it committed (in the background)."""
     events = take_committed(session)
+    if not events:
+        return
     bus = getattr(app.state, "bus", None)
-    if events and hasattr(bus, "send_soon"):
+    if hasattr(bus, "send_soon"):
         bus.send_soon(app.state.db, events)
     else:
-        app.state.db.outbox_wakeup.set()  # the monolith's in-process relay
+        app.state.db.outbox_wakeup.set()
 
 
 def make_event(type_: str, order_id: str | None, payload: dict, event_id: str | None = None) -> dict:

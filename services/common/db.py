@@ -130,7 +130,12 @@ async def mark_processed(session: AsyncSession, event_id: str, consumer: str) ->
     return result.first() is not None
 
 
-def add_to_outbox(session: AsyncSession, event: dict) -> None:
-    """Stage ``event`` for publication; it is sent only if the surrounding transaction commits."""
-    session.add(OutboxEvent(event_id=event["event_id"], subject=event["type"], data=event))
-    session.info.setdefault("outbox_staged", []).append(event)
+def add_to_outbox(session: AsyncSession, event: dict, delivered: bool = False) -> OutboxEvent:
+    """Stage ``event`` for publication; it is sent only if the surrounding transaction commits.
+    ``delivered``: nobody is to be sent it (the row is kept as history only, already marked sent)."""
+    row = OutboxEvent(event_id=event["event_id"], subject=event["type"], data=event,
+                      sent_at=utcnow() if delivered else None)
+    session.add(row)
+    if not delivered:
+        session.info.setdefault("outbox_staged", []).append(event)
+    return row

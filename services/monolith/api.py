@@ -4,8 +4,8 @@ Listing and reading reuse the order service's route functions and ownership depe
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from services.common.auth import CurrentUser
 from services.common.bus import publish_committed
@@ -14,6 +14,7 @@ from services.order import api as order_api
 from services.order import domain
 from services.order.models import EventPublic, OrderAccepted, OrderCreate, OrderPublic
 from services.monolith import checkout
+from services.monolith.catalog import ProductRow
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -30,14 +31,15 @@ async def create_order(body: OrderCreate, idempotency_key: order_api.Idempotency
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if existing is None:
         items = domain.merged_items(body)
-        store = request.app.state.store
-        docs = [await run_in_threadpool(store.get, i["product_id"]) for i in items]
-        prices = {d["_id"]: int(d["price_cents"]) for d in docs if d is not None}
+        # Prices from the catalog table, in this request's session: one query, no thread hop.
+        prices = dict((await session.execute(select(ProductRow.id, ProductRow.price_cents).where(
+            ProductRow.id.in_([i["product_id"] for i in items])))).tuples().all())
         try:
             lines, total = domain.price_lines(items, prices)
         except domain.UnknownProduct as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
         order = domain.new_order(user.sub, idempotency_key, body, lines, total)
+        session.info["local_subjects"] = request.app.state.bus.subjects
         try:
             session.add(order)
             await session.flush()
@@ -65,7 +67,8 @@ router.add_api_route("/{order_id}", order_api.get_order, methods=["GET"], respon
              description="Stock is released and the payment refunded in the same transaction.",
              responses={404: {"description": "No such order (or not yours)"},
                         409: {"description": "Already cancelled"}})
-async def cancel_order(order: order_api.OwnedOrder, session: SessionDep) -> OrderPublic:
+async def cancel_order(order: order_api.OwnedOrder, session: SessionDep, request: Request) -> OrderPublic:
+    session.info["local_subjects"] = request.app.state.bus.subjects
     locked = await session.get(type(order), order.id, with_for_update=True, populate_existing=True)
     if not await checkout.cancel(session, locked, "cancelled by customer"):
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"order {order.id!r} is already cancelled")

@@ -26,6 +26,19 @@ class LocalBus:
     def subscribe(self, db, durable, stream, subjects, handler, workers: int = 1) -> None:
         self.handlers.append((durable, subjects, db, handler))
 
+    @property
+    def subjects(self) -> frozenset[str]:
+        """The subjects an in-process handler consumes (rows of any other are history only)."""
+        return frozenset(s for _, subjects, _, _ in self.handlers for s in subjects)
+
+    def handles(self, subject: str) -> bool:
+        return subject in self.subjects
+
+    def send_soon(self, db: Database, events: list[dict]) -> None:
+        """After a commit: wake the relay if one of the committed events has a handler."""
+        if any(self.handles(event["type"]) for event in events):
+            db.outbox_wakeup.set()
+
     def start_relay(self, db: Database) -> None:
         self._tasks.append(asyncio.create_task(self._relay(db)))
 
