@@ -11,16 +11,21 @@ from services.common.app import ServiceSpec, create_app
 from services.common.settings import Settings
 
 
+def install_token_issuer(app: FastAPI, signing_key, settings: Settings) -> None:
+    """What issuing and checking tokens needs on app.state: the key, its JWKS and the rate limiter."""
+    app.state.signing_key = signing_key
+    app.state.key_id = auth.key_id(signing_key.public_key())
+    app.state.jwks = auth.jwks_for(signing_key.public_key())
+    app.state.rate_limiter = TokenBucket(app.state.redis, settings.rate_limit_rps, settings.rate_limit_burst)
+
+
 def build_app(settings: Settings | None = None) -> FastAPI:
     """The auth service app."""
     settings = settings or Settings.from_env("auth")
     signing_key = auth.load_or_create_signing_key(settings.state_dir)
 
     async def startup(app: FastAPI) -> None:
-        app.state.signing_key = signing_key
-        app.state.key_id = auth.key_id(signing_key.public_key())
-        app.state.jwks = auth.jwks_for(signing_key.public_key())
-        app.state.rate_limiter = TokenBucket(app.state.redis, settings.rate_limit_rps, settings.rate_limit_burst)
+        install_token_issuer(app, signing_key, settings)
         await events.start_consumers(app)
 
     return create_app(ServiceSpec(

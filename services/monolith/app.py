@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.auth import api as auth_api
 from services.auth import events as auth_events
-from services.auth.ratelimit import TokenBucket
+from services.auth.app import install_token_issuer
 from services.common import auth
 from services.common.app import ServiceSpec, create_app
 from services.common.db import OutboxEvent, ProcessedEvent
@@ -36,10 +36,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     signing_key = auth.load_or_create_signing_key(settings.state_dir)
 
     async def startup(app: FastAPI) -> None:
-        app.state.signing_key = signing_key
-        app.state.key_id = auth.key_id(signing_key.public_key())
-        app.state.jwks = auth.jwks_for(signing_key.public_key())
-        app.state.rate_limiter = TokenBucket(app.state.redis, settings.rate_limit_rps, settings.rate_limit_burst)
+        install_token_issuer(app, signing_key, settings)
         app.state.store = PgCatalogStore(settings.database_url)
         await run_in_threadpool(app.state.store.seed)
         async with app.state.db.sessions() as session, session.begin():
