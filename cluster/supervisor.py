@@ -31,6 +31,7 @@ from aiohttp import web
 
 from cluster import caddy, topology
 from cluster.topology import Deployment, Topology
+from services.infra import free_port
 
 log = logging.getLogger("cloudmart.supervisor")
 
@@ -40,13 +41,6 @@ READY_POLL_S = 0.25
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:

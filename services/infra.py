@@ -39,7 +39,7 @@ SERVICES = ("auth", "user", "product", "order", "payment", "inventory", "notific
 _STATE_FILE = "infra.json"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """Return a free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -251,7 +251,7 @@ def _write_json(path: Path, data: dict) -> None:
 def _pick_port(previous: int | None) -> int:
     if previous and _port_free(previous):
         return previous
-    return _free_port()
+    return free_port()
 
 
 def _start_postgres(root: Path, previous: dict | None, secrets_: dict) -> dict:
