@@ -123,16 +123,33 @@ class Deterministic(Distribution):
 
 
 @dataclass(frozen=True)
-class LogNormal(Distribution):
-    """Log-normal duration given by its mean and coefficient of variation (not by mu/sigma)."""
+class _MeanCV(Distribution):
+    """A duration given by its mean and coefficient of variation (cv = standard deviation / mean)."""
 
     mean: float
     cv: float = 1.0
-    name = "lognormal"
 
     def __post_init__(self):
         check_positive("mean", self.mean)
         check_positive("cv", self.cv)
+
+    @property
+    def mean_s(self) -> float:
+        return self.mean
+
+    @property
+    def scv(self) -> float:
+        return self.cv**2
+
+    def scaled(self, factor):
+        return type(self)(self.mean * factor, self.cv)
+
+
+@dataclass(frozen=True)
+class LogNormal(_MeanCV):
+    """Log-normal duration given by its mean and coefficient of variation (not by mu/sigma)."""
+
+    name = "lognormal"
 
     @property
     def sigma(self) -> float:
@@ -142,47 +159,19 @@ class LogNormal(Distribution):
     def mu(self) -> float:
         return math.log(self.mean) - 0.5 * self.sigma**2
 
-    @property
-    def mean_s(self) -> float:
-        return self.mean
-
-    @property
-    def scv(self) -> float:
-        return self.cv**2
-
     def sample(self, rng, size):
         return rng.lognormal(self.mu, self.sigma, size)
 
-    def scaled(self, factor):
-        return LogNormal(self.mean * factor, self.cv)
-
 
 @dataclass(frozen=True)
-class Gamma(Distribution):
+class Gamma(_MeanCV):
     """Gamma duration given by its mean and coefficient of variation (Erlang-k when cv = 1/√k)."""
 
-    mean: float
-    cv: float = 1.0
     name = "gamma"
-
-    def __post_init__(self):
-        check_positive("mean", self.mean)
-        check_positive("cv", self.cv)
-
-    @property
-    def mean_s(self) -> float:
-        return self.mean
-
-    @property
-    def scv(self) -> float:
-        return self.cv**2
 
     def sample(self, rng, size):
         shape = 1.0 / self.cv**2
         return rng.gamma(shape, self.mean / shape, size)
-
-    def scaled(self, factor):
-        return Gamma(self.mean * factor, self.cv)
 
 
 @dataclass(frozen=True)
