@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `cloudmart` (subcommands of grading are added when available)."""
     parser = _Parser(prog="cloudmart", description="Run and operate CloudMart.")
-    parser.add_argument("--state-dir", default=None, help="state folder (default $CLOUDMART_STATE_DIR or .cloudmart)")
+    parser.add_argument("--state-dir", default=None, help="state folder (default $CLOUDMART_STATE_DIR, else .cloudmart at the checkout's root)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start CloudMart (harmless if already up)")
@@ -129,6 +129,14 @@ def _print_status(status: dict) -> None:
         versions = ",".join(sorted({r["version"] for r in dep["replicas"]})) or "-"
         restarts = sum(r["restarts"] for r in dep["replicas"])
         print(f"{name:<16}{dep['ready']:>3}/{dep['wanted']:<3}  {versions:<7}  {restarts}")
+        for rep in dep["replicas"]:
+            # A replica that is not serving says why: the reason of its last exit, and its back-off.
+            if rep.get("ready") or not rep.get("last_reason"):
+                continue
+            wait = ""
+            if rep.get("backoff_until"):
+                wait = f", next start in {max(0.0, rep['backoff_until'] - time.time()):.1f} s"
+            print(f"  {rep['id']}: {rep.get('state', 'not ready')}{wait}; last exit: {rep['last_reason']}")
 
 
 def cmd_up(args) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from cluster.supervisor import STATE_FILE, kill_group, port_is_free
-from services.infra import pid_alive
+from cluster.supervisor import STATE_FILE, kill_group
+from services.infra import pid_alive, port_is_free
 
 DEFAULT_GATEWAY_PORT = 8080
 UP_TIMEOUT_S = 120.0
@@ -23,9 +23,22 @@ class TargetError(RuntimeError):
     """A clear, one-line reason why the local target cannot do what was asked."""
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_state_dir() -> Path:
+    """One CloudMart per user, whatever the working directory (a notebook kernel runs in the
+    notebook's folder): `.cloudmart/` at the root of the checkout this package runs from, else
+    the user's state folder (`$XDG_STATE_HOME/cloudmart`, `~/.local/state/cloudmart`)."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "cluster" / "manifests").is_dir():
+        return REPO_ROOT / ".cloudmart"
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "cloudmart"
+
+
 def state_dir(path: str | os.PathLike | None = None) -> Path:
-    """The state folder: argument, else `CLOUDMART_STATE_DIR`, else `.cloudmart/` here."""
-    return Path(path or os.environ.get("CLOUDMART_STATE_DIR") or ".cloudmart").resolve()
+    """The state folder: argument, else `CLOUDMART_STATE_DIR`, else :func:`default_state_dir`."""
+    return Path(path or os.environ.get("CLOUDMART_STATE_DIR") or default_state_dir()).resolve()
 
 
 def gateway_port(port: int | None = None) -> int:
@@ -93,6 +106,13 @@ class LocalTarget:
         for name, n in (replicas or {}).items():
             if not isinstance(n, int) or n < 0:
                 raise TargetError(f"--replicas {name}={n}: the count must be a whole number >= 0")
+        if not os.environ.get("DATABASE_URL"):
+            from services.infra import pg_layout
+
+            try:   # before anything starts: can the embedded PostgreSQL run from here at all?
+                pg_layout(self.state_dir)
+            except RuntimeError as exc:
+                raise TargetError(str(exc)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         cmd = [sys.executable, "-m", "cluster.supervisor", "--state-dir", str(self.state_dir),
@@ -108,7 +128,7 @@ class LocalTarget:
         log_path = self.state_dir / "logs" / "supervisor.log"
         with open(log_path, "ab") as logf:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
+                                    start_new_session=True, cwd=str(REPO_ROOT))
         deadline = time.monotonic() + timeout_s
         while self._state() is None:
             if proc.poll() is not None:
@@ -167,10 +187,14 @@ class LocalTarget:
                 _terminate(info.get("pid"), fast=True, timeout_s=10)
         except ImportError:
             pass
-        if purge and self.state_dir.exists():
+        if purge:
             import shutil
 
-            shutil.rmtree(self.state_dir)
+            from services.infra import purge_postgres
+
+            purge_postgres(self.state_dir)
+            if self.state_dir.exists():
+                shutil.rmtree(self.state_dir)
         return was_up
 
     # ----- commands ----------------------------------------------------------------------

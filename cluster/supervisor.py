@@ -20,7 +20,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from aiohttp import web
 
 from cluster import caddy, topology
 from cluster.topology import Deployment, Topology
-from services.infra import free_port
+from services.infra import free_port, port_is_free
 
 log = logging.getLogger("cloudmart.supervisor")
 
@@ -41,17 +40,6 @@ READY_POLL_S = 0.25
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
-
-
-def port_is_free(port: int) -> bool:
-    """Whether 127.0.0.1:port can be bound right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def caddy_binary() -> str:
@@ -142,6 +130,8 @@ class Replica:
     restarts: int = 0
     stopping: bool = False
     last_exit: int | None = None
+    last_reason: str | None = None       # why it last exited, in words (for `cloudmart status`)
+    backoff_until: float | None = None   # wall clock time of the next start while backing off
     task: asyncio.Task | None = None
     sidecar_task: asyncio.Task | None = None
 
@@ -164,7 +154,7 @@ class Supervisor:
         self.logs_dir = self.state_dir / "logs"
         self.run_dir = self.state_dir / "run"
         self.token = secrets.token_urlsafe(24)
-        self.control_port = free_port()
+        self.control_port = 0                  # set once the control channel is bound
         self.gateway_admin_port = free_port()
         self.topology: Topology | None = None
         self.replicas: dict[str, list[Replica]] = {}       # deployment name -> replicas
@@ -227,7 +217,8 @@ class Supervisor:
                                              timed("fork server warm", warm_up, apps))
         self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
         await self._write_caddy_config("gateway", self._gateway_config())
-        self._gateway_task = asyncio.create_task(self._keep_caddy(self.gateway, "gateway", lambda: False))
+        self._gateway_task = asyncio.create_task(self._keep_caddy(self.gateway, "gateway", lambda: False,
+                                                                  self._reclaim_gateway_ports))
         for dep in self._deployments():
             self.wanted[dep.name] = self.replica_overrides.get(dep.name, dep.replicas)
             self.replicas[dep.name] = []
@@ -314,8 +305,12 @@ class Supervisor:
         return caddy.sidecar_config(admin_port=rep.sidecar_admin_port, inbound_port=rep.inbound_port,
                                     app_port=rep.app_port, identity=identity, outbound=outbound)
 
-    async def _keep_caddy(self, proc: Proc, config_name: str, done) -> None:
-        """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies."""
+    async def _keep_caddy(self, proc: Proc, config_name: str, done, reclaim) -> None:
+        """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies.
+
+        `reclaim()` runs after each exit: it moves every port of that Caddy which another process
+        now holds to a new one and rewrites the config, so a lost port never means a crash loop.
+        """
         path = self.run_dir / f"{config_name}.json"
         while not done() and not self._stopping.is_set():
             await proc.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
@@ -323,15 +318,76 @@ class Supervisor:
             code = await proc.process.wait()
             if done() or self._stopping.is_set():
                 return
-            log.warning("%s exited with %s; starting it again", proc.name, code)
+            moved = await reclaim()
+            log.warning("%s exited with %s; starting it again%s", proc.name, code,
+                        f" ({'; '.join(moved)})" if moved else "")
             await asyncio.sleep(0.5)
+
+    def _moved(self, what: str, old: int) -> tuple[int, str]:
+        new = free_port()
+        return new, f"{what} 127.0.0.1:{old} is held by another process, moved to port {new}"
+
+    async def _reclaim_gateway_ports(self) -> list[str]:
+        moved = []
+        if not port_is_free(self.gateway_port):
+            log.error("the gateway port 127.0.0.1:%d is held by another process; the gateway cannot "
+                      "start until it is free (or CloudMart is started with another port)", self.gateway_port)
+        if not port_is_free(self.gateway_admin_port):
+            self.gateway_admin_port, note = self._moved("gateway admin port", self.gateway_admin_port)
+            moved.append(note)
+        for svc, port in list(self.cluster_ports.items()):
+            if not port_is_free(port):
+                self.cluster_ports[svc], note = self._moved(f"in-cluster port of {svc}", port)
+                moved.append(note)
+                # Callers of that Service were given its old address: start them again.
+                for reps in self.replicas.values():
+                    for rep in reps:
+                        if svc in self._peers_of(rep.deployment).values() and rep.app.alive:
+                            kill_group(rep.app.pid, signal.SIGTERM)
+        if moved:
+            await self._write_caddy_config("gateway", self._gateway_config())
+            self._write_state()
+        return moved
+
+    async def _reclaim_sidecar_ports(self, rep: Replica) -> list[str]:
+        moved = []
+        if not port_is_free(rep.inbound_port):
+            rep.inbound_port, note = self._moved(f"{rep.id} sidecar inbound port", rep.inbound_port)
+            moved.append(note)
+            self._dirty.set()   # its endpoint moved: the gateway and the other sidecars follow
+        if not port_is_free(rep.sidecar_admin_port):
+            rep.sidecar_admin_port, note = self._moved(f"{rep.id} sidecar admin port", rep.sidecar_admin_port)
+            moved.append(note)
+        restart_app = False
+        for svc, port in list(rep.outbound_ports.items()):
+            if not port_is_free(port):
+                rep.outbound_ports[svc], note = self._moved(f"{rep.id} sidecar outbound port to {svc}", port)
+                moved.append(note)
+                restart_app = True
+        if moved:
+            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
+            self._write_state()
+        if restart_app and rep.app.alive:
+            kill_group(rep.app.pid, signal.SIGTERM)   # it was given the old outbound addresses
+        return moved
+
+    async def _restart_sidecar(self, rep: Replica) -> None:
+        """The replica moved to a new port: point its sidecar's inbound listener at it."""
+        cfg = self._sidecar_config(rep)
+        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
+        if rep.sidecar and rep.sidecar.alive:
+            try:
+                await self._load_config(rep.sidecar_admin_port, cfg)
+            except RuntimeError as exc:
+                log.warning("sidecar of %s: %s", rep.id, exc)
 
     async def _run_replica(self, rep: Replica) -> None:
         """Keep one replica running: start it, wait for it to exit, restart with back-off."""
         if rep.sidecar:
             await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
             rep.sidecar_task = asyncio.create_task(
-                self._keep_caddy(rep.sidecar, f"sidecar-{rep.id}", lambda: rep.stopping))
+                self._keep_caddy(rep.sidecar, f"sidecar-{rep.id}", lambda: rep.stopping,
+                                 lambda: self._reclaim_sidecar_ports(rep)))
         cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
             else list(rep.deployment.command)
         crash_streak = 0
@@ -353,16 +409,30 @@ class Supervisor:
             if rep.stopping or self._stopping.is_set():
                 break
             rep.restarts += 1
+            if not was_ready and not port_is_free(rep.app_port):
+                # It could not bind: another process took the port after it was chosen. Starting it
+                # again on that port would only crash-loop; it gets a new one (endpoints follow).
+                old_port, rep.app_port = rep.app_port, free_port()
+                rep.last_reason = f"could not bind 127.0.0.1:{old_port} (held by another process)"
+                log.warning("replica %s could not bind 127.0.0.1:%d, which another process holds; "
+                            "starting it again on port %d", rep.id, old_port, rep.app_port)
+                if rep.sidecar:
+                    await self._restart_sidecar(rep)
+                continue
+            rep.last_reason = f"exited with code {code}: {_last_line(rep.app.log_path)}"
             # A replica that served before it died comes back at once; one that dies before it
             # ever got ready backs off more each time (Kubernetes' CrashLoopBackOff).
             crash_streak = 0 if was_ready else crash_streak + 1
             backoff = 0.0 if was_ready else RESTART_BACKOFF_S[min(crash_streak - 1, len(RESTART_BACKOFF_S) - 1)]
             log.warning("replica %s exited with %s; restart %d in %.1f s", rep.id, code, rep.restarts, backoff)
             if backoff:
+                rep.backoff_until = time.time() + backoff
+                self._write_state()
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except asyncio.TimeoutError:
                     pass
+                rep.backoff_until = None
 
     async def _scale_to(self, name: str) -> None:
         reps = self.replicas[name]
@@ -500,6 +570,8 @@ class Supervisor:
                 "replicas": [{
                     "id": r.id, "pid": r.app.pid, "port": r.app_port, "ready": r.ready,
                     "restarts": r.restarts, "version": r.deployment.version,
+                    "state": _replica_state(r), "last_exit": r.last_exit, "last_reason": r.last_reason,
+                    "backoff_until": r.backoff_until,
                     "sidecar_pid": r.sidecar.pid if r.sidecar else None,
                     "sidecar_inbound_port": r.inbound_port, "sidecar_admin_port": r.sidecar_admin_port,
                     "sidecar_outbound_ports": r.outbound_ports,
@@ -637,6 +709,28 @@ class Supervisor:
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
+def _replica_state(rep: Replica) -> str:
+    if rep.backoff_until is not None:
+        return "back-off"
+    if rep.ready:
+        return "ready"
+    return "starting" if rep.app.alive else "stopped"
+
+
+def _last_line(log_path: Path, limit: int = 200) -> str:
+    """The last line of a log that names an error (else the last line), shortened."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if "rror" in line:
+            return line[-limit:]
+    return lines[-1][-limit:] if lines else "no output"
+
+
 async def _main(args: argparse.Namespace) -> int:
     replicas = {}
     for item in filter(None, (args.replicas or "").split(",")):
@@ -648,7 +742,9 @@ async def _main(args: argparse.Namespace) -> int:
     app.add_routes(sup.routes())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", sup.control_port).start()
+    # Port 0: the kernel picks the port as the socket is bound, so no other process can take it first.
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    sup.control_port = runner.addresses[0][1]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup._stopping.set)

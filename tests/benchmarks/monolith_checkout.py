@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,12 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cluster.handle import CloudMart  # noqa: E402
 from cluster.local import LocalTarget  # noqa: E402
 from cluster.load import TEST_CARD  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from services.infra import free_port  # outside the ephemeral range: no outgoing connection takes it
 
 
 def idle_checkouts(cm: CloudMart, n: int = 20) -> dict:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,9 @@ import pytest
 from cluster.handle import CloudMart
 from cluster.local import LocalTarget
 from cluster.supervisor import STATE_FILE
+from services.infra import free_port  # outside the ephemeral range: no outgoing connection takes it
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def recorded_pids(state_dir: Path) -> list[int]:

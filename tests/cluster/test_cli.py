@@ -10,15 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from services.infra import free_port  # outside the ephemeral range: no outgoing connection takes it
 
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli(*args, state_dir, port=None, timeout=180):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from services.infra import free_port  # outside the ephemeral range: no outgoing connection takes it
 
 SERVICE_NAMES = ("auth", "user", "product", "inventory", "order", "payment", "notification")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
