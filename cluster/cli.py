@@ -124,6 +124,13 @@ def _target(args) -> LocalTarget:
 def _print_status(status: dict) -> None:
     print(f"target: {status['target']}  mode: {status['mode']}  mesh: {'on' if status['mesh'] else 'off'}")
     print(f"gateway: {status['gateway_url']}")
+    infra = status.get("infra") or {}
+    if infra:
+        print("infrastructure: " + ", ".join(
+            f"{kind} {'up' if info.get('alive', True) else 'DOWN'}"
+            + (f" ({info['restarts']} restarts)" if info.get("restarts") else "") for kind, info in infra.items()))
+    if status.get("infra_error"):
+        print(f"  restart failed: {status['infra_error']}")
     print(f"{'DEPLOYMENT':<16}{'READY':>7}  VERSION  RESTARTS")
     for name, dep in status["deployments"].items():
         versions = ",".join(sorted({r["version"] for r in dep["replicas"]})) or "-"

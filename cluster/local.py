@@ -153,7 +153,9 @@ class LocalTarget:
             if status and status["ready"]:
                 return status
             if time.monotonic() > deadline:
-                waiting = [n for n, d in (status or {}).get("deployments", {}).items() if d["ready"] < d["wanted"]]
+                waiting = [f"{k} (server down)" for k, v in (status or {}).get("infra", {}).items()
+                           if v.get("alive") is False]
+                waiting += [n for n, d in (status or {}).get("deployments", {}).items() if d["ready"] < d["wanted"]]
                 raise TargetError(f"not ready after {timeout_s:.0f} s: {', '.join(waiting) or 'supervisor'}; "
                                   f"see {self.state_dir / 'logs'}")
             time.sleep(0.1)

@@ -40,6 +40,7 @@ READY_POLL_S = 0.25
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
+INFRA_POLL_S = 1.0
 
 
 def caddy_binary() -> str:
@@ -165,6 +166,8 @@ class Supervisor:
         self._gateway_task: asyncio.Task | None = None
         self._routed_endpoints: dict[str, list[str]] | None = None   # what the gateway last loaded
         self.infra = None
+        self.infra_restarts: dict[str, int] = {}
+        self.infra_error: str | None = None
         self.ca = None
         self.gateway_tls = None
         self._dirty = asyncio.Event()
@@ -476,6 +479,45 @@ class Supervisor:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return False
 
+    async def _infra_loop(self) -> None:
+        """Restart a dead PostgreSQL, Redis or NATS (like a kubelet restarts a crashed container).
+
+        `start_infra` reuses the servers that are alive and starts the others on their previous
+        port (with their data). A server that had to move to a new port means new URLs: the
+        replicas that were given the old ones are started again.
+        """
+        from services.infra import _reap, pid_alive, start_infra
+
+        while not self._stopping.is_set():
+            await asyncio.sleep(INFRA_POLL_S)
+            if self.infra is None or self._stopping.is_set():
+                continue
+            dead = [kind for kind, info in self.infra.servers.items() if not pid_alive(info.get("pid"))]
+            if not dead:
+                continue
+            for kind in dead:
+                _reap(self.infra.servers[kind]["pid"])   # no <defunct> server left behind
+                self.infra_restarts[kind] = self.infra_restarts.get(kind, 0) + 1
+            log.warning("infrastructure down: %s; starting it again", ", ".join(dead))
+            before = {kind: info.get("port") for kind, info in self.infra.servers.items()}
+            try:
+                self.infra = await asyncio.to_thread(start_infra, self.state_dir)
+            except Exception as exc:   # try again on the next round; status shows it down
+                log.error("restarting %s failed: %s", ", ".join(dead), exc)
+                self.infra_error = f"{', '.join(dead)}: {exc}"
+                self._write_state()
+                continue
+            self.infra_error = None
+            moved = [kind for kind, info in self.infra.servers.items() if info.get("port") != before.get(kind)]
+            log.info("infrastructure back: %s%s", ", ".join(dead),
+                     f" ({', '.join(moved)} on a new port: restarting the replicas)" if moved else "")
+            if moved:
+                for reps in self.replicas.values():
+                    for rep in reps:
+                        if rep.app.alive:
+                            kill_group(rep.app.pid, signal.SIGTERM)
+            self._write_state()
+
     async def _readiness_loop(self) -> None:
         while not self._stopping.is_set():
             reps = [r for rs in self.replicas.values() for r in rs if not r.stopping]
@@ -587,13 +629,16 @@ class Supervisor:
             "supervisor_pid": os.getpid(), "control_port": self.control_port,
             "state_dir": str(self.state_dir), "weights": self.weights,
             "all_ready_s": self.all_ready_s,
-            # Ready: every wanted replica is ready AND the gateway routes to exactly those.
+            # Ready: every server and wanted replica is up AND the gateway routes to exactly those.
             "routed": self.topology is not None and self._routed_endpoints == self._endpoints(),
             "ready": bool(self.replicas) and all(d["ready"] >= d["wanted"] for d in deployments.values())
+            and all(v.get("alive") for v in infra.get("servers", {}).values())
             and self.topology is not None and self._routed_endpoints == self._endpoints(),
             "deployments": deployments,
-            "infra": {k: {"pid": v.get("pid"), "port": v.get("port")}
+            "infra": {k: {"pid": v.get("pid"), "port": v.get("port"), "alive": v.get("alive"),
+                          "restarts": self.infra_restarts.get(k, 0)}
                       for k, v in infra.get("servers", {}).items()},
+            "infra_error": self.infra_error,
         }
 
     def _write_state(self) -> None:
@@ -751,7 +796,8 @@ async def _main(args: argparse.Namespace) -> int:
     tasks = []
     try:
         await sup.start()
-        tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop())]
+        tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
+                 asyncio.create_task(sup._infra_loop())]
         await sup._stopping.wait()
     except Exception:
         log.exception("supervisor failed")
