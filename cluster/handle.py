@@ -263,11 +263,22 @@ class CloudMart:
         """
         if not isinstance(stream, str) or stream.lower() not in STREAMS:
             raise ValueError(f"stream={stream!r} is unknown: valid are {', '.join(STREAMS)}")
-        nats_port = self.status().get("infra", {}).get("nats", {}).get("port")
-        url = f"nats://127.0.0.1:{nats_port}" if nats_port else os.environ.get("NATS_URL")
-        if not url:
-            raise TargetError("no NATS server is known to this CloudMart")
-        return run_sync(_read_stream(url, stream.upper(), order_id, limit))
+        return run_sync(_read_stream(self.nats_url, stream.upper(), order_id, limit))
+
+    @property
+    def nats_url(self) -> str:
+        """URL of CloudMart's NATS for the course's own cells: the `course` user may publish and
+        subscribe on `course.>` and read the event streams (each service has its own user)."""
+        state_dir = getattr(self.target, "state_dir", None)
+        if state_dir is not None:
+            from services.infra import load_infra
+
+            infra = load_infra(state_dir)
+            if "nats" in infra.servers and "nats" in infra.secrets:
+                return infra.nats_url_for("course")
+        if os.environ.get("NATS_URL"):
+            return os.environ["NATS_URL"]
+        raise TargetError("no NATS server is known to this CloudMart")
 
     def close(self) -> None:
         """Close the HTTP client (CloudMart keeps running)."""

@@ -37,6 +37,20 @@ PG_SERVICES = ("user", "order", "payment", "inventory", "notification", "monolit
 #: Every service the infra hands an environment to.
 SERVICES = ("auth", "user", "product", "order", "payment", "inventory", "notification", "monolith")
 
+#: NATS subjects each service may publish its events on (its own stream's; the monolith all).
+#: JetStream's API, acks and reply inboxes are allowed to every service; nothing else is.
+NATS_EVENT_SUBJECTS = {
+    "auth": [], "product": [], "user": ["users.>"], "order": ["orders.>"], "inventory": ["inventory.>"],
+    "payment": ["payments.>"], "notification": ["notifications.>"], "monolith": [">"],
+}
+#: Who else gets credentials: `admin` (tests, tools: everything) and `course` (notebooks: their own
+#: `course.>` subjects, and reading the event streams).
+NATS_COURSE_PUBLISH = ["course.>", "_INBOX.>", "$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES",
+                       "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+                       "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.DELETE.>",
+                       "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>"]
+CLIENTS = (*SERVICES, "admin", "course")
+
 _STATE_FILE = "infra.json"
 
 log = logging.getLogger("cloudmart.infra")
@@ -216,25 +230,37 @@ class Infra:
         password = quote(self.secrets["pg_roles"][service], safe="")
         return f"postgresql://{service}:{password}@127.0.0.1:{port}/{service}"
 
-    @property
-    def redis_url(self) -> str:
+    def redis_url_for(self, client: str) -> str:
+        """Redis URL with `client`'s own ACL user (a service, `admin` or `course`)."""
         if "redis" in self.external:
             return self.external["redis"]
-        return f"redis://127.0.0.1:{self.servers['redis']['port']}/0"
+        password = self.secrets["redis"][client]
+        return f"redis://{client}:{password}@127.0.0.1:{self.servers['redis']['port']}/0"
+
+    def nats_url_for(self, client: str) -> str:
+        """NATS URL with `client`'s own user and permissions (a service, `admin` or `course`)."""
+        if "nats" in self.external:
+            return self.external["nats"]
+        password = self.secrets["nats"][client]
+        return f"nats://{client}:{password}@127.0.0.1:{self.servers['nats']['port']}"
+
+    @property
+    def redis_url(self) -> str:
+        """The administrator's Redis URL (tests and tools; services get their own)."""
+        return self.redis_url_for("admin")
 
     @property
     def nats_url(self) -> str:
-        if "nats" in self.external:
-            return self.external["nats"]
-        return f"nats://127.0.0.1:{self.servers['nats']['port']}"
+        """The administrator's NATS URL (tests and tools; services get their own)."""
+        return self.nats_url_for("admin")
 
     def env_for(self, service: str) -> dict[str, str]:
         """Environment variables (12-factor URLs) for one service."""
         if service not in SERVICES:
             raise ValueError(f"service={service!r} is unknown; valid: {', '.join(SERVICES)}")
         env = {
-            "REDIS_URL": self.redis_url,
-            "NATS_URL": self.nats_url,
+            "REDIS_URL": self.redis_url_for(service),
+            "NATS_URL": self.nats_url_for(service),
             "CLOUDMART_STATE_DIR": str(self.state_dir),
         }
         if service in PG_SERVICES:
@@ -609,23 +635,50 @@ def _ensure_pg_roles(port: int, secrets_: dict) -> None:
                 conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(service)))
 
 
-def _start_redis(root: Path, previous: dict | None, port: int) -> dict:
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _start_redis(root: Path, previous: dict | None, port: int, passwords: dict[str, str]) -> dict:
     data = root / "redis"
     data.mkdir(parents=True, exist_ok=True)
+    # No anonymous access: one ACL user per client (the default user is off).
+    acl = root / "redis-users.acl"
+    _write_private(acl, "user default off\n" + "".join(
+        f"user {name} on >{password} ~* &* +@all\n" for name, password in sorted(passwords.items())))
     cmd = [_redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-           "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"]
+           "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning", "--aclfile", str(acl)]
     proc = _spawn(cmd, root / "redis.log")
     _wait_port(port, 15, proc, "redis-server")
     return {"pid": proc.pid, "port": port, "data_dir": str(data), "log": str(root / "redis.log")}
 
 
-def _start_nats(root: Path, previous: dict | None, port: int) -> dict:
+def _nats_permissions(client: str) -> dict:
+    if client == "admin":
+        return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+    if client == "course":
+        return {"publish": {"allow": NATS_COURSE_PUBLISH}, "subscribe": {"allow": ["course.>", "_INBOX.>"]}}
+    return {"publish": {"allow": [*NATS_EVENT_SUBJECTS[client], "$JS.API.>", "$JS.ACK.>"]},
+            "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+def _start_nats(root: Path, previous: dict | None, port: int, passwords: dict[str, str]) -> dict:
     data = root / "nats"
     data.mkdir(parents=True, exist_ok=True)
-    cmd = [_nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(data),
-           "--server_name", "cloudmart"]
-    proc = _spawn(cmd, root / "nats.log")
+    # No anonymous access, and each service publishes only its own events (JSON is valid NATS
+    # configuration).
+    config = {
+        "listen": f"127.0.0.1:{port}", "server_name": "cloudmart",
+        "jetstream": {"store_dir": str(data)},
+        "authorization": {"users": [{"user": name, "password": password, "permissions": _nats_permissions(name)}
+                                    for name, password in sorted(passwords.items())]},
+    }
+    conf = root / "nats.conf"
+    _write_private(conf, json.dumps(config, indent=1))
+    proc = _spawn([_nats_binary(), "-c", str(conf)], root / "nats.log")
     _wait_port(port, 15, proc, "nats-server")
     return {"pid": proc.pid, "port": port, "data_dir": str(data), "log": str(root / "nats.log")}
 
@@ -661,6 +714,10 @@ def start_infra(state_dir: str | os.PathLike = ".cloudmart") -> Infra:
         roles = secrets_.setdefault("pg_roles", {})
         for service in PG_SERVICES:
             roles.setdefault(service, secrets.token_urlsafe(18))
+        for kind in ("redis", "nats"):
+            users = secrets_.setdefault(kind, {})
+            for client in CLIENTS:
+                users.setdefault(client, secrets.token_urlsafe(18))
         previous = data.get("servers") or data.get("last_servers") or {}
         infra = Infra(state_dir=state_dir, secrets=secrets_)
         for kind, var in (("postgres", "DATABASE_URL"), ("redis", "REDIS_URL"), ("nats", "NATS_URL")):
@@ -668,8 +725,8 @@ def start_infra(state_dir: str | os.PathLike = ".cloudmart") -> Infra:
                 infra.external[kind] = os.environ[var]
         starters = {
             "postgres": lambda prev, port: _start_postgres(root, prev, secrets_, port),
-            "redis": lambda prev, port: _start_redis(root, prev, port),
-            "nats": lambda prev, port: _start_nats(root, prev, port),
+            "redis": lambda prev, port: _start_redis(root, prev, port, secrets_["redis"]),
+            "nats": lambda prev, port: _start_nats(root, prev, port, secrets_["nats"]),
         }
         for kind, start in starters.items():
             if kind in infra.external:

@@ -112,10 +112,10 @@ def test_infrastructure_server_whose_port_is_taken_starts_on_a_new_port(tmp_path
     real_start = infra._start_redis
     tried: list[int] = []
 
-    def start_redis(root, previous, port):
+    def start_redis(root, previous, port, *args):
         # Its first port is the held one, as if another process had bound it a moment before.
         tried.append(held_port if not tried else port)
-        return real_start(root, previous, tried[-1])
+        return real_start(root, previous, tried[-1], *args)
 
     monkeypatch.setattr(infra, "_start_redis", start_redis)
     state = tmp_path / "state"
