@@ -12,8 +12,6 @@ ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 BOOK_ARGS ?=
 NBVAL_ARGS ?=
-# One CloudMart for the CLI, the lab and the notebooks' kernels (which run in their own folders).
-export CLOUDMART_STATE_DIR ?= $(CURDIR)/.cloudmart
 
 .PHONY: install lab test test-notebooks bench book clean
 

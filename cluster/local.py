@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from cluster.supervisor import STATE_FILE, kill_group
-from services.infra import pid_alive, port_is_free
+from services.infra import pid_alive, port_is_free, private_folder
 
 DEFAULT_GATEWAY_PORT = 8080
 UP_TIMEOUT_S = 120.0
@@ -113,7 +113,7 @@ class LocalTarget:
                 pg_layout(self.state_dir)
             except RuntimeError as exc:
                 raise TargetError(str(exc)) from None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.state_dir)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         cmd = [sys.executable, "-m", "cluster.supervisor", "--state-dir", str(self.state_dir),
                "--gateway-port", str(port)]

@@ -19,6 +19,14 @@ from cluster.caddy import MeshTLS
 
 TRUST_DOMAIN = "cloudmart.local"
 VALIDITY = dt.timedelta(days=2)
+#: A CA or workload certificate with less than this left is replaced when CloudMart starts (and
+#: whenever a sidecar's configuration is made): one from an earlier run may have expired since.
+RENEW_BEFORE = dt.timedelta(hours=12)
+
+
+def _fresh(cert: x509.Certificate) -> bool:
+    now = dt.datetime.now(dt.timezone.utc)
+    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > RENEW_BEFORE
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
@@ -39,7 +47,11 @@ class MeshCA:
         if self.ca_file.exists() and key_file.exists():
             self._key = serialization.load_pem_private_key(key_file.read_bytes(), None)
             self._cert = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
-            return
+            if _fresh(self._cert):
+                return
+            # Expired or about to: a new CA, and every workload certificate it signed goes with it.
+            for old in self.folder.glob("*.pem"):
+                old.unlink()
         now = dt.datetime.now(dt.timezone.utc)
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CloudMart mesh"),
@@ -62,7 +74,7 @@ class MeshCA:
         """Issue (or reuse) the certificate of `workload` (a replica id or 'gateway') for `service`."""
         cert_file = self.folder / f"{workload}.pem"
         key_file = self.folder / f"{workload}-key.pem"
-        if not (cert_file.exists() and key_file.exists()):
+        if not (cert_file.exists() and key_file.exists()) or not self._valid(cert_file):
             now = dt.datetime.now(dt.timezone.utc)
             key = ec.generate_private_key(ec.SECP256R1())
             spiffe = f"spiffe://{TRUST_DOMAIN}/ns/cloudmart/sa/{service}"
@@ -83,3 +95,12 @@ class MeshCA:
             _write_key(key, key_file)
             cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return MeshTLS(str(self.ca_file), str(cert_file), str(key_file))
+
+    def _valid(self, cert_file: Path) -> bool:
+        """Whether a stored workload certificate is fresh and was signed by this CA."""
+        try:
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            cert.verify_directly_issued_by(self._cert)
+        except Exception:   # unreadable, or signed by another CA
+            return False
+        return _fresh(cert)

@@ -324,6 +324,19 @@ def _reap(pid: int) -> None:
         pass
 
 
+def private_folder(path: Path) -> Path:
+    """Create the state folder readable by its owner alone (it holds passwords, keys, data and
+    logs); a folder that exists already keeps the mode its owner gave it."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    return path
+
+
 def _state_path(state_dir: Path) -> Path:
     return Path(state_dir) / "infra" / _STATE_FILE
 
@@ -705,7 +718,8 @@ def start_infra(state_dir: str | os.PathLike = ".cloudmart") -> Infra:
     """
     state_dir = Path(state_dir).resolve()
     root = state_dir / "infra"
-    root.mkdir(parents=True, exist_ok=True)
+    private_folder(state_dir)
+    root.mkdir(exist_ok=True)
     lock = _lock(root)
     try:
         data = _load(state_dir)

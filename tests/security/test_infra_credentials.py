@@ -97,3 +97,15 @@ def test_the_credentials_are_readable_by_their_owner_only(servers):
         done = subprocess.run(["runuser", "-u", "nobody", "--", "/bin/cat", str(root / "infra.json")],
                               capture_output=True, text=True)
         assert done.returncode != 0 and "Permission denied" in done.stderr
+
+
+def test_a_new_state_folder_is_private(tmp_path):
+    state = tmp_path / "fresh" / "state"
+    infra.private_folder(state)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    # One the user made already keeps its mode.
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o750)
+    mine.chmod(0o750)
+    infra.private_folder(mine)
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o750
