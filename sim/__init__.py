@@ -47,7 +47,7 @@ from .patterns import capacity_plan, latency_row, monolith_vs_microservices, sag
 from .loadbalancing import LeastRequest, RandomChoice, RoundRobin, Weighted
 from .queueing import NetworkScenario, QueueScenario, Station
 from .ratelimit import TokenBucket, simulate_rate_limit
-from .resilience import Bulkhead, CircuitBreaker, Retry
+from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, Estimate, QueueResult, StationResult, replication_estimate
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Station", "QueueScenario", "NetworkScenario", "QueueResult", "StationResult", "Estimate",
     # call graphs and policies
     "CallGraph", "CallGraphResult", "run_callgraph", "chain_graph", "Retry", "CircuitBreaker", "Bulkhead",
+    "OutlierDetection", "ConnectionPool", "ApplicationBreaker",
     "TokenBucket", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
     # autoscaling, canary, cost
     "HPA", "ClusterAutoscaler", "HPAScenario", "AutoscalingResult", "load_steps", "simulate_autoscaling",

@@ -235,6 +235,7 @@ class CallGraphResult:
     ok: np.ndarray = field(repr=False, compare=False)
     breaker_transitions: list = field(default_factory=list, repr=False, compare=False)
     arrival_s: np.ndarray = field(default=None, repr=False, compare=False)
+    ejections: list = field(default_factory=list, repr=False, compare=False)  # (t_s, edge, host, for_s)
 
     def time_series(self, window_s: float = 1.0) -> pd.DataFrame:
         """Per window of arrival time: requests, success rate, p50 and p99 latency (ms)."""
