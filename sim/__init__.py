@@ -47,11 +47,11 @@ from .patterns import capacity_plan, latency_row, monolith_vs_microservices, sag
 from .loadbalancing import LeastRequest, RandomChoice, RoundRobin, Weighted
 from .queueing import NetworkScenario, QueueScenario, Station
 from .ratelimit import TokenBucket, simulate_rate_limit
-from .resilience import Bulkhead, CircuitBreaker, Retry
-from .results import CallGraphResult, Estimate, QueueResult, StationResult
+from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
+from .results import CallGraphResult, Estimate, QueueResult, StationResult, replication_estimate
 
 __all__ = [
-    "run", "theory",
+    "run", "replicate", "run_to_precision", "theory",
     # distributions and calibration
     "Distribution", "Exponential", "Deterministic", "LogNormal", "Gamma", "Empirical", "DISTRIBUTIONS",
     "make_distribution", "as_distribution", "fit_service_time",
@@ -59,6 +59,7 @@ __all__ = [
     "Station", "QueueScenario", "NetworkScenario", "QueueResult", "StationResult", "Estimate",
     # call graphs and policies
     "CallGraph", "CallGraphResult", "run_callgraph", "chain_graph", "Retry", "CircuitBreaker", "Bulkhead",
+    "OutlierDetection", "ConnectionPool", "ApplicationBreaker",
     "TokenBucket", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
     # autoscaling, canary, cost
     "HPA", "ClusterAutoscaler", "HPAScenario", "AutoscalingResult", "load_steps", "simulate_autoscaling",
@@ -88,3 +89,55 @@ def run(scenario, seed: int = 0, **options):
             "(QueueScenario, NetworkScenario, CallGraph, HPAScenario, CanaryScenario, ClusterCostScenario, …)"
         )
     return runner(seed=seed, **options)
+
+
+def _metric(result, metric):
+    if callable(metric):
+        return metric(result)
+    value = result
+    for part in str(metric).split("."):
+        value = getattr(value, part)
+    return value
+
+
+def replicate(scenario, replications: int = 10, seed: int = 0, metric="p99_response_s", **options) -> Estimate:
+    """Independent replications: run ``scenario`` with ``replications`` independent seeds (drawn
+    from ``seed``) and return the mean of ``metric`` with a Student-t interval over the runs.
+
+    ``metric`` is an attribute path of the result (``"p99_response_s"``,
+    ``"station.p99_sojourn_s"``, ``"p99_latency_ms"``) or a function of the result; an
+    :class:`Estimate` counts by its value. The classic remedy when one long run's interval is
+    in doubt (Law, *Simulation Modeling and Analysis*, ch. 9).
+    """
+    from ._validate import check_int
+    import numpy as np
+
+    check_int("replications", replications, 2)
+    seeds = np.random.SeedSequence(int(seed)).generate_state(replications).tolist()
+    values = [float(_metric(run(scenario, seed=int(s), **options), metric)) for s in seeds]
+    return replication_estimate(values)
+
+
+def run_to_precision(scenario, metric="p99_response_s", relative_half_width: float = 0.05, seed: int = 0,
+                     max_size: int = 1_000_000, **options):
+    """Run ``scenario``, doubling its length (``customers`` or ``n_requests``) until the interval
+    of ``metric`` is within ``relative_half_width`` of its value or ``max_size`` is reached.
+    Returns ``(result, estimate)``; check ``estimate.relative_half_width`` when the cap was hit."""
+    import dataclasses
+
+    from ._validate import check_int, check_positive
+
+    check_positive("relative_half_width", relative_half_width)
+    check_int("max_size", max_size, 10)
+    size_field = "customers" if hasattr(scenario, "customers") else "n_requests"
+    if not hasattr(scenario, size_field):
+        raise ValueError(f"scenario: got {type(scenario).__name__}; valid: a scenario with customers or n_requests")
+    size = getattr(scenario, size_field)
+    while True:
+        result = run(dataclasses.replace(scenario, **{size_field: size}), seed=seed, **options)
+        estimate = _metric(result, metric)
+        if not isinstance(estimate, Estimate):
+            raise ValueError(f"metric: got {metric!r} giving {type(estimate).__name__}; valid: a metric with an interval")
+        if estimate.relative_half_width <= relative_half_width or size >= max_size:
+            return result, estimate
+        size = min(2 * size, max_size)

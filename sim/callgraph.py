@@ -5,13 +5,19 @@ The scenario is a ``networkx.DiGraph``:
 * **nodes** are services with ``service_time`` (a :class:`sim.Distribution` or a mean in
   seconds), ``servers`` per replica (default 1), ``replicas`` (default 1), ``load_balancer``
   (a policy from :mod:`sim.loadbalancing` or its name; default round robin), ``error_rate``
-  (probability that the service itself fails a request), ``fanout`` (``"sequential"`` or
-  ``"parallel"`` sync calls) and an optional ``rate_limit`` (:class:`sim.TokenBucket`);
+  (probability that the service itself fails a request; a constant or ``((start_s, rate), …)``
+  steps for an outage that starts or ends within the run), ``replica_error_rate`` and
+  ``replica_service_time`` (one value per replica, to model a single faulty or slow replica),
+  ``fanout`` (``"sequential"`` or ``"parallel"`` sync calls) and an optional ``rate_limit``
+  (:class:`sim.TokenBucket`);
 * **edges** are calls with ``mode`` (``"sync"`` — the caller waits — or ``"async"`` — an event,
   fire and forget), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
   ``hop_delay_ms`` (network, each way), ``sidecar_ms`` (per sidecar; a meshed hop passes two
   sidecars each way), ``timeout_ms``, ``retry`` (:class:`sim.Retry`), ``breaker``
-  (:class:`sim.CircuitBreaker`) and ``bulkhead`` (:class:`sim.Bulkhead`).
+  (:class:`sim.CircuitBreaker` or :class:`sim.ApplicationBreaker`), ``bulkhead``
+  (:class:`sim.Bulkhead`, rejects at once), and the mesh's ``outlier_detection``
+  (:class:`sim.OutlierDetection`: the caller's proxy ejects single replicas) and
+  ``connection_pool`` (:class:`sim.ConnectionPool`: requests queue for a connection, then 503).
 
 A visit holds a server only for the service's own work; downstream calls happen after it
 (event-loop services, not thread-per-request). A service fails a request if its own error draw
@@ -33,16 +39,16 @@ from ._validate import check_fraction, check_int, check_nonnegative, check_posit
 from .distributions import Stream, UniformStream, as_distribution
 from .loadbalancing import make_load_balancer
 from .ratelimit import TokenBucket
-from .resilience import Bulkhead, CircuitBreaker, Retry
+from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, batch_means, percentile_estimate
 from .servers import Server, start
 
 __all__ = ["CallGraph", "run_callgraph", "chain_graph"]
 
 _NODE_KEYS = {"service_time", "servers", "replicas", "load_balancer", "error_rate", "fanout",
-              "rate_limit", "label"}
+              "rate_limit", "label", "replica_error_rate", "replica_service_time"}
 _EDGE_KEYS = {"mode", "calls", "probability", "hop_delay_ms", "sidecar_ms", "timeout_ms", "retry",
-              "breaker", "bulkhead", "label"}
+              "breaker", "bulkhead", "label", "outlier_detection", "connection_pool"}
 
 
 @dataclass(frozen=True)
@@ -81,10 +87,22 @@ class CallGraph:
             as_distribution(data["service_time"], f"service_time[{n!r}]")
             check_int(f"servers[{n!r}]", data.get("servers", 1))
             check_int(f"replicas[{n!r}]", data.get("replicas", 1))
-            check_fraction(f"error_rate[{n!r}]", data.get("error_rate", 0.0))
+            _error_steps(data.get("error_rate", 0.0), f"error_rate[{n!r}]")
             if data.get("fanout", "sequential") not in ("sequential", "parallel"):
                 raise ValueError(f"fanout[{n!r}]: got {data['fanout']!r}; valid: 'sequential' or 'parallel'")
             make_load_balancer(data.get("load_balancer", "round_robin"))
+            replicas = data.get("replicas", 1)
+            for key in ("replica_error_rate", "replica_service_time"):
+                per = data.get(key)
+                if per is None:
+                    continue
+                if not isinstance(per, (tuple, list)) or len(per) != replicas:
+                    raise ValueError(f"{key}[{n!r}]: got {per!r}; valid: one value per replica ({replicas})")
+                for i, v in enumerate(per):
+                    if key == "replica_error_rate":
+                        check_fraction(f"{key}[{n!r}][{i}]", v)
+                    else:
+                        as_distribution(v, f"{key}[{n!r}][{i}]")
             rl = data.get("rate_limit")
             if rl is not None and not isinstance(rl, TokenBucket):
                 raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket")
@@ -101,10 +119,13 @@ class CallGraph:
             check_nonnegative(f"sidecar_ms[{name}]", data.get("sidecar_ms", self.sidecar_ms))
             if data.get("timeout_ms") is not None:
                 check_positive(f"timeout_ms[{name}]", data["timeout_ms"])
-            for key, cls in (("retry", Retry), ("breaker", CircuitBreaker), ("bulkhead", Bulkhead)):
+            for key, cls in (("retry", Retry), ("breaker", (CircuitBreaker, ApplicationBreaker)),
+                             ("bulkhead", Bulkhead), ("outlier_detection", OutlierDetection),
+                             ("connection_pool", ConnectionPool)):
                 v = data.get(key)
                 if v is not None and not isinstance(v, cls):
-                    raise ValueError(f"{key}[{name}]: got {v!r}; valid: None or a sim.{cls.__name__}")
+                    names = " or ".join(f"sim.{c.__name__}" for c in (cls if isinstance(cls, tuple) else (cls,)))
+                    raise ValueError(f"{key}[{name}]: got {v!r}; valid: None or a {names}")
         roots = [n for n in g.nodes if g.in_degree(n) == 0]
         entry = self.entry
         if entry is None:
@@ -131,6 +152,27 @@ class CallGraph:
         return run_callgraph(self, rate_per_s, n_requests, seed)
 
 
+def _error_steps(value, name: str):
+    """``error_rate`` as a constant or ``((start_s, rate), …)`` steps (an outage onset)."""
+    if isinstance(value, (tuple, list)):
+        from .autoscaling import load_steps
+
+        steps = load_steps(*value)
+        for i, (_, r) in enumerate(steps):
+            check_fraction(f"{name}[{i}].rate", r)
+        return steps
+    return check_fraction(name, value)
+
+
+def _step_value(steps, now: float) -> float:
+    value = 0.0
+    for start, v in steps:
+        if now < start:
+            break
+        value = v
+    return value
+
+
 def _replace(cg: CallGraph, **changes) -> CallGraph:
     fields = {k: getattr(cg, k) for k in CallGraph.__dataclass_fields__}
     fields.update(changes)
@@ -149,7 +191,8 @@ def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any)
 
 
 _EDGE_COLUMNS = ["edge", "mode", "calls", "attempts", "retries", "timeouts", "failed", "short_circuited",
-                 "bulkhead_rejected", "budget_exhausted", "breaker_state"]
+                 "bulkhead_rejected", "budget_exhausted", "breaker_state", "pool_overflow", "ejections",
+                 "no_healthy_upstream"]
 
 
 class _Deadline:
@@ -169,14 +212,15 @@ class _Deadline:
 class _Node:
     __slots__ = ("name", "service", "resources", "inflight", "picker", "error_rate", "parallel",
                  "limiter", "sync_edges", "async_edges", "visits", "errors", "rejected", "busy_s",
-                 "capacity")
+                 "capacity", "replica_errors", "replica_service", "error_steps")
 
 
 class _Edge:
     __slots__ = ("src", "dst", "calls", "probability", "delay_s", "timeout_s", "retry", "attempts",
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
-                 "n_skipped", "is_async", "plain")
+                 "n_skipped", "is_async", "plain", "outlier", "pool", "pool_spec", "n_pool_overflow",
+                 "n_no_healthy", "pick_host")
 
 
 def run_callgraph(
@@ -212,7 +256,14 @@ def run_callgraph(
         nd.inflight = [0] * replicas
         nd.picker = (make_load_balancer(d.get("load_balancer", "round_robin"))
                      .new_state(replicas, rngs[2 + len(names) + i]) if replicas > 1 else None)
-        nd.error_rate = float(d.get("error_rate", 0.0))
+        er = _error_steps(d.get("error_rate", 0.0), "error_rate")
+        nd.error_steps = er if isinstance(er, tuple) else None
+        nd.error_rate = 0.0 if nd.error_steps else float(er)
+        per = d.get("replica_error_rate")
+        nd.replica_errors = [float(x) for x in per] if per is not None else None
+        per = d.get("replica_service_time")
+        nd.replica_service = ([Stream(as_distribution(x, "replica_service_time"), rngs[2 + i]) for x in per]
+                              if per is not None else None)
         nd.parallel = d.get("fanout", "sequential") == "parallel"
         rl = d.get("rate_limit")
         nd.limiter = rl.new_state() if rl is not None else None
@@ -240,34 +291,49 @@ def run_callgraph(
         e.breaker = br.new_state(f"{a}->{b}") if br is not None else None
         bh = d.get("bulkhead")
         e.bulkhead = bh.new_state() if bh is not None else None
-        e.plain = e.timeout_s is None and e.retry is None and br is None and bh is None
+        od = d.get("outlier_detection")
+        e.outlier = od.new_state(len(e.dst.resources), f"{a}->{b}") if od is not None else None
+        e.pool_spec = d.get("connection_pool")
+        e.pool = Server(env, e.pool_spec.max_connections) if e.pool_spec is not None else None
+        e.pick_host = len(e.dst.resources) > 1 and (
+            e.outlier is not None or (e.retry is not None and e.retry.retry_other_host))
+        e.n_pool_overflow = e.n_no_healthy = 0
+        e.plain = (e.timeout_s is None and e.retry is None and br is None and bh is None
+                   and e.outlier is None and e.pool is None)
         e.n_calls = e.n_attempts = e.n_retries = e.n_timeouts = e.n_failed = 0
         e.n_short_circuited = e.n_bulkhead_rejected = e.n_budget_exhausted = e.n_skipped = 0
         (e.src.async_edges if e.is_async else e.src.sync_edges).append(e)
         edges.append(e)
 
-    def visit(nd: _Node):
-        """One request inside one service: admission, queue, work, then its downstream calls."""
+    def visit(nd: _Node, replica: int | None = None):
+        """One request inside one service: admission, queue, work, then its downstream calls.
+        ``replica`` is the replica a caller's proxy chose; otherwise the service's balancer picks."""
         nd.visits += 1
         if nd.limiter is not None and not nd.limiter.allow(env.now):
             nd.rejected += 1
             return False
-        work = nd.service.next()
         picker = nd.picker
         if picker is None:
+            replica = 0
+            work = nd.service.next() if nd.replica_service is None else nd.replica_service[0].next()
             with nd.resources[0].request() as req:
                 yield req
                 yield timeout(work)
         else:  # several replicas: the load balancer needs the requests in flight per replica
             inflight = nd.inflight
-            replica = picker.pick(inflight)
+            if replica is None:
+                replica = picker.pick(inflight)
+            work = nd.service.next() if nd.replica_service is None else nd.replica_service[replica].next()
             inflight[replica] += 1
             with nd.resources[replica].request() as req:
                 yield req
                 yield timeout(work)
             inflight[replica] -= 1
         nd.busy_s += work
-        if nd.error_rate and uniform.next() < nd.error_rate:
+        error_rate = nd.error_rate if nd.replica_errors is None else nd.replica_errors[replica]
+        if nd.error_steps is not None:
+            error_rate = _step_value(nd.error_steps, env.now)
+        if error_rate and uniform.next() < error_rate:
             nd.errors += 1
             return False
         for e in nd.async_edges:
@@ -301,15 +367,35 @@ def run_callgraph(
                 e.n_skipped += 1
         return True
 
-    def remote(e: _Edge):
+    def remote(e: _Edge, replica: int | None = None):
         """The callee's side of one attempt: request hop, the visit, response hop."""
         delay = e.delay_s
         if delay:
             yield timeout(delay)
-            ok = yield from visit(e.dst)
+            ok = yield from visit(e.dst, replica)
             yield timeout(delay)
             return ok
-        return (yield from visit(e.dst))
+        return (yield from visit(e.dst, replica))
+
+    def choose_host(e: _Edge, tried: list) -> int | None:
+        """The caller's proxy picks a replica: outlier-ejected hosts excluded (unless in panic),
+        hosts already tried excluded when the retry policy asks for another host. -1: no host."""
+        dst = e.dst
+        allowed = e.outlier.allowed(env.now) if e.outlier is not None else None
+        if allowed is not None and not allowed:
+            return -1
+        candidates = allowed if allowed is not None else range(len(dst.resources))
+        if tried and e.retry is not None and e.retry.retry_other_host:
+            fresh = [h for h in candidates if h not in tried]
+            candidates = fresh or candidates
+        candidates = list(candidates)
+        if len(candidates) == len(dst.resources):
+            return dst.picker.pick(dst.inflight)
+        for _ in range(5):  # as Envoy's host_selection_retry_max_attempts: re-pick a few times
+            h = dst.picker.pick(dst.inflight)
+            if h in candidates:
+                return h
+        return min(candidates, key=dst.inflight.__getitem__)
 
     def call(e: _Edge):
         """The caller's side of a call: breaker, bulkhead, timeout and retries with backoff."""
@@ -320,9 +406,10 @@ def run_callgraph(
                 return True
             e.n_failed += 1
             return False
-        breaker, bulkhead, budget = e.breaker, e.bulkhead, e.budget
+        breaker, bulkhead, budget, outlier, pool = e.breaker, e.bulkhead, e.budget, e.outlier, e.pool
         if budget is not None:
             budget.deposit()
+        tried: list = []
         for attempt in range(e.attempts):
             if attempt:
                 if budget is not None and not budget.withdraw():
@@ -338,13 +425,44 @@ def run_callgraph(
                 break
             e.n_attempts += 1
             timed_out = False
+            host = None
+            if e.pick_host:
+                host = choose_host(e, tried)
+                if host == -1:  # every host ejected and no panic: "no healthy upstream", a 503
+                    e.n_no_healthy += 1
+                    if bulkhead is not None:
+                        bulkhead.release()
+                    if breaker is not None:
+                        breaker.record(False, env.now)
+                    if e.retry:
+                        continue
+                    break
+                tried.append(host)
+            pool_req = None
+            if pool is not None:
+                spec = e.pool_spec
+                waiting = len(pool.queue)
+                if waiting >= spec.http1_max_pending_requests or (
+                        spec.http2_max_requests is not None and waiting + pool.count >= spec.http2_max_requests):
+                    e.n_pool_overflow += 1  # Envoy answers 503 at once (upstream overflow)
+                    if bulkhead is not None:
+                        bulkhead.release()
+                    if breaker is not None:
+                        breaker.record(False, env.now)
+                    if outlier is not None and host is not None:
+                        outlier.record(host, False, env.now)
+                    if e.retry:
+                        continue
+                    break
+                pool_req = pool.request()
+                yield pool_req
             if e.timeout_s is None:
-                ok = yield from remote(e)
+                ok = yield from remote(e, host)
             else:
                 # Wait for the callee's process; a timer interrupts the wait if it is late.
                 # (Cheaper than ``p | timeout``: no Condition event per call.) The callee
                 # keeps working after a timeout, as a real server does.
-                p = start(env, remote(e))
+                p = start(env, remote(e, host))
                 timeout(e.timeout_s).callbacks.append(_Deadline(p, env.active_process))
                 try:
                     ok = yield p
@@ -352,10 +470,14 @@ def run_callgraph(
                     ok = False
                     timed_out = True
                     e.n_timeouts += 1
+            if pool_req is not None:
+                pool.release(pool_req)
             if bulkhead is not None:
                 bulkhead.release()
             if breaker is not None:
                 breaker.record(ok, env.now)
+            if outlier is not None and host is not None:
+                outlier.record(host, ok, env.now)
             if ok:
                 return True
             if not e.retry or (timed_out and not e.retry.retry_on_timeout):
@@ -401,13 +523,16 @@ def run_callgraph(
          "calls": e.n_calls, "attempts": e.n_attempts, "retries": e.n_retries,
          "timeouts": e.n_timeouts, "failed": e.n_failed, "short_circuited": e.n_short_circuited,
          "bulkhead_rejected": e.n_bulkhead_rejected, "budget_exhausted": e.n_budget_exhausted,
-         "breaker_state": e.breaker.state if e.breaker else None}
+         "breaker_state": e.breaker.state if e.breaker else None, "pool_overflow": e.n_pool_overflow,
+         "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy}
         for e in edges
     ]
     transitions = [
         (t, e.breaker.name, frm, to) for e in edges if e.breaker for (t, frm, to) in e.breaker.transitions
     ]
     transitions.sort()
+    ejections = sorted((t, f"{e.src.name}->{e.dst.name}", host, dur)
+                       for e in edges if e.outlier for (t, host, dur) in e.outlier.ejections)
     return CallGraphResult(
         scenario=cg,
         seed=seed,
@@ -424,5 +549,6 @@ def run_callgraph(
         latency_ms=lat_ms,
         ok=oks,
         breaker_transitions=transitions,
+        ejections=ejections,
         arrival_s=arrival_times[warm:],
     )

@@ -1,4 +1,6 @@
-"""Resilience policies: retries with backoff, jitter and a budget; circuit breakers; bulkheads.
+"""Resilience policies: retries with backoff, jitter and a budget; circuit breakers; bulkheads;
+and the mesh's mechanisms — Envoy outlier detection per host and connection pools that queue —
+next to an application breaker with resilience4j's semantics.
 
 Each policy is a frozen **spec** (part of a scenario, printable and comparable) that makes a
 fresh mutable **state** for every run with ``.new_state()``. The states are plain objects with
@@ -20,6 +22,11 @@ __all__ = [
     "BreakerState",
     "Bulkhead",
     "BulkheadState",
+    "OutlierDetection",
+    "OutlierState",
+    "ConnectionPool",
+    "ApplicationBreaker",
+    "ApplicationBreakerState",
     "CLOSED",
     "OPEN",
     "HALF_OPEN",
@@ -35,7 +42,9 @@ class Retry:
     The k-th retry waits ``backoff_ms × multiplier^(k−1)`` (capped at ``max_backoff_ms``); with
     ``jitter`` j in [0, 1] the wait is drawn uniformly from ``[(1 − j)·d, d]`` ("full jitter" at
     j = 1). ``budget`` (e.g. 0.2) caps retries at that fraction of first attempts, as Envoy and
-    Finagle retry budgets do, plus ``min_retries`` to get started.
+    Finagle retry budgets do, plus ``min_retries`` to get started. ``retry_other_host`` sends a
+    retry to a replica not tried yet (Envoy's ``previous_hosts`` retry predicate, which Istio
+    sets by default); :meth:`istio_default` is the retry policy every Istio route has.
     """
 
     attempts: int = 3
@@ -46,6 +55,7 @@ class Retry:
     budget: float | None = None
     min_retries: int = 10
     retry_on_timeout: bool = True
+    retry_other_host: bool = False
 
     def __post_init__(self):
         check_int("attempts", self.attempts)
@@ -56,6 +66,14 @@ class Retry:
         if self.budget is not None:
             check_nonnegative("budget", self.budget)
         check_int("min_retries", self.min_retries, 0)
+
+    @classmethod
+    def istio_default(cls) -> "Retry":
+        """Istio's default route retries: 2 retries (3 attempts), to another host, Envoy's default
+        back-off (25 ms base, full jitter, at most 250 ms). Istio retries 503s and connection
+        failures; the model's service errors and pool overflows count as such."""
+        return cls(attempts=3, backoff_ms=25.0, multiplier=2.0, max_backoff_ms=250.0, jitter=1.0,
+                   retry_other_host=True)
 
     def backoff_s(self, retry_number: int, u: float) -> float:
         """Wait before retry number ``retry_number`` (1-based), given a uniform draw ``u``."""
@@ -233,3 +251,230 @@ class BulkheadState:
 
     def release(self) -> None:
         self.inflight -= 1
+
+
+# --------------------------------------------------------------------------------------------
+# The mesh's mechanisms (Envoy, configured by Istio DestinationRules and VirtualServices)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    """Envoy outlier detection (Istio ``DestinationRule.trafficPolicy.outlierDetection``), per
+    calling proxy and **per host** (replica), consecutive-5xx detection:
+
+    * a host answering ``consecutive_5xx_errors`` failures in a row (5xx, or a local-origin error
+      such as a timeout or pool overflow) is ejected at once — unless ``max_ejection_percent`` of
+      the hosts are ejected already (the first ejection always happens);
+    * it stays out ``base_ejection_time_s × k`` (k = times ejected in a row, capped by
+      ``max_ejection_time_s``) and is returned by the sweep every ``interval_s``; each sweep that
+      finds a host healthy lowers its k by one;
+    * ejected hosts take no traffic unless fewer than ``min_health_percent`` of the hosts are
+      healthy: then the pool is in **panic** and traffic goes to all hosts (Istio's
+      ``minHealthPercent`` sets Envoy's ``healthy_panic_threshold``; Istio's default is 0,
+      Envoy's own 50).
+
+    Defaults are Istio's. Sources: Envoy docs, "Outlier detection" (architecture overview) and
+    ``config.cluster.v3.OutlierDetection``; Istio docs, ``DestinationRule``.
+    """
+
+    consecutive_5xx_errors: int = 5
+    interval_s: float = 10.0
+    base_ejection_time_s: float = 30.0
+    max_ejection_percent: float = 10.0
+    max_ejection_time_s: float = 300.0
+    min_health_percent: float = 0.0
+
+    def __post_init__(self):
+        check_int("consecutive_5xx_errors", self.consecutive_5xx_errors)
+        check_positive("interval_s", self.interval_s)
+        check_positive("base_ejection_time_s", self.base_ejection_time_s)
+        if not 0 <= self.max_ejection_percent <= 100:
+            raise ValueError(f"max_ejection_percent: got {self.max_ejection_percent!r}; valid: a percentage in [0, 100]")
+        check_positive("max_ejection_time_s", self.max_ejection_time_s)
+        if not 0 <= self.min_health_percent <= 100:
+            raise ValueError(f"min_health_percent: got {self.min_health_percent!r}; valid: a percentage in [0, 100]")
+
+    def new_state(self, hosts: int, name: str = "") -> "OutlierState":
+        return OutlierState(self, hosts, name)
+
+
+class OutlierState:
+    """Ejection state of one proxy's view of one upstream cluster. ``ejections`` lists
+    ``(time_s, host, ejected_for_s)``; ``returns`` lists ``(time_s, host)``."""
+
+    __slots__ = ("spec", "name", "n", "consecutive", "ejected_until", "multiplier", "next_sweep",
+                 "ejected", "ejections", "returns", "panic_picks", "overflow_skipped")
+
+    def __init__(self, spec: OutlierDetection, hosts: int, name: str = ""):
+        self.spec = spec
+        self.name = name
+        self.n = hosts
+        self.consecutive = [0] * hosts
+        self.ejected_until = [None] * hosts  # ejection end (s) of an ejected host, else None
+        self.multiplier = [0] * hosts
+        self.next_sweep = spec.interval_s
+        self.ejected = 0
+        self.ejections: list[tuple[float, int, float]] = []
+        self.returns: list[tuple[float, int]] = []
+        self.panic_picks = 0
+        self.overflow_skipped = 0  # ejections refused by max_ejection_percent
+
+    def advance(self, now: float) -> None:
+        """Run the interval sweeps due by ``now`` (lazily, so a finished run has no timer left)."""
+        interval = self.spec.interval_s
+        while self.next_sweep <= now:
+            t = self.next_sweep
+            for h in range(self.n):
+                until = self.ejected_until[h]
+                if until is not None:
+                    if t >= until:
+                        self.ejected_until[h] = None
+                        self.ejected -= 1
+                        self.returns.append((t, h))
+                elif self.multiplier[h] > 0:
+                    self.multiplier[h] -= 1
+            self.next_sweep = t + interval
+
+    def allowed(self, now: float) -> list[int] | None:
+        """Hosts the load balancer may use now; ``None`` means all (nothing ejected, or panic)."""
+        self.advance(now)
+        if self.ejected == 0:
+            return None
+        healthy = [h for h in range(self.n) if self.ejected_until[h] is None]
+        if 100.0 * len(healthy) / self.n < self.spec.min_health_percent:
+            self.panic_picks += 1
+            return None
+        return healthy  # may be empty: no healthy upstream, the request fails (503)
+
+    def record(self, host: int, ok: bool, now: float) -> None:
+        """The outcome of one request to ``host``."""
+        self.advance(now)
+        if ok:
+            self.consecutive[host] = 0
+            return
+        self.consecutive[host] += 1
+        if self.consecutive[host] < self.spec.consecutive_5xx_errors or self.ejected_until[host] is not None:
+            return
+        self.consecutive[host] = 0
+        if self.ejected and 100.0 * self.ejected / self.n >= self.spec.max_ejection_percent:
+            self.overflow_skipped += 1
+            return
+        self.multiplier[host] += 1
+        duration = min(self.spec.base_ejection_time_s * self.multiplier[host],
+                       max(self.spec.max_ejection_time_s, self.spec.base_ejection_time_s))
+        self.ejected_until[host] = now + duration
+        self.ejected += 1
+        self.ejections.append((now, host, duration))
+
+
+@dataclass(frozen=True)
+class ConnectionPool:
+    """Envoy's circuit-breaking thresholds for HTTP/1.1 (Istio ``connectionPool``): at most
+    ``max_connections`` requests in flight to the service (one per connection); up to
+    ``http1_max_pending_requests`` more **wait** for a connection; beyond that a request fails
+    at once with a 503 (an "overflow"). ``http2_max_requests`` caps in-flight plus waiting.
+    Sources: Envoy docs, "Circuit breaking"; Istio docs, ``ConnectionPoolSettings``."""
+
+    max_connections: int = 100
+    http1_max_pending_requests: int = 50
+    http2_max_requests: int | None = None
+
+    def __post_init__(self):
+        check_int("max_connections", self.max_connections)
+        check_int("http1_max_pending_requests", self.http1_max_pending_requests, 0)
+        if self.http2_max_requests is not None:
+            check_int("http2_max_requests", self.http2_max_requests)
+
+
+@dataclass(frozen=True)
+class ApplicationBreaker:
+    """An application-level circuit breaker with resilience4j's semantics (count-based window).
+
+    CLOSED: the outcomes of the last ``sliding_window_size`` calls are kept; once at least
+    ``minimum_number_of_calls`` were recorded, a failure rate ≥ ``failure_rate_threshold`` (%)
+    opens the breaker. OPEN: calls are rejected for ``wait_duration_in_open_state_s``, then the
+    next call moves it to HALF_OPEN. HALF_OPEN: ``permitted_number_of_calls_in_half_open_state``
+    calls go through (others are rejected); when all of them completed, their failure rate
+    decides — ≥ threshold: OPEN again, else CLOSED. Defaults are resilience4j's.
+    Source: resilience4j docs, "CircuitBreaker".
+    """
+
+    failure_rate_threshold: float = 50.0
+    sliding_window_size: int = 100
+    minimum_number_of_calls: int = 100
+    wait_duration_in_open_state_s: float = 60.0
+    permitted_number_of_calls_in_half_open_state: int = 10
+
+    def __post_init__(self):
+        if not 0 < self.failure_rate_threshold <= 100:
+            raise ValueError(f"failure_rate_threshold: got {self.failure_rate_threshold!r}; valid: a percentage in (0, 100]")
+        check_int("sliding_window_size", self.sliding_window_size)
+        check_int("minimum_number_of_calls", self.minimum_number_of_calls)
+        check_positive("wait_duration_in_open_state_s", self.wait_duration_in_open_state_s)
+        check_int("permitted_number_of_calls_in_half_open_state", self.permitted_number_of_calls_in_half_open_state)
+
+    def new_state(self, name: str = "") -> "ApplicationBreakerState":
+        return ApplicationBreakerState(self, name)
+
+
+class ApplicationBreakerState:
+    """Running state of an :class:`ApplicationBreaker`; same interface as :class:`BreakerState`."""
+
+    __slots__ = ("spec", "name", "state", "window", "failures", "opened_at", "permitted", "probe_done",
+                 "probe_failed", "transitions", "rejected")
+
+    def __init__(self, spec: ApplicationBreaker, name: str = ""):
+        self.spec = spec
+        self.name = name
+        self.state = CLOSED
+        self.window: deque = deque()
+        self.failures = 0
+        self.opened_at = 0.0
+        self.permitted = 0
+        self.probe_done = 0
+        self.probe_failed = 0
+        self.transitions: list[tuple[float, str, str]] = []
+        self.rejected = 0
+
+    def _move(self, now: float, new: str) -> None:
+        self.transitions.append((now, self.state, new))
+        self.state = new
+        self.window.clear()
+        self.failures = 0
+        if new == OPEN:
+            self.opened_at = now
+        elif new == HALF_OPEN:
+            self.permitted = self.probe_done = self.probe_failed = 0
+
+    def allow(self, now: float) -> bool:
+        if self.state == OPEN:
+            if now - self.opened_at < self.spec.wait_duration_in_open_state_s:
+                self.rejected += 1
+                return False
+            self._move(now, HALF_OPEN)
+        if self.state == HALF_OPEN:
+            if self.permitted >= self.spec.permitted_number_of_calls_in_half_open_state:
+                self.rejected += 1
+                return False
+            self.permitted += 1
+        return True
+
+    def record(self, ok: bool, now: float) -> None:
+        spec = self.spec
+        if self.state == HALF_OPEN:
+            self.probe_done += 1
+            self.probe_failed += not ok
+            if self.probe_done >= spec.permitted_number_of_calls_in_half_open_state:
+                rate = 100.0 * self.probe_failed / self.probe_done
+                self._move(now, OPEN if rate >= spec.failure_rate_threshold else CLOSED)
+            return
+        if self.state == OPEN:  # a late answer to a call made before the trip
+            return
+        self.window.append(ok)
+        self.failures += not ok
+        if len(self.window) > spec.sliding_window_size:
+            self.failures -= not self.window.popleft()
+        n = len(self.window)
+        if n >= spec.minimum_number_of_calls and 100.0 * self.failures / n >= spec.failure_rate_threshold:
+            self._move(now, OPEN)

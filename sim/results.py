@@ -1,8 +1,15 @@
 """Results as plain data: estimates with confidence intervals, per-station and per-run tables.
 
-Confidence intervals come from **batch means** (one long run cut into ``batches`` consecutive
-batches, a Student-t interval over the batch statistics) or, for percentiles, from
-**sectioning** (the point estimate from all observations, the spread from per-batch quantiles).
+Confidence intervals of means come from **batch means** (one long run cut into ``batches``
+consecutive batches, a Student-t interval over the batch means). Intervals of **quantiles** are
+order-statistic intervals with an *effective* sample size: the q-quantile's rank is uncertain by
+``z·sqrt(q(1−q)/n_eff)`` where ``n_eff = n / τ`` and τ = 1 + 2 Σ ρ_k is the integrated
+autocorrelation time of the exceedance indicator ``1{X > x_q}`` (Geyer's initial positive
+sequence estimator, Geyer 1992, *Practical Markov chain Monte Carlo*, Statist. Sci. 7). Waiting
+times of a heavily loaded queue are strongly autocorrelated — a p99 excursion is one long busy
+period — so n_eff is a small fraction of n and the interval widens honestly; per-batch quantiles
+(sectioning with a fixed 20 batches) covered the M/M/2 p99 in only half of the runs at ρ 0.9.
+For a decision across seeds use :func:`replicate` (independent replications).
 """
 
 from __future__ import annotations
@@ -13,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # Student-t quantile; lighter to import than scipy.stats
+from scipy.special import ndtri, stdtrit  # normal and Student-t quantiles; lighter than scipy.stats
 
 __all__ = [
     "Estimate",
     "batch_means",
     "percentile_estimate",
     "replication_estimate",
+    "integrated_autocorrelation_time",
     "StationResult",
     "QueueResult",
     "CallGraphResult",
@@ -42,6 +50,20 @@ class Estimate:
     def covers(self, x: float) -> bool:
         """True if ``x`` lies inside the interval."""
         return self.low <= x <= self.high
+
+    @property
+    def relative_half_width(self) -> float:
+        """Half-width over |value|: 0.05 means "± 5 %"."""
+        return self.half_width / abs(self.value) if self.value else float("inf")
+
+    def versus(self, threshold: float) -> str:
+        """``"below"`` or ``"above"`` when the whole interval lies on one side of ``threshold``,
+        else ``"undecided"`` — the honest answer to "does it meet the SLO?" from one run."""
+        if self.high < threshold:
+            return "below"
+        if self.low > threshold:
+            return "above"
+        return "undecided"
 
     def __float__(self) -> float:
         return float(self.value)
@@ -80,17 +102,41 @@ def batch_means(values, batches: int = 20, level: float = 0.95) -> Estimate:
     return _t_interval(float(means.mean()), means, level)
 
 
+def integrated_autocorrelation_time(values) -> float:
+    """τ = 1 + 2 Σ_k ρ_k of a series (≥ 1), by Geyer's initial positive sequence estimator:
+    the sum stops at the first pair ρ_2m + ρ_2m+1 that is not positive."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 4:
+        return 1.0
+    x = x - x.mean()
+    var = float(x @ x) / n
+    if var <= 0:
+        return 1.0
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n] / (var * n)
+    pairs = acf[: 2 * (n // 2)].reshape(-1, 2).sum(axis=1)
+    stop = np.flatnonzero(pairs <= 0)
+    m = int(stop[0]) if stop.size else pairs.size
+    return max(1.0, float(-1.0 + 2.0 * pairs[:m].sum()))
+
+
 def percentile_estimate(values, q: float, batches: int = 20, level: float = 0.95) -> Estimate:
-    """The q-quantile (0–1) of an ordered series, with a sectioning interval over batches."""
+    """The q-quantile (0–1) of an ordered (autocorrelated) series with an order-statistic
+    interval on the effective sample size (see the module docs). ``batches`` is kept for
+    compatibility and not used. With too few effective observations the upper bound is the
+    sample maximum."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), level)
     point = float(np.quantile(values, q))
-    parts = _split(values, batches)
-    if len(parts) < 2:
+    if values.size < 10 or not 0 < q < 1:
         return Estimate(point, float("nan"), float("nan"), level)
-    per_batch = np.array([np.quantile(p, q) for p in parts])
-    return _t_interval(point, per_batch, level)
+    tau = integrated_autocorrelation_time(values > point)
+    n_eff = values.size / tau
+    h = float(ndtri(0.5 + level / 2.0)) * math.sqrt(q * (1.0 - q) / n_eff)
+    low, high = np.quantile(values, [max(q - h, 0.0), min(q + h, 1.0)])
+    return Estimate(point, float(min(low, point)), float(max(high, point)), level)
 
 
 def replication_estimate(values, level: float = 0.95) -> Estimate:
@@ -189,6 +235,7 @@ class CallGraphResult:
     ok: np.ndarray = field(repr=False, compare=False)
     breaker_transitions: list = field(default_factory=list, repr=False, compare=False)
     arrival_s: np.ndarray = field(default=None, repr=False, compare=False)
+    ejections: list = field(default_factory=list, repr=False, compare=False)  # (t_s, edge, host, for_s)
 
     def time_series(self, window_s: float = 1.0) -> pd.DataFrame:
         """Per window of arrival time: requests, success rate, p50 and p99 latency (ms)."""
