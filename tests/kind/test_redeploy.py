@@ -61,3 +61,10 @@ def test_plan_loads_the_content_tagged_image():
     inspect = next(i for i, c in enumerate(cmds) if c.startswith("docker image inspect"))
     load = next(i for i, c in enumerate(cmds) if c.startswith("kind load docker-image"))
     assert build < inspect < load and "<image id>" in cmds[load]
+
+
+def test_the_kind_node_image_is_pinned_by_digest():
+    config = kt.kind_config(8080)
+    (node,) = config["nodes"]
+    name, _, digest = node["image"].partition("@")
+    assert name == "kindest/node:v1.33.4" and digest.startswith("sha256:") and len(digest) == 7 + 64
