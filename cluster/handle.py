@@ -28,6 +28,31 @@ from services.common.bus import STREAMS as BUS_STREAMS
 STREAMS = tuple(name.lower() for name in BUS_STREAMS)
 
 
+# The status contract of both targets (`LocalTarget.status()`, `KindTarget.status()`): the keys the
+# handle's methods read. `ready`: every wanted replica is ready; `routed`: traffic reaches exactly
+# the ready replicas. Each handle class names the keys its own methods read on top (the local
+# handle pids and ports, the kind handle pod and container names).
+STATUS_KEYS = ("target", "mode", "mesh", "gateway_url", "ready", "routed", "deployments")
+DEPLOYMENT_KEYS = ("service", "wanted", "ready", "replicas")
+REPLICA_KEYS = ("id", "ready", "version", "restarts")
+
+
+def status_problems(status: dict, extra_keys: tuple[str, ...] = (), extra_replica_keys: tuple[str, ...] = ()) -> list[str]:
+    """What a target's status lacks of the contract, one line per missing key ([] when it complies)."""
+    if not isinstance(status, dict):
+        return [f"status is a {type(status).__name__}, not a dict"]
+    problems = [f"status has no {k!r}" for k in (*STATUS_KEYS, *extra_keys) if k not in status]
+    deployments = status.get("deployments")
+    if not isinstance(deployments, dict):
+        return problems + (["status 'deployments' is not a dict"] if deployments is not None else [])
+    for name, dep in deployments.items():
+        problems += [f"deployment {name!r} has no {k!r}" for k in DEPLOYMENT_KEYS if k not in dep]
+        for i, rep in enumerate(dep.get("replicas") or []):
+            problems += [f"deployment {name!r} replica {i} has no {k!r}"
+                         for k in (*REPLICA_KEYS, *extra_replica_keys) if k not in rep]
+    return problems
+
+
 def _demo_password() -> str:
     return os.environ.get("CLOUDMART_DEMO_PASSWORD", "cloudmart")
 
@@ -35,13 +60,17 @@ def _demo_password() -> str:
 class CloudMart:
     """A local CloudMart: HTTP through the gateway as one user, plus operations on the replicas."""
 
+    # Status keys this handle's methods read beyond the contract (metrics, usage, events, _fault).
+    STATUS_EXTRA_KEYS: tuple[str, ...] = ("gateway_admin_port", "gateway_pid", "supervisor_pid", "infra")
+    REPLICA_EXTRA_KEYS: tuple[str, ...] = ("pid", "port")
+
     def __init__(self, target: LocalTarget, user: str | None = "alice", password: str | None = None):
         self.target = target
         self.user = user
         self._password = password
         self._token: str | None = None
         self._admin_token: str | None = None
-        self._status = target.status()
+        self._status = self._checked(target.status())
         self.gateway_url = self._status["gateway_url"]
         self._client = httpx.Client(base_url=self.gateway_url, timeout=30.0)
 
@@ -104,9 +133,16 @@ class CloudMart:
         return self.request("DELETE", path, **kw)
 
     # ----- operations --------------------------------------------------------------------------
+    def _checked(self, status: dict) -> dict:
+        problems = status_problems(status, self.STATUS_EXTRA_KEYS, self.REPLICA_EXTRA_KEYS)
+        if problems:
+            raise TargetError(f"the {status.get('target', '?') if isinstance(status, dict) else '?'} target's "
+                              f"status breaks the handle's contract: {'; '.join(problems[:5])}")
+        return status
+
     def status(self) -> dict:
         """Target, gateway URL, mode, and per Deployment the replicas wanted and ready."""
-        self._status = self.target.status()
+        self._status = self._checked(self.target.status())
         return self._status
 
     def _deployments_of(self, service: str) -> list[str]:

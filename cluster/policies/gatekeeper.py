@@ -113,6 +113,18 @@ def split_policy_objects(objects: Iterable[dict[str, Any]]) -> tuple[list[dict],
     return templates, constraints
 
 
+def template_rego(template: dict[str, Any]) -> str:
+    """The Rego of a template's target: `code: [{engine: Rego, source: {version, rego}}]` (how
+    Gatekeeper takes Rego v1), else the legacy `rego:` field (parsed by Gatekeeper as Rego v0)."""
+    target = template["spec"]["targets"][0]
+    for code in target.get("code", []):
+        if code.get("engine") == "Rego":
+            return code["source"]["rego"]
+    if "rego" in target:
+        return target["rego"]
+    raise ValueError(f"template {template['metadata']['name']!r}: its target has no Rego")
+
+
 def policies_from_objects(objects: Iterable[dict[str, Any]]) -> PolicySet:
     """Bind every Constraint among `objects` to its ConstraintTemplate's Rego."""
     templates, constraints = split_policy_objects(objects)
@@ -120,15 +132,16 @@ def policies_from_objects(objects: Iterable[dict[str, Any]]) -> PolicySet:
     for t in templates:
         kind = t["spec"]["crd"]["spec"]["names"]["kind"]
         targets = t["spec"]["targets"]
-        if len(targets) != 1 or "rego" not in targets[0]:
-            raise ValueError(f"template {t['metadata']['name']!r}: expected one target with `rego`")
+        if len(targets) != 1:
+            raise ValueError(f"template {t['metadata']['name']!r}: expected one target")
+        template_rego(t)                      # raises ValueError when there is none
         by_kind[kind] = t
     policies = []
     for c in constraints:
         if c["kind"] not in by_kind:
             raise ValueError(f"constraint {c['metadata']['name']!r}: no ConstraintTemplate for kind {c['kind']!r}")
         t = by_kind[c["kind"]]
-        policies.append(Policy(t["metadata"]["name"], c, t["spec"]["targets"][0]["rego"]))
+        policies.append(Policy(t["metadata"]["name"], c, template_rego(t)))
     return PolicySet(policies)
 
 

@@ -102,12 +102,20 @@ def test_plan_runs_steps_in_order(gateway):
     gatekeeper_install = next(i for i, c in enumerate(cmds) if "gatekeeper.yaml" in c)
     assert index["kind load docker-image"] < gatekeeper_install < index["kubectl kustomize"]
     helm = [c for c in cmds if c.startswith("helm ")]
+    gateway_releases = helm[:-2]
     if gateway == "kong":
-        assert len(helm) == 1 and f"--version {kt.KONG_CHART_VERSION}" in helm[0]
+        assert len(gateway_releases) == 1 and f"--version {kt.KONG_CHART_VERSION}" in gateway_releases[0]
     else:
-        assert [c.split()[3] for c in helm] == ["istio-base", "istiod"]
-        assert all(f"--version {kt.ISTIO_VERSION}" in c for c in helm)
+        assert [c.split()[3] for c in gateway_releases] == ["istio-base", "istiod"]
+        assert all(f"--version {kt.ISTIO_VERSION}" in c for c in gateway_releases)
         assert any("patch service cloudmart-istio" in c for c in cmds)
+    # Gatekeeper and Argo CD come from their charts, with this project's values (not the full
+    # upstream manifests: three Gatekeeper replicas, Argo CD with Dex and notifications).
+    (gk,) = [c for c in helm if c.split()[3] == "gatekeeper"]
+    (argo,) = [c for c in helm if c.split()[3] == "argocd"]
+    assert f"--version {kt.GATEKEEPER_CHART_VERSION}" in gk and "helm/gatekeeper.yaml" in gk
+    assert f"--version {kt.ARGOCD_CHART_VERSION}" in argo and "helm/argocd.yaml" in argo
+    assert not any("deploy/gatekeeper.yaml" in c or "manifests/install.yaml" in c for c in cmds)
 
 
 def test_plan_installs_only_what_was_chosen():

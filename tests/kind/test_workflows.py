@@ -61,3 +61,11 @@ def test_kind_workflow_uses_kind_action_the_driver_and_nbval():
     assert "cloudmart up --target kind --gateway" in runs and "--nbval notebooks/" in runs
     nbval = next(s for s in all_steps if "--nbval" in s.get("run", ""))
     assert nbval["env"]["CLOUDMART_TARGET"] == "kind"
+
+
+def test_kind_workflow_points_argo_cd_at_the_commit_under_test():
+    up = next(s for s in steps("kind.yml") if "cloudmart up --target kind" in s.get("run", ""))
+    assert "--with" in up["run"] and "argocd" in up["run"]
+    env = up["env"]
+    assert "pull_request.head.repo.clone_url" in env["CLOUDMART_GITOPS_REPO"]
+    assert "pull_request.head.sha" in env["CLOUDMART_GITOPS_REVISION"] and "github.sha" in env["CLOUDMART_GITOPS_REVISION"]
