@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import pathlib
 import subprocess
 import sys
 import threading
 
 import pytest
+from ci_env import skip_or_fail
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from book_browser import Chromium, find_chromium  # noqa: E402
@@ -65,9 +65,8 @@ def chromium():
     """A headless Chromium; skipped (outside CI only) when the `chromium` package is missing."""
     binary = find_chromium()
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium not installed: CI must install the Debian package `chromium` (.ci/run does)")
-        pytest.skip("browser test skipped: install the Debian package `chromium` (apt-get install chromium)")
+        skip_or_fail("chromium not installed: install the Debian package `chromium` (apt-get install chromium; "
+                     ".ci/run does)")
     browser = Chromium(binary).start()
     try:
         yield browser

@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
+from ci_env import skip_or_fail
 import yaml
 
 from cluster import kind_target as kt
@@ -69,7 +70,7 @@ def test_up_command_stops_before_doing_anything_when_tools_are_missing(tmp_path,
 def test_cloudmart_cli_up_target_kind_reports_missing_tools(tmp_path):
     cli = Path(sys.executable).with_name("cloudmart")
     if not cli.exists():
-        pytest.skip("the cloudmart console script is not installed (make install)")
+        skip_or_fail("the cloudmart console script is not installed (make install)")
     env = {**bare_path_env(tmp_path), "CLOUDMART_STATE_DIR": str(tmp_path / "state")}
     proc = subprocess.run([str(cli), "up", "--target", "kind"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)

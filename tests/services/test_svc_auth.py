@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 
 import httpx
 import jwt
@@ -122,20 +123,28 @@ def test_customer_on_admin_routes_gets_403(stack, headers):
 
 
 def test_rate_limit_returns_429_with_retry_after(stack):
-    """A second auth replica with a tiny bucket (same Redis): burst 3, then 429."""
-    svc = stack.add("auth-limited", {"RATE_LIMIT_RPS": "0.5", "RATE_LIMIT_BURST": "3", "SERVICE_NAME": "auth"},
+    """A second auth replica with a tiny bucket (same Redis): burst 3, then 429.
+
+    The refill rate is one token per 1000 s, so no token comes back while the test runs however
+    slow the machine is, and Retry-After tells the refill time exactly."""
+    rate = 0.001
+    svc = stack.add("auth-limited", {"RATE_LIMIT_RPS": str(rate), "RATE_LIMIT_BURST": "3", "SERVICE_NAME": "auth"},
                     module="auth")
     svc.start()
     try:
         svc.wait_ready()
         url = svc.url + "/api/auth/verify"
-        ip = {"X-Forwarded-For": "203.0.113.77"}
+        client_ip = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+        ip = {"X-Forwarded-For": client_ip}
         codes = [httpx.get(url, headers=ip).status_code for _ in range(5)]
-        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        assert codes == [200, 200, 200, 429, 429]
         limited = httpx.get(url, headers=ip)
-        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.status_code == 429
+        # An empty bucket waits (1 - tokens) / rate for its next token: 1000 s, rounded up.
+        assert 990 <= int(limited.headers["retry-after"]) <= 1 / rate, limited.headers
         # Another client has its own bucket.
-        assert httpx.get(url, headers={"X-Forwarded-For": "203.0.113.78"}).status_code == 200
+        other = ".".join(client_ip.split(".")[:3] + [str(int(client_ip.rsplit(".", 1)[1]) % 250 + 2)])
+        assert httpx.get(url, headers={"X-Forwarded-For": other}).status_code == 200
     finally:
         svc.stop()
         del stack.services["auth-limited"]

@@ -50,9 +50,13 @@ def test_start_reuse_restart_keeps_data_and_stop_leaves_nothing(tmp_path):
         redis.Redis.from_url(infra.redis_url).set("kept", "persisted")
         assert _nats_roundtrip(infra.nats_url, publish=True) == 1
         # Database per service: the order role cannot open the user database.
-        with pytest.raises(psycopg.OperationalError):
-            url = infra.database_url("order").rsplit("/", 1)[0] + "/user"
+        # (a refusal for any other reason, e.g. a wrong password or a database that does not
+        # exist, would not show the isolation: the error must be PostgreSQL's missing privilege)
+        url = infra.database_url("order").rsplit("/", 1)[0] + "/user"
+        with pytest.raises(psycopg.OperationalError, match='permission denied for database "user"'):
             psycopg.connect(url).close()
+        with psycopg.connect(infra.database_url("user")) as conn:     # the database is there
+            assert conn.execute("SELECT current_database()").fetchone() == ("user",)
     finally:
         infra.stop()
     assert not any(pid_alive(pid) for pid in pids.values()), "a server survived stop()"

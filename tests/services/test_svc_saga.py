@@ -171,3 +171,69 @@ def test_concurrent_orders_for_scarce_stock_never_oversell(stack, headers, reque
     assert all("out of stock" in o["reason"] for o in orders if o["status"] == "cancelled")
     after = wait_for(lambda: (s := httpx.get(f"{inventory_base}/api/inventory/{pid}").json())["reserved"] == 0 and s)
     assert after["available"] == 0 and after["sold"] == before["sold"] + 5
+
+
+def _consumed(stack, service: str, subject: str) -> dict[str, float]:
+    """events_consumed_total of a service for one subject, by outcome (from its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(stack.url(service) + "/metrics").text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "events_consumed_total" and sample.labels.get("subject") == subject:
+                out[sample.labels["outcome"]] = out.get(sample.labels["outcome"], 0) + sample.value
+    return out
+
+
+def test_a_redelivered_event_moves_stock_once(stack, infra):
+    """The same saga event delivered twice (different Nats-Msg-Id, so JetStream's de-duplication
+    does not catch it, as after a publisher's retry past the duplicate window): the inventory
+    consumer's processed-event record sees the second as a duplicate and the stock moves once,
+    for the reservation and for its release."""
+    import asyncio
+    import json
+
+    import nats
+
+    from services.common.bus import make_event
+
+    pid, quantity = "OLJCESPC7Z", 3
+    order_id = f"redelivery-{uuid.uuid4()}"
+    created = make_event("orders.created", order_id, {"user_id": "alice", "total_cents": 3 * 1999,
+                                                      "items": [{"product_id": pid, "quantity": quantity}]})
+    cancelled = make_event("orders.cancelled", order_id, {"user_id": "alice", "reason": "test", "total_cents": 0})
+
+    async def publish_twice(event):
+        nc = await nats.connect(infra.nats_url)
+        try:
+            js = nc.jetstream()
+            for _ in range(2):
+                ack = await js.publish(event["type"], json.dumps(event).encode(),
+                                       headers={"Nats-Msg-Id": str(uuid.uuid4())})
+                assert not ack.duplicate, "each copy reaches the stream"
+        finally:
+            await nc.close()
+
+    def handled(subject, before):
+        now = _consumed(stack, "inventory", subject)
+        done = sum(now.values()) - sum(before.values())
+        return now if done >= 2 else None
+
+    before_stock = stock(stack, pid)
+    before = _consumed(stack, "inventory", "orders.created")
+    asyncio.run(publish_twice(created))
+    after = wait_for(lambda: handled("orders.created", before), timeout_s=30)
+    assert after.get("ok", 0) - before.get("ok", 0) == 1, (before, after)
+    assert after.get("duplicate", 0) - before.get("duplicate", 0) == 1, (before, after)
+    reserved = stock(stack, pid)
+    assert reserved["available"] == before_stock["available"] - quantity
+    assert reserved["reserved"] == before_stock["reserved"] + quantity
+
+    before = _consumed(stack, "inventory", "orders.cancelled")
+    asyncio.run(publish_twice(cancelled))
+    after = wait_for(lambda: handled("orders.cancelled", before), timeout_s=30)
+    assert after.get("ok", 0) - before.get("ok", 0) == 1, (before, after)
+    assert after.get("duplicate", 0) - before.get("duplicate", 0) == 1, (before, after)
+    released = stock(stack, pid)
+    assert (released["available"], released["reserved"]) == (before_stock["available"], before_stock["reserved"])

@@ -4,6 +4,7 @@ import collections
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import sim
 from sim.resilience import CLOSED, HALF_OPEN, OPEN
@@ -122,12 +123,21 @@ def test_least_request_and_random():
     assert full.pick([3, 1, 0, 2]) == 2
     p2c = sim.LeastRequest(choices=2).new_state(8, np.random.default_rng(0))
     inflight = [5, 5, 5, 5, 5, 5, 5, 0]
-    picks = [p2c.pick(inflight) for _ in range(4000)]
-    # replica 7 wins whenever it is sampled: P = 1 - (7/8)^2
-    assert picks.count(7) / 4000 == pytest.approx(1 - (7 / 8) ** 2, abs=0.03)
+    n = 40_000
+    picks = [p2c.pick(inflight) for _ in range(n)]
+    # Replica 7 wins whenever it is sampled. Envoy samples the two hosts independently (with
+    # replacement): P = 1 - (7/8)^2 = 15/64 = 0.2344; without replacement it would be
+    # 1 - C(7,2)/C(8,2) = 1/4. With 40 000 picks the standard error is 0.0021, so 4 standard errors
+    # around 15/64 exclude 1/4 (7.4 standard errors away).
+    share, p = picks.count(7) / n, 15 / 64
+    sigma = (p * (1 - p) / n) ** 0.5
+    assert abs(share - p) <= 4 * sigma, (share, p, sigma)
+    assert abs(share - 1 / 4) > 4 * sigma
+    # the other seven share the rest evenly (a sampled pair of equals keeps the first drawn)
+    others = collections.Counter(x for x in picks if x != 7)
+    assert stats.chisquare(list(others.values())).pvalue > 0.001
     rnd = sim.RandomChoice().new_state(4, np.random.default_rng(1))
     counts = collections.Counter(rnd.pick([0] * 4) for _ in range(8000))
-    from scipy import stats
     assert stats.chisquare(list(counts.values())).pvalue > 0.001
 
 

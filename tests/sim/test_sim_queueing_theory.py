@@ -110,12 +110,33 @@ def test_jackson_network_per_station_and_end_to_end(jackson_runs):
         assert measured == pytest.approx(expected["arrival_rate_per_s"], rel=0.01), name
 
 
+def _across_seeds_covers(values, truth, *, max_rel_error, label):
+    """The mean over seeds is within `max_rel_error` of theory and its 99 % t-interval (from the
+    spread between seeds, which are independent runs) covers the theoretical value."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    mean, se = values.mean(), values.std(ddof=1) / np.sqrt(len(values))
+    half = stats.t.ppf(0.995, len(values) - 1) * se
+    detail = f"{label}: theory {truth:.6g}, mean of {len(values)} seeds {mean:.6g} +- {half:.3g}"
+    assert abs(mean - truth) <= max_rel_error * abs(truth), detail
+    assert abs(mean - truth) <= half, detail
+
+
 def test_littles_law_on_every_station(jackson_runs, mm1_runs):
-    # L (time-average number present) against lambda * W, measured independently in each run
-    _, runs = jackson_runs
-    stations = [st for r in runs for st in r.stations.values()] + list(mm1_runs)
-    for st in stations:
-        assert st.mean_number == pytest.approx(st.arrival_rate_per_s * st.mean_sojourn_s.value, rel=0.01), st.name
+    """L, the time-average number present (an area under the sample path, not lambda * W from the
+    same arrays), against theory: rho / (1 - rho) = 1.5 for the M/M/1 and lambda_i * W_i of the
+    product-form solution for each Jackson station."""
+    rho = LAM / MU
+    assert rho / (1 - rho) == pytest.approx(1.5)
+    _across_seeds_covers([st.mean_number for st in mm1_runs], 1.5, max_rel_error=0.03, label="M/M/1 L")
+    sc, runs = jackson_runs
+    th = sc.theory()["stations"]
+    for name, expected in th.items():
+        truth = expected["arrival_rate_per_s"] * expected["mean_sojourn_s"]
+        assert expected["mean_number"] == pytest.approx(truth)
+        _across_seeds_covers([r[name].mean_number for r in runs], truth, max_rel_error=0.03,
+                             label=f"Jackson {name} L")
 
 
 def test_same_seed_same_numbers_and_different_seed_differs():
