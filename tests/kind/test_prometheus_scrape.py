@@ -30,6 +30,9 @@ OPENCOST_SERIES = {"__name__": "container_cpu_allocation", "namespace": "cloudma
 def test_opencost_is_scraped_once_and_keeps_its_labels(rendered, overlay):
     found = [t for t in prometheus_model.targets(CONFIG, rendered[overlay]) if t.pod == "opencost"]
     assert [(t.job, t.port, t.path) for t in found] == [("opencost", 9003, "/metrics")]
+    # As OpenCost's Prometheus docs configure it: a target label added to this job later (say a
+    # relabelling that sets `namespace`) must still not overwrite the labels OpenCost exports.
+    assert found[0].honor_labels
     stored = prometheus_model.stored_labels(found[0], OPENCOST_SERIES)
     assert (stored["namespace"], stored["pod"], stored["container"]) == ("cloudmart", "order-7d9f-abcde", "order")
     assert not any(k.startswith("exported_") for k in stored)
