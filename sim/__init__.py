@@ -28,6 +28,7 @@ from .cost import (
     Pod,
     allocate,
     bin_pack,
+    gke_reserved,
     simulate_spot,
 )
 from .callgraph import CallGraph, chain_graph, run_callgraph
@@ -65,7 +66,7 @@ __all__ = [
     "HPA", "ClusterAutoscaler", "HPAScenario", "AutoscalingResult", "load_steps", "simulate_autoscaling",
     "Version", "CanaryScenario", "CanaryResult", "simulate_canary",
     "InstanceType", "PRICE_SHEET", "Pod", "Node", "bin_pack", "allocate", "CostAllocation",
-    "ClusterCostScenario", "simulate_spot",
+    "ClusterCostScenario", "simulate_spot", "gke_reserved",
     # lesson helpers
     "sweep", "latency_row", "monolith_vs_microservices", "saga_outcomes", "sync_vs_async", "capacity_plan",
 ]

@@ -127,7 +127,9 @@ def test_opencost_allocation_plus_idle_is_the_bill_to_the_cent(purchase):
 
 
 def test_spot_interruptions_match_the_poisson_rate():
-    results = [sim.simulate_spot(20, 8, "compute.xlarge", hours=720, seed=s) for s in SEEDS]
+    # a stress rate far above the published bands, to count many interruptions
+    stressed = sim.InstanceType("stress.xlarge", 4, 8, 0.170, spot_interruptions_per_h=0.02)
+    results = [sim.simulate_spot(20, 8, stressed, hours=720, reschedule_s=300, seed=s) for s in SEEDS]
     expected = results[0].expected_interruptions  # 20 nodes x 0.02/h x 720 h = 288
     assert expected == pytest.approx(288)
     mean = np.mean([r.interruptions for r in results])
