@@ -136,7 +136,7 @@ class CallGraph:
             raise ValueError(f"entry: got {entry!r}; valid: one of {sorted(map(str, g.nodes))}")
         check_nonnegative("hop_delay_ms", self.hop_delay_ms)
         check_nonnegative("sidecar_ms", self.sidecar_ms)
-        check_positive("rate_per_s", self.rate_per_s)
+        object.__setattr__(self, "rate_per_s", _rate(self.rate_per_s))
         check_int("n_requests", self.n_requests, 10)
         check_fraction("warmup_fraction", self.warmup_fraction, closed_high=False)
         check_int("batches", self.batches, 2)
@@ -150,6 +150,39 @@ class CallGraph:
 
     def _run(self, seed: int = 0, rate_per_s: float | None = None, n_requests: int | None = None):
         return run_callgraph(self, rate_per_s, n_requests, seed)
+
+
+def _rate(value):
+    """``rate_per_s`` as a constant or ``((start_s, rate), …)`` steps (the last one lasts)."""
+    if isinstance(value, (tuple, list)):
+        from .autoscaling import load_steps
+
+        steps = load_steps(*value)
+        if steps[-1][1] <= 0:
+            raise ValueError(f"rate_per_s: got {value!r}; valid: steps whose last rate is > 0")
+        return steps
+    return check_positive("rate_per_s", value)
+
+
+def _step_arrivals(steps, n: int, rng) -> np.ndarray:
+    """``n`` Poisson arrival times under a piecewise-constant rate (memoryless: restart each step)."""
+    out = np.empty(n)
+    i, t = 0, 0.0
+    for k, (start, r) in enumerate(steps):
+        t = max(t, start)
+        end = steps[k + 1][0] if k + 1 < len(steps) else np.inf
+        if r <= 0:
+            continue
+        while i < n:
+            t_next = t + rng.exponential(1.0 / r)
+            if t_next >= end:
+                t = end
+                break
+            out[i] = t = t_next
+            i += 1
+        if i >= n:
+            break
+    return out
 
 
 def _error_steps(value, name: str):
@@ -220,7 +253,7 @@ class _Edge:
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
                  "n_skipped", "is_async", "plain", "outlier", "pool", "pool_spec", "n_pool_overflow",
-                 "n_no_healthy", "pick_host")
+                 "n_no_healthy", "pick_host", "label")
 
 
 def run_callgraph(
@@ -231,7 +264,7 @@ def run_callgraph(
     ``scenario`` is a :class:`CallGraph` or a bare DiGraph (wrapped with defaults).
     """
     cg = scenario if isinstance(scenario, CallGraph) else CallGraph(scenario)
-    rate = cg.rate_per_s if rate_per_s is None else check_positive("rate_per_s", rate_per_s)
+    rate = cg.rate_per_s if rate_per_s is None else _rate(rate_per_s)
     n_req = cg.n_requests if n_requests is None else check_int("n_requests", n_requests, 10)
     seed = int(seed)
     g = cg.graph
@@ -273,9 +306,11 @@ def run_callgraph(
         nodes[name] = nd
 
     edges: list[_Edge] = []
+    retry_times: list = []
     for a, b, d in g.edges(data=True):
         e = _Edge()
         e.src, e.dst = nodes[a], nodes[b]
+        e.label = f"{a}->{b}"
         e.is_async = d.get("mode", "sync") == "async"
         e.calls = d.get("calls", 1)
         e.probability = float(d.get("probability", 1.0))
@@ -408,14 +443,15 @@ def run_callgraph(
             return False
         breaker, bulkhead, budget, outlier, pool = e.breaker, e.bulkhead, e.budget, e.outlier, e.pool
         if budget is not None:
-            budget.deposit()
+            budget.deposit(env.now)
         tried: list = []
         for attempt in range(e.attempts):
             if attempt:
-                if budget is not None and not budget.withdraw():
+                if budget is not None and not budget.withdraw(env.now):
                     e.n_budget_exhausted += 1
                     break
                 e.n_retries += 1
+                retry_times.append((env.now, e.label))
                 yield timeout(e.retry.backoff_s(attempt, uniform.next()))
             if breaker is not None and not breaker.allow(env.now):
                 e.n_short_circuited += 1
@@ -485,8 +521,12 @@ def run_callgraph(
         e.n_failed += 1
         return False
 
-    interarrival = rngs[0].exponential(1.0 / rate, n_req)
-    arrival_times = np.cumsum(interarrival)
+    if isinstance(rate, tuple):
+        arrival_times = _step_arrivals(rate, n_req, rngs[0])
+        interarrival = np.diff(arrival_times, prepend=0.0)
+    else:
+        interarrival = rngs[0].exponential(1.0 / rate, n_req)
+        arrival_times = np.cumsum(interarrival)
     latency = np.zeros(n_req)
     ok_arr = np.zeros(n_req, dtype=bool)
     entry = nodes[cg.entry]
@@ -550,5 +590,6 @@ def run_callgraph(
         ok=oks,
         breaker_transitions=transitions,
         ejections=ejections,
+        retry_times_s=retry_times,
         arrival_s=arrival_times[warm:],
     )
