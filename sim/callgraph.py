@@ -13,7 +13,11 @@ The scenario is a ``networkx.DiGraph``:
 * **edges** are calls with ``mode`` (``"sync"`` — the caller waits — or ``"async"`` — an event,
   fire and forget), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
   ``hop_delay_ms`` (network, each way), ``sidecar_ms`` (per sidecar; a meshed hop passes two
-  sidecars each way), ``timeout_ms``, ``retry`` (:class:`sim.Retry`), ``breaker``
+  sidecars each way), ``timeout_ms`` (per attempt: Istio's ``retries.perTryTimeout``),
+  ``route_timeout_ms`` (the whole call with its retries: Istio's route ``timeout``; when it fires
+  the pending attempt is abandoned and no retry follows), ``client_proxies`` (that many calling
+  sidecars, each balancing with its own view of the replicas' requests in flight, as Envoy's
+  least-request does per proxy; a call leaves from one of them at random), ``retry`` (:class:`sim.Retry`), ``breaker``
   (:class:`sim.CircuitBreaker` or :class:`sim.ApplicationBreaker`), ``bulkhead``
   (:class:`sim.Bulkhead`, rejects at once), and the mesh's ``outlier_detection``
   (:class:`sim.OutlierDetection`: the caller's proxy ejects single replicas) and
@@ -48,7 +52,8 @@ __all__ = ["CallGraph", "run_callgraph", "chain_graph"]
 _NODE_KEYS = {"service_time", "servers", "replicas", "load_balancer", "error_rate", "fanout",
               "rate_limit", "label", "replica_error_rate", "replica_service_time"}
 _EDGE_KEYS = {"mode", "calls", "probability", "hop_delay_ms", "sidecar_ms", "timeout_ms", "retry",
-              "breaker", "bulkhead", "label", "outlier_detection", "connection_pool"}
+              "breaker", "bulkhead", "label", "outlier_detection", "connection_pool", "route_timeout_ms",
+              "client_proxies"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,11 @@ class CallGraph:
             check_fraction(f"probability[{name}]", data.get("probability", 1.0))
             check_nonnegative(f"hop_delay_ms[{name}]", data.get("hop_delay_ms", self.hop_delay_ms))
             check_nonnegative(f"sidecar_ms[{name}]", data.get("sidecar_ms", self.sidecar_ms))
-            if data.get("timeout_ms") is not None:
-                check_positive(f"timeout_ms[{name}]", data["timeout_ms"])
+            for key in ("timeout_ms", "route_timeout_ms"):
+                if data.get(key) is not None:
+                    check_positive(f"{key}[{name}]", data[key])
+            if data.get("client_proxies") is not None:
+                check_int(f"client_proxies[{name}]", data["client_proxies"])
             for key, cls in (("retry", Retry), ("breaker", (CircuitBreaker, ApplicationBreaker)),
                              ("bulkhead", Bulkhead), ("outlier_detection", OutlierDetection),
                              ("connection_pool", ConnectionPool)):
@@ -225,7 +233,7 @@ def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any)
 
 _EDGE_COLUMNS = ["edge", "mode", "calls", "attempts", "retries", "timeouts", "failed", "short_circuited",
                  "bulkhead_rejected", "budget_exhausted", "breaker_state", "pool_overflow", "ejections",
-                 "no_healthy_upstream"]
+                 "no_healthy_upstream", "route_timeouts"]
 
 
 class _Deadline:
@@ -253,7 +261,7 @@ class _Edge:
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
                  "n_skipped", "is_async", "plain", "outlier", "pool", "pool_spec", "n_pool_overflow",
-                 "n_no_healthy", "pick_host", "label")
+                 "n_no_healthy", "pick_host", "label", "route_timeout_s", "n_route_timeouts", "proxies")
 
 
 def run_callgraph(
@@ -332,9 +340,19 @@ def run_callgraph(
         e.pool = Server(env, e.pool_spec.max_connections) if e.pool_spec is not None else None
         e.pick_host = len(e.dst.resources) > 1 and (
             e.outlier is not None or (e.retry is not None and e.retry.retry_other_host))
-        e.n_pool_overflow = e.n_no_healthy = 0
+        e.n_pool_overflow = e.n_no_healthy = e.n_route_timeouts = 0
+        rt = d.get("route_timeout_ms")
+        e.route_timeout_s = rt / 1000.0 if rt is not None else None
+        k = d.get("client_proxies")
+        e.proxies = None
+        if k is not None and len(e.dst.resources) > 1:
+            spec = make_load_balancer(g.nodes[b].get("load_balancer", "round_robin"))
+            n_dst = len(e.dst.resources)
+            e.proxies = [(spec.new_state(n_dst, np.random.default_rng(rngs[2 + len(names) + names.index(b)].integers(2**32))),
+                          [0] * n_dst) for _ in range(k)]
+            e.pick_host = True
         e.plain = (e.timeout_s is None and e.retry is None and br is None and bh is None
-                   and e.outlier is None and e.pool is None)
+                   and e.outlier is None and e.pool is None and e.route_timeout_s is None and e.proxies is None)
         e.n_calls = e.n_attempts = e.n_retries = e.n_timeouts = e.n_failed = 0
         e.n_short_circuited = e.n_bulkhead_rejected = e.n_budget_exhausted = e.n_skipped = 0
         (e.src.async_edges if e.is_async else e.src.sync_edges).append(e)
@@ -412,7 +430,7 @@ def run_callgraph(
             return ok
         return (yield from visit(e.dst, replica))
 
-    def choose_host(e: _Edge, tried: list) -> int | None:
+    def choose_host(e: _Edge, tried: list, proxy=None) -> int | None:
         """The caller's proxy picks a replica: outlier-ejected hosts excluded (unless in panic),
         hosts already tried excluded when the retry policy asks for another host. -1: no host."""
         dst = e.dst
@@ -424,16 +442,32 @@ def run_callgraph(
             fresh = [h for h in candidates if h not in tried]
             candidates = fresh or candidates
         candidates = list(candidates)
+        picker, inflight = (proxy if proxy is not None else (dst.picker, dst.inflight))
         if len(candidates) == len(dst.resources):
-            return dst.picker.pick(dst.inflight)
+            return picker.pick(inflight)
         for _ in range(5):  # as Envoy's host_selection_retry_max_attempts: re-pick a few times
-            h = dst.picker.pick(dst.inflight)
+            h = picker.pick(inflight)
             if h in candidates:
                 return h
-        return min(candidates, key=dst.inflight.__getitem__)
+        return min(candidates, key=inflight.__getitem__)
 
     def call(e: _Edge):
-        """The caller's side of a call: breaker, bulkhead, timeout and retries with backoff."""
+        """The caller's side of a call; with a route timeout the attempts run under its deadline."""
+        if e.route_timeout_s is None:
+            return (yield from attempts(e, None))
+        cancelled = [False]
+        p = process(attempts(e, cancelled))  # a real process: per-try deadlines inside must see it active
+        timeout(e.route_timeout_s).callbacks.append(_Deadline(p, env.active_process))
+        try:
+            return (yield p)
+        except simpy.Interrupt:
+            cancelled[0] = True  # Envoy resets the pending attempt: no further retry
+            e.n_route_timeouts += 1
+            e.n_failed += 1
+            return False
+
+    def attempts(e: _Edge, cancelled):
+        """Breaker, bulkhead, per-try timeout and retries with backoff."""
         e.n_calls += 1
         if e.plain:  # no policy on this edge: one attempt, inline
             e.n_attempts += 1
@@ -445,7 +479,12 @@ def run_callgraph(
         if budget is not None:
             budget.deposit(env.now)
         tried: list = []
+        proxy = None
+        if e.proxies is not None:
+            proxy = e.proxies[int(uniform.next() * len(e.proxies))]
         for attempt in range(e.attempts):
+            if cancelled is not None and cancelled[0]:
+                return False
             if attempt:
                 if budget is not None and not budget.withdraw(env.now):
                     e.n_budget_exhausted += 1
@@ -453,6 +492,8 @@ def run_callgraph(
                 e.n_retries += 1
                 retry_times.append((env.now, e.label))
                 yield timeout(e.retry.backoff_s(attempt, uniform.next()))
+                if cancelled is not None and cancelled[0]:
+                    return False
             if breaker is not None and not breaker.allow(env.now):
                 e.n_short_circuited += 1
                 break  # fail fast: an open breaker is not retried
@@ -463,7 +504,7 @@ def run_callgraph(
             timed_out = False
             host = None
             if e.pick_host:
-                host = choose_host(e, tried)
+                host = choose_host(e, tried, proxy)
                 if host == -1:  # every host ejected and no panic: "no healthy upstream", a 503
                     e.n_no_healthy += 1
                     if bulkhead is not None:
@@ -492,6 +533,8 @@ def run_callgraph(
                     break
                 pool_req = pool.request()
                 yield pool_req
+            if proxy is not None:
+                proxy[1][host] += 1
             if e.timeout_s is None:
                 ok = yield from remote(e, host)
             else:
@@ -506,6 +549,8 @@ def run_callgraph(
                     ok = False
                     timed_out = True
                     e.n_timeouts += 1
+            if proxy is not None:
+                proxy[1][host] -= 1
             if pool_req is not None:
                 pool.release(pool_req)
             if bulkhead is not None:
@@ -514,6 +559,8 @@ def run_callgraph(
                 breaker.record(ok, env.now)
             if outlier is not None and host is not None:
                 outlier.record(host, ok, env.now)
+            if cancelled is not None and cancelled[0]:
+                return False  # the route timeout answered the caller already
             if ok:
                 return True
             if not e.retry or (timed_out and not e.retry.retry_on_timeout):
@@ -564,7 +611,8 @@ def run_callgraph(
          "timeouts": e.n_timeouts, "failed": e.n_failed, "short_circuited": e.n_short_circuited,
          "bulkhead_rejected": e.n_bulkhead_rejected, "budget_exhausted": e.n_budget_exhausted,
          "breaker_state": e.breaker.state if e.breaker else None, "pool_overflow": e.n_pool_overflow,
-         "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy}
+         "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy,
+         "route_timeouts": e.n_route_timeouts}
         for e in edges
     ]
     transitions = [
