@@ -42,7 +42,7 @@ import simpy
 from ._validate import check_fraction, check_int, check_nonnegative, check_positive
 from .distributions import Stream, UniformStream, as_distribution
 from .loadbalancing import make_load_balancer
-from .ratelimit import TokenBucket
+from .ratelimit import RATE_LIMITERS
 from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, batch_means, percentile_estimate
 from .servers import Server, start
@@ -109,8 +109,9 @@ class CallGraph:
                     else:
                         as_distribution(v, f"{key}[{n!r}][{i}]")
             rl = data.get("rate_limit")
-            if rl is not None and not isinstance(rl, TokenBucket):
-                raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket")
+            if rl is not None and not isinstance(rl, RATE_LIMITERS):
+                raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket, "
+                                 "sim.KongRateLimiting or sim.EnvoyLocalRateLimit")
         for a, b, data in g.edges(data=True):
             name = f"{a}->{b}"
             unknown = set(data) - _EDGE_KEYS
