@@ -28,6 +28,7 @@ from .cost import (
     Pod,
     allocate,
     bin_pack,
+    gke_reserved,
     simulate_spot,
 )
 from .callgraph import CallGraph, chain_graph, run_callgraph
@@ -46,7 +47,7 @@ from .distributions import (
 from .patterns import capacity_plan, latency_row, monolith_vs_microservices, saga_outcomes, sweep, sync_vs_async
 from .loadbalancing import LeastRequest, RandomChoice, RoundRobin, Weighted
 from .queueing import NetworkScenario, QueueScenario, Station
-from .ratelimit import TokenBucket, simulate_rate_limit
+from .ratelimit import EnvoyLocalRateLimit, KongRateLimiting, TokenBucket, simulate_rate_limit
 from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, Estimate, QueueResult, StationResult, replication_estimate
 
@@ -60,12 +61,12 @@ __all__ = [
     # call graphs and policies
     "CallGraph", "CallGraphResult", "run_callgraph", "chain_graph", "Retry", "CircuitBreaker", "Bulkhead",
     "OutlierDetection", "ConnectionPool", "ApplicationBreaker",
-    "TokenBucket", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
+    "TokenBucket", "KongRateLimiting", "EnvoyLocalRateLimit", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
     # autoscaling, canary, cost
     "HPA", "ClusterAutoscaler", "HPAScenario", "AutoscalingResult", "load_steps", "simulate_autoscaling",
     "Version", "CanaryScenario", "CanaryResult", "simulate_canary",
     "InstanceType", "PRICE_SHEET", "Pod", "Node", "bin_pack", "allocate", "CostAllocation",
-    "ClusterCostScenario", "simulate_spot",
+    "ClusterCostScenario", "simulate_spot", "gke_reserved",
     # lesson helpers
     "sweep", "latency_row", "monolith_vs_microservices", "saga_outcomes", "sync_vs_async", "capacity_plan",
 ]

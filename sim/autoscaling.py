@@ -1,12 +1,27 @@
 """Autoscaling: the Kubernetes Horizontal Pod Autoscaler and a cluster autoscaler, in SimPy.
 
 The HPA follows the Kubernetes algorithm: every ``sync_period_s`` it computes
-``desired = ceil(current × metric / target)``; it does nothing while the ratio is within
+``desired = ceil(ready_pods × metric / target)``; it does nothing while the ratio is within
 ``tolerance`` (10 %); scale-ups are limited by the default policy (at most double, or +4 pods,
 per period); scale-downs take the highest recommendation of the last ``scale_down_window_s``
-(the stabilisation window, 300 s by default). The metric is average CPU utilisation of the pods
-relative to their CPU request; pods that are not ready yet count as 0 % (as Kubernetes does on
-scale-up). New pods become ready after ``pod_start_s``.
+(the stabilisation window, 300 s by default). New pods become ready after ``pod_start_s``.
+
+The metric follows Kubernetes' pipeline, not the instantaneous load:
+
+* CPU is a **rate over a window**: metrics-server scrapes every ``metric_resolution_s`` and
+  reports each pod's usage averaged over the last ``metrics_window_s``;
+* a pod's usage is **capped by its CPU limit** (``pod_cpu_limit_cores``); demand above the ready
+  pods' capacity waits in a backlog (core-seconds) that keeps them at their limit after new
+  capacity arrives;
+* the replica calculator (``pkg/controller/podautoscaler/replica_calculator.go``) ignores a pod
+  that is not ready, or — within ``cpu_initialization_period_s`` (300 s) of its start — whose
+  sample window began before it became ready; on a scale-up the ignored pods count as 0 % and
+  the recommendation is dropped if that flips its direction or lands within the tolerance.
+
+Sources: Kubernetes docs, "Horizontal Pod Autoscaling" (algorithm details, readiness of pods,
+``--horizontal-pod-autoscaler-cpu-initialization-period``); metrics-server docs
+(``--metric-resolution``). The flapping-readiness rule of
+``--horizontal-pod-autoscaler-initial-readiness-delay`` is not modelled (pods never turn unready).
 
 The cluster autoscaler adds nodes when pods cannot be placed (bin packing, first fit) and the
 nodes become usable after ``node_start_s``; nodes left empty for ``scale_down_delay_s`` go away.
@@ -41,6 +56,7 @@ class HPA:
     scale_down_window_s: float = 300.0
     scale_up_percent: float = 100.0
     scale_up_pods: int = 4
+    cpu_initialization_period_s: float = 300.0
 
     def __post_init__(self):
         check_positive("target_utilisation", self.target_utilisation)
@@ -51,6 +67,7 @@ class HPA:
         check_nonnegative("scale_down_window_s", self.scale_down_window_s)
         check_positive("scale_up_percent", self.scale_up_percent)
         check_int("scale_up_pods", self.scale_up_pods)
+        check_nonnegative("cpu_initialization_period_s", self.cpu_initialization_period_s)
 
     def recommend(self, current: int, utilisation: float) -> int:
         """One raw recommendation (formula + tolerance + bounds), before rate limits."""
@@ -103,8 +120,10 @@ class HPAScenario:
 
     ``load_rate_per_s`` is a constant or :func:`load_steps`; every request costs
     ``cpu_s_per_request`` CPU-seconds; a pod requests ``pod_cpu_request_cores`` (the HPA's 100 %)
-    and ``pod_memory_gib``. With ``measurement_noise`` the HPA sees the rate counted over each
-    sync period of Poisson arrivals, not the exact mean.
+    and ``pod_memory_gib`` and may use at most ``pod_cpu_limit_cores`` (None: no limit). With
+    ``measurement_noise`` the arrivals of every ``tick_s`` are Poisson, not the exact mean. The
+    metric pipeline (``metrics_window_s``, ``metric_resolution_s``) is described in the module
+    docs; ``metrics_window_s=0`` reads the load of the last tick (the instantaneous model).
     """
 
     load_rate_per_s: float | tuple = 100.0
@@ -118,6 +137,10 @@ class HPAScenario:
     duration_s: float = 1800.0
     record_every_s: float = 15.0
     measurement_noise: bool = True
+    pod_cpu_limit_cores: float | None = None
+    metrics_window_s: float = 15.0
+    metric_resolution_s: float = 15.0
+    tick_s: float = 1.0
 
     def __post_init__(self):
         load = self.load_rate_per_s
@@ -141,6 +164,14 @@ class HPAScenario:
         check_nonnegative("pod_start_s", self.pod_start_s)
         check_positive("duration_s", self.duration_s)
         check_positive("record_every_s", self.record_every_s)
+        if self.pod_cpu_limit_cores is not None:
+            check_positive("pod_cpu_limit_cores", self.pod_cpu_limit_cores)
+            if self.pod_cpu_limit_cores < self.pod_cpu_request_cores:
+                raise ValueError(f"pod_cpu_limit_cores: got {self.pod_cpu_limit_cores}; valid: None or "
+                                 f">= pod_cpu_request_cores ({self.pod_cpu_request_cores})")
+        check_nonnegative("metrics_window_s", self.metrics_window_s)
+        check_positive("metric_resolution_s", self.metric_resolution_s)
+        check_positive("tick_s", self.tick_s)
 
     def rate_at(self, t_s: float) -> float:
         """The offered load at time ``t_s``."""
@@ -182,15 +213,53 @@ class AutoscalingResult:
         return self.timeline
 
 
+class _Pod:
+    __slots__ = ("scheduled_at", "ready_at", "gone")
+
+    def __init__(self):
+        self.scheduled_at = None  # placed on a node, container starting
+        self.ready_at = None
+        self.gone = False
+
+
+def replica_count(hpa: HPA, current: int, ready_util: list, ignored: int, missing: int) -> int | None:
+    """Kubernetes' replica calculator for a utilisation target (``GetResourceReplicas``):
+    ``ready_util`` are the utilisations (usage / request) of the pods with a usable sample,
+    ``ignored`` the pods left out (not ready, or initialising), ``missing`` pods without a
+    sample. Returns the recommendation before bounds and rate limits, or None (no metrics)."""
+    if not ready_util:
+        return None
+    target, tol = hpa.target_utilisation, hpa.tolerance
+    ratio = sum(ready_util) / len(ready_util) / target
+    rebalance_ignored = ignored > 0 and ratio > 1.0
+    if not rebalance_ignored and missing == 0:
+        if abs(ratio - 1.0) <= tol:
+            return current
+        return math.ceil(ratio * len(ready_util) - 1e-9)
+    utils = list(ready_util)
+    if missing:
+        utils += [0.0 if ratio > 1.0 else 1.0] * missing  # missing: 0 % on scale-up, 100 % on scale-down
+    if rebalance_ignored:
+        utils += [0.0] * ignored
+    new_ratio = sum(utils) / len(utils) / target
+    if abs(new_ratio - 1.0) <= tol or (ratio < 1.0 < new_ratio) or (new_ratio < 1.0 < ratio):
+        return current
+    new = math.ceil(new_ratio * len(utils) - 1e-9)
+    if (new_ratio < 1.0 and new > current) or (new_ratio > 1.0 and new < current):
+        return current
+    return new
+
+
 def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
     """Run an :class:`HPAScenario`; see :func:`sim.run`."""
     rng = np.random.default_rng(seed)
     env = simpy.Environment()
     hpa = sc.hpa
     cl = sc.cluster
-    state = {"replicas": sc.initial_replicas, "ready": 0, "starting": 0, "pending": 0,
-             "nodes_ready": cl.min_nodes if cl else 0, "nodes_starting": 0, "scale_events": 0,
-             "utilisation": 0.0, "node_seconds": 0.0, "last_t": 0.0, "cancelled": 0}
+    state = {"replicas": sc.initial_replicas, "nodes_ready": cl.min_nodes if cl else 0, "nodes_starting": 0,
+             "scale_events": 0, "node_seconds": 0.0, "last_t": 0.0, "backlog": 0.0,
+             "measured": float("nan"), "served": 0.0}
+    pods: list[_Pod] = []
     pods_per_node = (
         int(min(cl.node_cpu_cores // sc.pod_cpu_request_cores, cl.node_memory_gib // sc.pod_memory_gib))
         if cl else None
@@ -200,21 +269,26 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
             f"pod_memory_gib: got {sc.pod_memory_gib}; valid: <= node_memory_gib ({cl.node_memory_gib})"
         )
     history: deque = deque()  # (time, recommendation) for the scale-down stabilisation window
+    usage: deque = deque()  # (tick end time, CPU cores used per ready pod during the tick)
+    keep_s = sc.metrics_window_s + sc.metric_resolution_s + 2 * sc.tick_s
+    limit = sc.pod_cpu_limit_cores if sc.pod_cpu_limit_cores is not None else math.inf
     rows = []
+
+    def counts():
+        ready = sum(1 for p in pods if p.ready_at is not None)
+        starting = sum(1 for p in pods if p.ready_at is None and p.scheduled_at is not None)
+        return ready, starting, len(pods) - ready - starting
 
     def account_nodes():
         now = env.now
         state["node_seconds"] += (state["nodes_ready"] + state["nodes_starting"]) * (now - state["last_t"])
         state["last_t"] = now
 
-    def pod_start(env):
-        """A scheduled pod (already counted as starting): container start-up, then ready."""
+    def pod_start(env, pod):
+        """A scheduled pod: container start-up, then ready."""
         yield env.timeout(sc.pod_start_s)
-        if state["cancelled"]:  # scaled away while starting
-            state["cancelled"] -= 1
-            return
-        state["starting"] -= 1
-        state["ready"] += 1
+        if not pod.gone:
+            pod.ready_at = env.now
 
     def node_start(env):
         """A new node: boot and join, then pods can land on it."""
@@ -229,15 +303,14 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
         state["nodes_starting"] += 1
         env.process(node_start(env))
 
-    def scheduled_pods() -> int:
-        return state["ready"] + state["starting"]
-
     def schedule_pending():
         """Place pending pods on ready nodes with room (first fit on identical pods)."""
-        while state["pending"] > 0 and (cl is None or scheduled_pods() < state["nodes_ready"] * pods_per_node):
-            state["pending"] -= 1
-            state["starting"] += 1  # counted now: the process itself starts a moment later
-            env.process(pod_start(env))
+        placed = sum(1 for p in pods if p.scheduled_at is not None)
+        for pod in pods:
+            if pod.scheduled_at is None and (cl is None or placed < state["nodes_ready"] * pods_per_node):
+                pod.scheduled_at = env.now
+                placed += 1
+                env.process(pod_start(env, pod))
 
     def scale_to(n: int):
         current = state["replicas"]
@@ -246,50 +319,86 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
         state["scale_events"] += 1
         state["replicas"] = n
         if n > current:
-            state["pending"] += n - current
+            pods.extend(_Pod() for _ in range(n - current))
             schedule_pending()
-            if cl is not None and state["pending"] > 0:
+            pending = sum(1 for p in pods if p.scheduled_at is None)
+            if cl is not None and pending > 0:
                 room_coming = state["nodes_starting"] * pods_per_node
-                missing = state["pending"] - room_coming
+                missing = pending - room_coming
                 new_nodes = math.ceil(missing / pods_per_node) if missing > 0 else 0
                 total = state["nodes_ready"] + state["nodes_starting"]
                 for _ in range(min(new_nodes, cl.max_nodes - total)):
                     start_node()
         else:
-            drop = current - n
-            for key in ("pending", "starting", "ready"):
-                take = min(drop, state[key])
-                state[key] -= take
-                drop -= take
-                if key == "starting":
-                    state["cancelled"] += take
+            # Kubernetes deletes unscheduled pods first, then not-ready ones, then the newest
+            order = sorted(pods, key=lambda p: (p.scheduled_at is not None, p.ready_at is not None,
+                                                -(p.ready_at or p.scheduled_at or 0.0)))
+            for pod in order[: current - n]:
+                pod.gone = True
+                pods.remove(pod)
 
-    def measured_demand_cores() -> float:
-        rate = sc.rate_at(env.now)
-        if sc.measurement_noise and rate > 0:
-            rate = rng.poisson(rate * hpa.sync_period_s) / hpa.sync_period_s
-        return rate * sc.cpu_s_per_request
+    def load(env):
+        """The CPU work of every tick: demand, what the ready pods can serve (limit), backlog."""
+        while True:
+            yield env.timeout(sc.tick_s)
+            rate = sc.rate_at(env.now - sc.tick_s)
+            if sc.measurement_noise and rate > 0:
+                rate = rng.poisson(rate * sc.tick_s) / sc.tick_s
+            demand = rate * sc.cpu_s_per_request
+            ready = sum(1 for p in pods if p.ready_at is not None and p.ready_at <= env.now - sc.tick_s)
+            if ready:  # requests queue at the pods; with no ready pod they fail (no endpoints)
+                served = min(demand + state["backlog"] / sc.tick_s, ready * limit)
+                state["backlog"] = max(0.0, state["backlog"] + (demand - served) * sc.tick_s)
+            else:
+                served = 0.0
+            state["served"] = served
+            usage.append((env.now, served / ready if ready else 0.0))
+            while usage and usage[0][0] < env.now - keep_s:
+                usage.popleft()
+
+    def pod_sample(pod, scrape_t):
+        """(usable, utilisation) of one pod's latest metrics-server sample."""
+        window_start = scrape_t - max(sc.metrics_window_s, sc.tick_s)
+        since = max(window_start, pod.ready_at)
+        values = [u for t, u in usage if since < t <= scrape_t]
+        if not values:
+            return None
+        return sum(values) / len(values) / sc.pod_cpu_request_cores, window_start
 
     def controller(env):
         """The HPA control loop, once per sync period."""
         while True:
             yield env.timeout(hpa.sync_period_s)
-            current = state["replicas"]
-            ready = state["ready"]
-            demand = measured_demand_cores()
-            # average utilisation over all pods; pods not ready count as 0 %
-            util = demand / (max(current, 1) * sc.pod_cpu_request_cores) if ready else 0.0
-            state["utilisation"] = demand / (ready * sc.pod_cpu_request_cores) if ready else float("inf")
-            if ready == 0:
-                continue
-            raw = hpa.recommend(current, util)
+            yield env.timeout(0)  # after the load tick of this instant: its usage is in the scrape
             now = env.now
+            current = state["replicas"]
+            scrape_t = math.floor(now / sc.metric_resolution_s + 1e-9) * sc.metric_resolution_s
+            ready_util, ignored, missing = [], 0, 0
+            for pod in pods:
+                if pod.ready_at is None:
+                    ignored += 1
+                    continue
+                sample = pod_sample(pod, scrape_t)
+                if sample is None:
+                    missing += 1
+                    continue
+                util, window_start = sample
+                initialising = pod.scheduled_at + hpa.cpu_initialization_period_s > now
+                if initialising and window_start < pod.ready_at:
+                    ignored += 1  # sample taken (partly) before the pod was ready
+                    continue
+                ready_util.append(util)
+            state["measured"] = sum(ready_util) / len(ready_util) if ready_util else float("nan")
+            raw = replica_count(hpa, current, ready_util, ignored, missing)
+            if raw is None:
+                continue
+            raw = min(max(raw, hpa.min_replicas), hpa.max_replicas)
             history.append((now, raw))
             while history and history[0][0] < now - hpa.scale_down_window_s:
                 history.popleft()
             if raw > current:
-                limit = max(math.ceil(current * (1 + hpa.scale_up_percent / 100.0)), current + hpa.scale_up_pods)
-                desired = min(raw, limit, hpa.max_replicas)
+                limit_up = max(math.ceil(current * (1 + hpa.scale_up_percent / 100.0)), current + hpa.scale_up_pods)
+                desired = min(raw, limit_up, hpa.max_replicas)
             else:
                 desired = min(current, max(r for _, r in history))
             scale_to(desired)
@@ -299,7 +408,7 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
         empty_since = None
         while True:
             yield env.timeout(hpa.sync_period_s)
-            needed = max(cl.min_nodes, math.ceil((scheduled_pods() + state["pending"]) / pods_per_node))
+            needed = max(cl.min_nodes, math.ceil(len(pods) / pods_per_node))
             if state["nodes_ready"] > needed:
                 if empty_since is None:
                     empty_since = env.now
@@ -313,24 +422,34 @@ def simulate_autoscaling(sc: HPAScenario, seed: int = 0) -> AutoscalingResult:
     def recorder(env):
         while True:
             rate = sc.rate_at(env.now)
-            ready = state["ready"]
+            ready, _, pending = counts()
             demand = rate * sc.cpu_s_per_request
             rows.append({
                 "t_s": env.now,
                 "load_rate_per_s": rate,
                 "replicas": state["replicas"],
                 "ready": ready,
-                "pending": state["pending"],
+                "pending": pending,
                 "utilisation": demand / (ready * sc.pod_cpu_request_cores) if ready else float("nan"),
+                "measured_utilisation": state["measured"],
+                "served_utilisation": state["served"] / (ready * sc.pod_cpu_request_cores) if ready else float("nan"),
+                "backlog_core_s": state["backlog"],
                 "nodes": state["nodes_ready"] + state["nodes_starting"] if cl else float("nan"),
             })
             yield env.timeout(sc.record_every_s)
+            yield env.timeout(0)  # after the HPA's decision of this instant
+            yield env.timeout(0)
 
-    state["pending"] = sc.initial_replicas
+    pods.extend(_Pod() for _ in range(sc.initial_replicas))
     schedule_pending()
-    if cl is not None and state["pending"] > 0:
-        for _ in range(min(math.ceil(state["pending"] / pods_per_node), cl.max_nodes - state["nodes_ready"])):
+    pending = sum(1 for p in pods if p.scheduled_at is None)
+    if cl is not None and pending > 0:
+        for _ in range(min(math.ceil(pending / pods_per_node), cl.max_nodes - state["nodes_ready"])):
             start_node()
+    for pod in pods:  # the Deployment existed before the run: its first pods are ready and settled
+        if pod.scheduled_at is not None:
+            pod.scheduled_at = -hpa.cpu_initialization_period_s - sc.pod_start_s
+    env.process(load(env))
     env.process(controller(env))
     env.process(recorder(env))
     if cl is not None:

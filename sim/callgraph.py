@@ -13,7 +13,11 @@ The scenario is a ``networkx.DiGraph``:
 * **edges** are calls with ``mode`` (``"sync"`` — the caller waits — or ``"async"`` — an event,
   fire and forget), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
   ``hop_delay_ms`` (network, each way), ``sidecar_ms`` (per sidecar; a meshed hop passes two
-  sidecars each way), ``timeout_ms``, ``retry`` (:class:`sim.Retry`), ``breaker``
+  sidecars each way), ``timeout_ms`` (per attempt: Istio's ``retries.perTryTimeout``),
+  ``route_timeout_ms`` (the whole call with its retries: Istio's route ``timeout``; when it fires
+  the pending attempt is abandoned and no retry follows), ``client_proxies`` (that many calling
+  sidecars, each balancing with its own view of the replicas' requests in flight, as Envoy's
+  least-request does per proxy; a call leaves from one of them at random), ``retry`` (:class:`sim.Retry`), ``breaker``
   (:class:`sim.CircuitBreaker` or :class:`sim.ApplicationBreaker`), ``bulkhead``
   (:class:`sim.Bulkhead`, rejects at once), and the mesh's ``outlier_detection``
   (:class:`sim.OutlierDetection`: the caller's proxy ejects single replicas) and
@@ -38,7 +42,7 @@ import simpy
 from ._validate import check_fraction, check_int, check_nonnegative, check_positive
 from .distributions import Stream, UniformStream, as_distribution
 from .loadbalancing import make_load_balancer
-from .ratelimit import TokenBucket
+from .ratelimit import RATE_LIMITERS
 from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, batch_means, percentile_estimate
 from .servers import Server, start
@@ -48,7 +52,8 @@ __all__ = ["CallGraph", "run_callgraph", "chain_graph"]
 _NODE_KEYS = {"service_time", "servers", "replicas", "load_balancer", "error_rate", "fanout",
               "rate_limit", "label", "replica_error_rate", "replica_service_time"}
 _EDGE_KEYS = {"mode", "calls", "probability", "hop_delay_ms", "sidecar_ms", "timeout_ms", "retry",
-              "breaker", "bulkhead", "label", "outlier_detection", "connection_pool"}
+              "breaker", "bulkhead", "label", "outlier_detection", "connection_pool", "route_timeout_ms",
+              "client_proxies"}
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,9 @@ class CallGraph:
                     else:
                         as_distribution(v, f"{key}[{n!r}][{i}]")
             rl = data.get("rate_limit")
-            if rl is not None and not isinstance(rl, TokenBucket):
-                raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket")
+            if rl is not None and not isinstance(rl, RATE_LIMITERS):
+                raise ValueError(f"rate_limit[{n!r}]: got {rl!r}; valid: None or a sim.TokenBucket, "
+                                 "sim.KongRateLimiting or sim.EnvoyLocalRateLimit")
         for a, b, data in g.edges(data=True):
             name = f"{a}->{b}"
             unknown = set(data) - _EDGE_KEYS
@@ -117,8 +123,11 @@ class CallGraph:
             check_fraction(f"probability[{name}]", data.get("probability", 1.0))
             check_nonnegative(f"hop_delay_ms[{name}]", data.get("hop_delay_ms", self.hop_delay_ms))
             check_nonnegative(f"sidecar_ms[{name}]", data.get("sidecar_ms", self.sidecar_ms))
-            if data.get("timeout_ms") is not None:
-                check_positive(f"timeout_ms[{name}]", data["timeout_ms"])
+            for key in ("timeout_ms", "route_timeout_ms"):
+                if data.get(key) is not None:
+                    check_positive(f"{key}[{name}]", data[key])
+            if data.get("client_proxies") is not None:
+                check_int(f"client_proxies[{name}]", data["client_proxies"])
             for key, cls in (("retry", Retry), ("breaker", (CircuitBreaker, ApplicationBreaker)),
                              ("bulkhead", Bulkhead), ("outlier_detection", OutlierDetection),
                              ("connection_pool", ConnectionPool)):
@@ -136,7 +145,7 @@ class CallGraph:
             raise ValueError(f"entry: got {entry!r}; valid: one of {sorted(map(str, g.nodes))}")
         check_nonnegative("hop_delay_ms", self.hop_delay_ms)
         check_nonnegative("sidecar_ms", self.sidecar_ms)
-        check_positive("rate_per_s", self.rate_per_s)
+        object.__setattr__(self, "rate_per_s", _rate(self.rate_per_s))
         check_int("n_requests", self.n_requests, 10)
         check_fraction("warmup_fraction", self.warmup_fraction, closed_high=False)
         check_int("batches", self.batches, 2)
@@ -150,6 +159,39 @@ class CallGraph:
 
     def _run(self, seed: int = 0, rate_per_s: float | None = None, n_requests: int | None = None):
         return run_callgraph(self, rate_per_s, n_requests, seed)
+
+
+def _rate(value):
+    """``rate_per_s`` as a constant or ``((start_s, rate), …)`` steps (the last one lasts)."""
+    if isinstance(value, (tuple, list)):
+        from .autoscaling import load_steps
+
+        steps = load_steps(*value)
+        if steps[-1][1] <= 0:
+            raise ValueError(f"rate_per_s: got {value!r}; valid: steps whose last rate is > 0")
+        return steps
+    return check_positive("rate_per_s", value)
+
+
+def _step_arrivals(steps, n: int, rng) -> np.ndarray:
+    """``n`` Poisson arrival times under a piecewise-constant rate (memoryless: restart each step)."""
+    out = np.empty(n)
+    i, t = 0, 0.0
+    for k, (start, r) in enumerate(steps):
+        t = max(t, start)
+        end = steps[k + 1][0] if k + 1 < len(steps) else np.inf
+        if r <= 0:
+            continue
+        while i < n:
+            t_next = t + rng.exponential(1.0 / r)
+            if t_next >= end:
+                t = end
+                break
+            out[i] = t = t_next
+            i += 1
+        if i >= n:
+            break
+    return out
 
 
 def _error_steps(value, name: str):
@@ -192,7 +234,7 @@ def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any)
 
 _EDGE_COLUMNS = ["edge", "mode", "calls", "attempts", "retries", "timeouts", "failed", "short_circuited",
                  "bulkhead_rejected", "budget_exhausted", "breaker_state", "pool_overflow", "ejections",
-                 "no_healthy_upstream"]
+                 "no_healthy_upstream", "route_timeouts"]
 
 
 class _Deadline:
@@ -220,7 +262,7 @@ class _Edge:
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
                  "n_skipped", "is_async", "plain", "outlier", "pool", "pool_spec", "n_pool_overflow",
-                 "n_no_healthy", "pick_host")
+                 "n_no_healthy", "pick_host", "label", "route_timeout_s", "n_route_timeouts", "proxies")
 
 
 def run_callgraph(
@@ -231,7 +273,7 @@ def run_callgraph(
     ``scenario`` is a :class:`CallGraph` or a bare DiGraph (wrapped with defaults).
     """
     cg = scenario if isinstance(scenario, CallGraph) else CallGraph(scenario)
-    rate = cg.rate_per_s if rate_per_s is None else check_positive("rate_per_s", rate_per_s)
+    rate = cg.rate_per_s if rate_per_s is None else _rate(rate_per_s)
     n_req = cg.n_requests if n_requests is None else check_int("n_requests", n_requests, 10)
     seed = int(seed)
     g = cg.graph
@@ -273,9 +315,11 @@ def run_callgraph(
         nodes[name] = nd
 
     edges: list[_Edge] = []
+    retry_times: list = []
     for a, b, d in g.edges(data=True):
         e = _Edge()
         e.src, e.dst = nodes[a], nodes[b]
+        e.label = f"{a}->{b}"
         e.is_async = d.get("mode", "sync") == "async"
         e.calls = d.get("calls", 1)
         e.probability = float(d.get("probability", 1.0))
@@ -297,9 +341,19 @@ def run_callgraph(
         e.pool = Server(env, e.pool_spec.max_connections) if e.pool_spec is not None else None
         e.pick_host = len(e.dst.resources) > 1 and (
             e.outlier is not None or (e.retry is not None and e.retry.retry_other_host))
-        e.n_pool_overflow = e.n_no_healthy = 0
+        e.n_pool_overflow = e.n_no_healthy = e.n_route_timeouts = 0
+        rt = d.get("route_timeout_ms")
+        e.route_timeout_s = rt / 1000.0 if rt is not None else None
+        k = d.get("client_proxies")
+        e.proxies = None
+        if k is not None and len(e.dst.resources) > 1:
+            spec = make_load_balancer(g.nodes[b].get("load_balancer", "round_robin"))
+            n_dst = len(e.dst.resources)
+            e.proxies = [(spec.new_state(n_dst, np.random.default_rng(rngs[2 + len(names) + names.index(b)].integers(2**32))),
+                          [0] * n_dst) for _ in range(k)]
+            e.pick_host = True
         e.plain = (e.timeout_s is None and e.retry is None and br is None and bh is None
-                   and e.outlier is None and e.pool is None)
+                   and e.outlier is None and e.pool is None and e.route_timeout_s is None and e.proxies is None)
         e.n_calls = e.n_attempts = e.n_retries = e.n_timeouts = e.n_failed = 0
         e.n_short_circuited = e.n_bulkhead_rejected = e.n_budget_exhausted = e.n_skipped = 0
         (e.src.async_edges if e.is_async else e.src.sync_edges).append(e)
@@ -377,7 +431,7 @@ def run_callgraph(
             return ok
         return (yield from visit(e.dst, replica))
 
-    def choose_host(e: _Edge, tried: list) -> int | None:
+    def choose_host(e: _Edge, tried: list, proxy=None) -> int | None:
         """The caller's proxy picks a replica: outlier-ejected hosts excluded (unless in panic),
         hosts already tried excluded when the retry policy asks for another host. -1: no host."""
         dst = e.dst
@@ -389,16 +443,32 @@ def run_callgraph(
             fresh = [h for h in candidates if h not in tried]
             candidates = fresh or candidates
         candidates = list(candidates)
+        picker, inflight = (proxy if proxy is not None else (dst.picker, dst.inflight))
         if len(candidates) == len(dst.resources):
-            return dst.picker.pick(dst.inflight)
+            return picker.pick(inflight)
         for _ in range(5):  # as Envoy's host_selection_retry_max_attempts: re-pick a few times
-            h = dst.picker.pick(dst.inflight)
+            h = picker.pick(inflight)
             if h in candidates:
                 return h
-        return min(candidates, key=dst.inflight.__getitem__)
+        return min(candidates, key=inflight.__getitem__)
 
     def call(e: _Edge):
-        """The caller's side of a call: breaker, bulkhead, timeout and retries with backoff."""
+        """The caller's side of a call; with a route timeout the attempts run under its deadline."""
+        if e.route_timeout_s is None:
+            return (yield from attempts(e, None))
+        cancelled = [False]
+        p = process(attempts(e, cancelled))  # a real process: per-try deadlines inside must see it active
+        timeout(e.route_timeout_s).callbacks.append(_Deadline(p, env.active_process))
+        try:
+            return (yield p)
+        except simpy.Interrupt:
+            cancelled[0] = True  # Envoy resets the pending attempt: no further retry
+            e.n_route_timeouts += 1
+            e.n_failed += 1
+            return False
+
+    def attempts(e: _Edge, cancelled):
+        """Breaker, bulkhead, per-try timeout and retries with backoff."""
         e.n_calls += 1
         if e.plain:  # no policy on this edge: one attempt, inline
             e.n_attempts += 1
@@ -408,15 +478,23 @@ def run_callgraph(
             return False
         breaker, bulkhead, budget, outlier, pool = e.breaker, e.bulkhead, e.budget, e.outlier, e.pool
         if budget is not None:
-            budget.deposit()
+            budget.deposit(env.now)
         tried: list = []
+        proxy = None
+        if e.proxies is not None:
+            proxy = e.proxies[int(uniform.next() * len(e.proxies))]
         for attempt in range(e.attempts):
+            if cancelled is not None and cancelled[0]:
+                return False
             if attempt:
-                if budget is not None and not budget.withdraw():
+                if budget is not None and not budget.withdraw(env.now):
                     e.n_budget_exhausted += 1
                     break
                 e.n_retries += 1
+                retry_times.append((env.now, e.label))
                 yield timeout(e.retry.backoff_s(attempt, uniform.next()))
+                if cancelled is not None and cancelled[0]:
+                    return False
             if breaker is not None and not breaker.allow(env.now):
                 e.n_short_circuited += 1
                 break  # fail fast: an open breaker is not retried
@@ -427,7 +505,7 @@ def run_callgraph(
             timed_out = False
             host = None
             if e.pick_host:
-                host = choose_host(e, tried)
+                host = choose_host(e, tried, proxy)
                 if host == -1:  # every host ejected and no panic: "no healthy upstream", a 503
                     e.n_no_healthy += 1
                     if bulkhead is not None:
@@ -456,6 +534,8 @@ def run_callgraph(
                     break
                 pool_req = pool.request()
                 yield pool_req
+            if proxy is not None:
+                proxy[1][host] += 1
             if e.timeout_s is None:
                 ok = yield from remote(e, host)
             else:
@@ -470,6 +550,8 @@ def run_callgraph(
                     ok = False
                     timed_out = True
                     e.n_timeouts += 1
+            if proxy is not None:
+                proxy[1][host] -= 1
             if pool_req is not None:
                 pool.release(pool_req)
             if bulkhead is not None:
@@ -478,6 +560,8 @@ def run_callgraph(
                 breaker.record(ok, env.now)
             if outlier is not None and host is not None:
                 outlier.record(host, ok, env.now)
+            if cancelled is not None and cancelled[0]:
+                return False  # the route timeout answered the caller already
             if ok:
                 return True
             if not e.retry or (timed_out and not e.retry.retry_on_timeout):
@@ -485,8 +569,12 @@ def run_callgraph(
         e.n_failed += 1
         return False
 
-    interarrival = rngs[0].exponential(1.0 / rate, n_req)
-    arrival_times = np.cumsum(interarrival)
+    if isinstance(rate, tuple):
+        arrival_times = _step_arrivals(rate, n_req, rngs[0])
+        interarrival = np.diff(arrival_times, prepend=0.0)
+    else:
+        interarrival = rngs[0].exponential(1.0 / rate, n_req)
+        arrival_times = np.cumsum(interarrival)
     latency = np.zeros(n_req)
     ok_arr = np.zeros(n_req, dtype=bool)
     entry = nodes[cg.entry]
@@ -524,7 +612,8 @@ def run_callgraph(
          "timeouts": e.n_timeouts, "failed": e.n_failed, "short_circuited": e.n_short_circuited,
          "bulkhead_rejected": e.n_bulkhead_rejected, "budget_exhausted": e.n_budget_exhausted,
          "breaker_state": e.breaker.state if e.breaker else None, "pool_overflow": e.n_pool_overflow,
-         "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy}
+         "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy,
+         "route_timeouts": e.n_route_timeouts}
         for e in edges
     ]
     transitions = [
@@ -550,5 +639,6 @@ def run_callgraph(
         ok=oks,
         breaker_transitions=transitions,
         ejections=ejections,
+        retry_times_s=retry_times,
         arrival_s=arrival_times[warm:],
     )

@@ -41,8 +41,10 @@ class Retry:
 
     The k-th retry waits ``backoff_ms × multiplier^(k−1)`` (capped at ``max_backoff_ms``); with
     ``jitter`` j in [0, 1] the wait is drawn uniformly from ``[(1 − j)·d, d]`` ("full jitter" at
-    j = 1). ``budget`` (e.g. 0.2) caps retries at that fraction of first attempts, as Envoy and
-    Finagle retry budgets do, plus ``min_retries`` to get started. ``retry_other_host`` sends a
+    j = 1). ``budget`` (e.g. 0.2) is Finagle's retry budget (``RetryBudget``): in any
+    ``budget_ttl_s`` window the retries may not exceed ``min_retries_per_s × budget_ttl_s`` plus
+    ``budget`` × the requests of that window — deposits and withdrawals expire after the TTL
+    (Finagle defaults: 20 %, 10 s, 10 per second). ``retry_other_host`` sends a
     retry to a replica not tried yet (Envoy's ``previous_hosts`` retry predicate, which Istio
     sets by default); :meth:`istio_default` is the retry policy every Istio route has.
     """
@@ -53,7 +55,8 @@ class Retry:
     max_backoff_ms: float = 1000.0
     jitter: float = 1.0
     budget: float | None = None
-    min_retries: int = 10
+    min_retries_per_s: float = 10.0
+    budget_ttl_s: float = 10.0
     retry_on_timeout: bool = True
     retry_other_host: bool = False
 
@@ -65,7 +68,8 @@ class Retry:
         check_fraction("jitter", self.jitter)
         if self.budget is not None:
             check_nonnegative("budget", self.budget)
-        check_int("min_retries", self.min_retries, 0)
+        check_nonnegative("min_retries_per_s", self.min_retries_per_s)
+        check_positive("budget_ttl_s", self.budget_ttl_s)
 
     @classmethod
     def istio_default(cls) -> "Retry":
@@ -81,25 +85,42 @@ class Retry:
         return d * (1.0 - self.jitter * u)
 
     def new_budget(self) -> "RetryBudget | None":
-        return RetryBudget(self.budget, self.min_retries) if self.budget is not None else None
+        if self.budget is None:
+            return None
+        return RetryBudget(self.budget, self.min_retries_per_s, self.budget_ttl_s)
 
 
 class RetryBudget:
-    """Token account: each first attempt deposits ``ratio``; each retry withdraws 1."""
+    """Finagle's token retry budget with expiring entries: each request deposits ``ratio``, each
+    retry withdraws 1, both forgotten after ``ttl_s``; a retry may go when the reserve
+    ``min_per_s × ttl_s`` plus the live entries is at least 1. (Finagle keeps the window in 10
+    slices; this keeps exact times.) Source: Finagle docs, "Retries — retry budgets"."""
 
-    __slots__ = ("ratio", "balance", "exhausted")
+    __slots__ = ("ratio", "reserve", "ttl", "entries", "live", "exhausted")
 
-    def __init__(self, ratio: float, min_retries: int):
+    def __init__(self, ratio: float, min_per_s: float, ttl_s: float):
         self.ratio = ratio
-        self.balance = float(min_retries)
+        self.reserve = min_per_s * ttl_s
+        self.ttl = ttl_s
+        self.entries: deque = deque()
+        self.live = 0.0
         self.exhausted = 0
 
-    def deposit(self) -> None:
-        self.balance += self.ratio
+    def _expire(self, now: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= now - self.ttl:
+            self.live -= entries.popleft()[1]
 
-    def withdraw(self) -> bool:
-        if self.balance >= 1.0:
-            self.balance -= 1.0
+    def deposit(self, now: float = 0.0) -> None:
+        self._expire(now)
+        self.entries.append((now, self.ratio))
+        self.live += self.ratio
+
+    def withdraw(self, now: float = 0.0) -> bool:
+        self._expire(now)
+        if self.reserve + self.live >= 1.0 - 1e-12:
+            self.entries.append((now, -1.0))
+            self.live -= 1.0
             return True
         self.exhausted += 1
         return False

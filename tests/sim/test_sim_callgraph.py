@@ -82,11 +82,12 @@ def test_retry_success_probability_is_one_minus_p_to_the_k(attempts):
 
 
 def test_retry_budget_caps_retries():
-    retry = sim.Retry(attempts=5, backoff_ms=1.0, budget=0.1, min_retries=10)
+    retry = sim.Retry(attempts=5, backoff_ms=1.0, budget=0.1, min_retries_per_s=1.0)
     g = two_tier(backend_error_rate=0.5, retry=retry)
     r = sim.run(g, seed=5, rate_per_s=100, n_requests=5_000)
     edge = r.edges.loc["client->backend"]
-    assert edge["retries"] <= 0.1 * edge["calls"] + 10
+    # Finagle's bound over the ~50 s run: 10 % of the calls + 1 retry/s, plus one TTL's reserve
+    assert edge["retries"] <= 0.1 * edge["calls"] + 1.0 * 50 + 10
     assert edge["budget_exhausted"] > 0
     # without the budget the same failures cause far more retries
     free = sim.run(two_tier(backend_error_rate=0.5, retry=sim.Retry(attempts=5, backoff_ms=1.0)),
