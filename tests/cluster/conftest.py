@@ -1,7 +1,8 @@
 """Fixtures for the local target: one real CloudMart per session (temp state folder, free port).
 
-Every process a fixture starts is stopped in teardown, also when a test fails; the teardown then
-checks that none of the recorded processes is still alive.
+Every process a fixture starts is stopped in teardown by `down`, also when a test fails; the
+teardown then checks that `down` left none of the recorded processes (nor any process naming the
+state folder) alive, and only after that check kills any survivor.
 """
 
 from __future__ import annotations
@@ -71,16 +72,38 @@ def processes_under(state_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def stop_everything(target: LocalTarget, pids: list[int]) -> None:
-    """`down`, then kill whatever is left (a failing test must not leave processes behind)."""
+def left_after(pids: list[int], state_dir: Path, grace_s: float = 5.0) -> list[int]:
+    """Recorded processes still alive, and processes naming the state folder, `grace_s` after
+    `down` returned (a process that `down` stopped is gone well within that; one it forgot is not)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        left = sorted(set(alive(pids)) | {p.pid for p in processes_under(state_dir)})
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def sweep(pids: list[int], state_dir: Path) -> None:
+    """SIGKILL whatever is left, so that a failing test leaves no process behind (never before
+    the check: a sweep first would hide what `down` forgot)."""
+    for pid in alive(pids) + [p.pid for p in processes_under(state_dir)]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def stop_everything(target: LocalTarget, pids: list[int]) -> list[int]:
+    """`down`, then note what it left behind, then kill that; returns the pids `down` left."""
+    left: list[int] = []
     try:
         target.down(timeout_s=30)
     finally:
-        for pid in alive(pids) + [p.pid for p in processes_under(target.state_dir)]:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        pids = sorted(set(pids + recorded_pids(target.state_dir)))
+        left = left_after(pids, target.state_dir)
+        sweep(pids, target.state_dir)
+    return left
 
 
 class Running:
@@ -117,8 +140,7 @@ def cloudmart(tmp_path_factory):
         yield running
     finally:
         pids = sorted(set(pids + recorded_pids(running.state_dir)))
-        stop_everything(running.target, pids)
-        left = alive(pids)
+        left = stop_everything(running.target, pids)
         assert not left, f"processes left behind after down: {left}"
 
 
@@ -130,8 +152,8 @@ def started(tmp: Path, **up_kw):
         yield running
     finally:
         pids = sorted(set(pids + recorded_pids(running.state_dir)))
-        stop_everything(running.target, pids)
-        assert not alive(pids), "processes left behind after down"
+        left = stop_everything(running.target, pids)
+        assert not left, f"processes left behind after down: {left}"
 
 
 @pytest.fixture(scope="session")
@@ -171,4 +193,4 @@ def tools():
     import types
 
     return types.SimpleNamespace(repo=REPO, alive=alive, free_port=free_port, processes_under=processes_under,
-                                 recorded_pids=recorded_pids)
+                                 recorded_pids=recorded_pids, left_after=left_after, sweep=sweep)

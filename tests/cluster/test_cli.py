@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,22 +112,81 @@ def test_bad_replicas_argument(tmp_path):
     assert "order=two" in line
 
 
+ONLY_AUTH = ",".join(f"{s}=0" for s in ("user", "product", "inventory", "order", "payment", "notification"))
+# The mesh with two order replicas and a product canary taking traffic: sidecars for each, more
+# processes for `down` to find (inventory, payment, notification and user stay at zero).
+MESH_CANARY = "user=0,inventory=0,payment=0,notification=0,order=2,product=1,product-canary=1"
+
+
+def _up(state, port, *args):
+    proc = cli("up", *args, state_dir=state, port=port)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 @pytest.mark.slow
-def test_up_then_down_leaves_no_process(tmp_path, tools):
-    """A small CloudMart (only auth runs) started and stopped by the CLI, in its own state folder."""
+@pytest.mark.parametrize("mode", ["auth-only", "mesh-order2-canary"])
+def test_up_then_down_leaves_no_process(tmp_path, tools, mode):
+    """A CloudMart started and stopped by the CLI, in its own state folder: right after `down`
+    returns, no process it started is alive (checked before anything else is killed)."""
     state = tmp_path / "state"
     port = free_port()
-    zero = ",".join(f"{s}=0" for s in ("user", "product", "inventory", "order", "payment", "notification"))
-    proc = cli("up", "--replicas", zero, state_dir=state, port=port)
+    pids = []
     try:
-        assert proc.returncode == 0, proc.stderr
-        assert "auth              1/1" in proc.stdout
+        if mode == "auth-only":
+            proc = _up(state, port, "--replicas", ONLY_AUTH)
+            assert "auth              1/1" in proc.stdout
+            minimum = 6                 # supervisor, gateway, auth-0, postgres, redis, nats
+        else:
+            proc = _up(state, port, "--mesh", "--replicas", MESH_CANARY)
+            status = json.loads(cli("status", "--json", state_dir=state).stdout)
+            assert status["mesh"] is True and status["deployments"]["order"]["ready"] == 2
+            assert status["deployments"]["product-canary"]["ready"] == 1
+            canary = cli("canary", "product", "--weight", "50", state_dir=state)
+            assert canary.returncode == 0, canary.stderr
+            # 2 order + product + product-canary + auth, each with a sidecar, and the rest
+            minimum = 2 * 5 + 5
         pids = tools.recorded_pids(state)
-        assert len(tools.alive(pids)) >= 5      # supervisor, gateway, auth-0, postgres, redis, nats
+        assert len(tools.alive(pids)) >= minimum, (mode, pids)
     finally:
         down = cli("down", state_dir=state)
+        left = tools.left_after(pids, state)
+        tools.sweep(pids, state)
     assert down.returncode == 0 and "stopped" in down.stdout, down.stderr
-    assert tools.alive(pids) == []
-    assert tools.processes_under(state) == []
+    assert left == [], f"{mode}: processes left behind by down: {left}"
     purge = cli("down", "--purge", state_dir=state)
     assert purge.returncode == 0 and not state.exists()
+
+
+@pytest.mark.slow
+def test_down_after_the_supervisor_was_killed_leaves_no_process(tmp_path, tools):
+    """The supervisor dies hard (SIGKILL: no clean-up of its own); `cloudmart down` still stops
+    the gateway, the replicas and the servers it had started."""
+    state = tmp_path / "state"
+    pids = []
+    try:
+        _up(state, free_port(), "--replicas", ONLY_AUTH)
+        raw = json.loads((state / "supervisor.json").read_text())
+        pids = tools.recorded_pids(state)
+        assert len(tools.alive(pids)) >= 6
+        os.kill(raw["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while tools.alive([raw["pid"]]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tools.alive([raw["pid"]]) == [], "the supervisor is dead"
+        assert len(tools.alive(pids)) >= 5, "the supervisor's children outlive it until down"
+    finally:
+        down = cli("down", state_dir=state)
+        left = tools.left_after(pids, state)
+        tools.sweep(pids, state)
+    assert down.returncode == 0, down.stderr
+    assert left == [], f"processes left behind by down after a killed supervisor: {left}"
+    assert "not running" in cli("down", state_dir=state).stdout
+
+
+def test_unknown_subcommand_is_one_line_with_exit_2(tmp_path):
+    proc = cli("frobnicate", state_dir=tmp_path / "s")
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert "frobnicate" in line and "invalid choice" in line and "up" in line
+    assert not (tmp_path / "s").exists(), "an unknown command starts nothing"

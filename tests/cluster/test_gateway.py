@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import copy
+import json
 
 import httpx
 import pytest
 import redis
+from caddy_proc import caddy, echo_server, free_port, received_headers
 
 pytestmark = pytest.mark.live
 
@@ -65,8 +67,59 @@ def test_unknown_path_is_404_json(cloudmart):
     assert "no route" in resp.json()["detail"]
 
 
-def test_gateway_sets_forwarded_for_and_user_headers(cloudmart):
-    """The service sees the user the gateway's auth check found (X-User-Id), not a spoofed one."""
-    resp = cloudmart.cm.get("/api/users/me", headers={"Authorization": f"Bearer {cloudmart.cm.token}",
-                                                      "X-User-Id": "admin"})
-    assert resp.status_code == 200 and "alice" in resp.text
+def _gateway_in_front_of_an_echo(cloudmart, echo_dial: str, tmp_path):
+    """The running gateway's own configuration (read from its admin API), with every route's
+    upstream pointed at `echo_dial`; forward_auth still asks the real auth replica."""
+    live = httpx.get(f"http://127.0.0.1:{cloudmart.cm.status()['gateway_admin_port']}/config/").json()
+    listen, admin = free_port(), free_port()
+    config = copy.deepcopy(live)
+    config["admin"]["listen"] = f"127.0.0.1:{admin}"
+    servers = config["apps"]["http"]["servers"]
+    gateway = servers["gateway"]
+    for name in [n for n in servers if n != "gateway"]:
+        del servers[name]                      # in-cluster listeners: ports the live gateway holds
+    gateway["listen"] = [f"127.0.0.1:{listen}"]
+    first, *routes = gateway["routes"]
+    assert first["handle"][0]["rewrite"]["uri"] == "/api/auth/verify", "route 0 is forward_auth"
+    redirected = 0
+    for route in routes:
+        for handler in route["handle"]:
+            if handler.get("handler") == "reverse_proxy":
+                handler["upstreams"] = [{"dial": echo_dial}]
+                handler.pop("health_checks", None)
+                handler["transport"].pop("tls", None)
+                redirected += 1
+    assert redirected >= 7, "every service route is a reverse_proxy"
+    return caddy(config, tmp_path / "echo-gateway", admin, (listen,)), f"http://127.0.0.1:{listen}"
+
+
+SPOOFED = {"X-User-Id": "admin", "X-User-Roles": "admin", "X-Forwarded-For": "1.2.3.4"}
+
+
+def test_gateway_replaces_spoofed_user_and_forwarded_for_headers(cloudmart, tmp_path):
+    """What a service behind the gateway receives: the user the auth check found, never the client's
+    own X-User-Id/X-User-Roles/X-Forwarded-For; an anonymous request carries no user header."""
+    with echo_server() as dial:
+        proc, url = _gateway_in_front_of_an_echo(cloudmart, dial, tmp_path)
+        with proc:
+            signed_in = httpx.get(f"{url}/api/orders", headers={
+                "Authorization": f"Bearer {cloudmart.cm.token}", **SPOOFED})
+            assert signed_in.status_code == 200, signed_in.text
+            seen = received_headers(signed_in)
+            assert seen["x-user-id"] == ["alice"]
+            assert seen["x-user-roles"] == ["customer"]
+            assert seen["x-forwarded-for"] == ["127.0.0.1"]
+            assert json.loads(signed_in.text)["path"] == "/api/orders"
+
+            anonymous = httpx.get(f"{url}/api/products", headers=SPOOFED)
+            assert anonymous.status_code == 200, anonymous.text
+            seen = received_headers(anonymous)
+            assert "x-user-id" not in seen and "x-user-roles" not in seen, seen
+            assert seen["x-forwarded-for"] == ["127.0.0.1"]
+
+            # The gateway leaves "who may see orders" to the service (it answers 401 without a
+            # token): an anonymous request reaches it with no user header, whatever it claims.
+            anonymous = httpx.get(f"{url}/api/orders", headers=SPOOFED)
+            assert anonymous.status_code == 200, anonymous.text
+            seen = received_headers(anonymous)
+            assert "x-user-id" not in seen and "x-user-roles" not in seen, seen
