@@ -144,6 +144,9 @@ def _path_matchers(prefixes: tuple[str, ...]) -> list[str]:
     return paths
 
 
+MAX_BODY_BYTES = 1 << 20   # 1 MiB: CloudMart's largest legitimate request is a few kB
+
+
 def gateway_config(rules: list[RouteRule], endpoints: dict[str, list[str]], *, listen_port: int,
                    admin_port: int, auth_service: str, weights: dict[str, int] | None = None,
                    tls: MeshTLS | None = None, server_names: dict[str, str] | None = None,
@@ -163,7 +166,10 @@ def gateway_config(rules: list[RouteRule], endpoints: dict[str, list[str]], *, l
     ordered = sorted(rules, key=lambda r: (not r.headers, -max(len(p) for p in r.path_prefixes)))
     routes: list[dict] = []
     auth_dials = endpoints.get(auth_service, [])
-    routes.append({"handle": [_forward_auth(auth_dials, tls) if auth_dials else _no_upstream("auth")]})
+    # Then no body larger than MAX_BODY_BYTES reaches a service (a 100 MB JSON body used to be
+    # read and parsed before its 422): Caddy answers 413 once the limit is passed.
+    routes.append({"handle": [_forward_auth(auth_dials, tls) if auth_dials else _no_upstream("auth"),
+                              {"handler": "request_body", "max_size": MAX_BODY_BYTES}]})
     for rule in ordered:
         match: dict = {"path": _path_matchers(rule.path_prefixes)}
         if rule.headers:

@@ -44,8 +44,9 @@ def test_over_the_rate_limit_is_429_with_retry_after(cloudmart):
     token = cm.token_for("bob")
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{cm.gateway_url}/api/products", headers=headers).status_code == 200
-    port = cm.status()["infra"]["redis"]["port"]
-    r = redis.Redis(host="127.0.0.1", port=port)
+    from services.infra import load_infra
+
+    r = redis.Redis.from_url(load_infra(cloudmart.state_dir).redis_url)   # Redis takes no anonymous client
     key = "ratelimit:sub:bob"
     assert r.exists(key), "the auth service keeps bob's bucket in Redis"
     seconds, micros = r.time()
@@ -59,6 +60,19 @@ def test_over_the_rate_limit_is_429_with_retry_after(cloudmart):
     finally:
         r.delete(key)
     assert httpx.get(f"{cm.gateway_url}/api/products", headers=headers).status_code == 200
+
+
+def test_a_body_over_the_gateway_limit_is_413_and_never_reaches_a_service(cloudmart):
+    from cluster.caddy import MAX_BODY_BYTES
+
+    cm = cloudmart.cm
+    big = b'{"username": "' + b"x" * (MAX_BODY_BYTES + 1024) + b'"}'
+    resp = httpx.post(f"{cm.gateway_url}/api/users", content=big, headers={"Content-Type": "application/json"},
+                      timeout=30)
+    assert resp.status_code == 413, resp.text[:200]
+    # A body under the limit still reaches the service (and gets its own 422 for a bad field).
+    small = httpx.post(f"{cm.gateway_url}/api/users", json={"username": "x" * 1000}, timeout=30)
+    assert small.status_code == 422, small.text[:200]
 
 
 def test_unknown_path_is_404_json(cloudmart):
