@@ -47,11 +47,22 @@ def validate(config: dict) -> None:
         proc = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "critical",
                                "--disable-hot-restart"], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "rror" in ln or "exception" in ln.lower()), lines[-1] if lines else "")
-        # Drop Envoy's "[time][pid][level][source]" prefix: the reason is what a reader needs.
-        reason = re.sub(r"^(\[[^\]]*\]\s*)+", "", reason.strip())
-        raise EnvoyConfigError(f"Envoy refused the config: {reason}")
+        raise EnvoyConfigError(f"Envoy refused the config: {_reason(proc.stdout + proc.stderr)}")
+
+
+def _reason(output: str) -> str:
+    """The line of Envoy's output that says why (it may follow a dump of the whole config)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    found = next((ln for ln in reversed(lines) if "validation failed" in ln), None)
+    if found is None:
+        found = next((ln for ln in lines if "error initializing configuration" in ln or "rror" in ln),
+                     lines[-1] if lines else "no output")
+        if found.endswith("goo.gle/debugproto") and lines:
+            found = lines[-1]
+    # Drop Envoy's "[time][pid][level][source]" prefix and the temp file's name.
+    found = re.sub(r"^(\[[^\]]*\]\s*)+", "", found)
+    found = re.sub(r"error initializing configuration '[^']*':\s*", "", found)
+    return found.lstrip(": ")
 
 
 def validate_plane(plane: DataPlane) -> None:
