@@ -100,6 +100,7 @@ class EnvoyProxy:
     def admin(self, path: str, method: str = "GET") -> httpx.Response:
         """A request to this Envoy's admin interface (Unix socket)."""
         if self._client is None:
+            # Admin answers come from Envoy's main thread: quick, but never hang a caller.
             self._client = httpx.Client(transport=httpx.HTTPTransport(uds=self.admin_socket),
                                         base_url="http://envoy-admin", timeout=5.0)
         return self._client.request(method, path)
@@ -191,13 +192,17 @@ class EnvoyProxy:
                 out.setdefault("lds.json", set()).add(l.get("active_state", {}).get("version_info", ""))
             for r in section.get("dynamic_route_configs", []):
                 out.setdefault(f"rds-{r['route_config']['name']}.json", set()).add(r.get("version_info", ""))
+            for sec in section.get("dynamic_active_secrets", []):
+                out.setdefault(f"sds-{sec['name']}.json", set()).add(sec.get("version_info", ""))
         return out
 
     def _wait_versions(self, versions: dict[str, str]) -> None:
         deadline = time.monotonic() + APPLY_TIMEOUT_S
-        wanted = {name: v for name, v in versions.items() if not name.startswith("sds-")}
+        wanted = dict(versions)
         while time.monotonic() < deadline:
             applied = self.applied_versions()
+            # Envoy subscribes to a secret only once a listener or cluster names it.
+            wanted = {n: v for n, v in wanted.items() if not n.startswith("sds-") or n in applied}
             if all(applied.get(name) == {v} for name, v in wanted.items()):
                 return
             time.sleep(0.02)

@@ -424,3 +424,115 @@ def test_sidecar_to_sidecar_mtls_verifies_the_peer_spiffe_id(tmp_path, upstreams
     impostor = envoys(impostor_plane, "order-1")
     assert httpx.get(f"http://127.0.0.1:{impostor.ports()['outbound-order']}/x").status_code == 503
     assert impostor.stats()["cluster.outbound|80||order.ssl.fail_verify_san"] >= 1
+
+
+def _peer_serial(port: int, ca: MeshCA, identity) -> int:
+    import socket
+    from cryptography import x509
+    ctx = ssl.create_default_context(cafile=str(ca.ca_file))
+    ctx.load_cert_chain(identity.cert_file, identity.key_file)
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_certificate_rotation_by_sds_under_load_fails_no_request(tmp_path, upstreams, envoys):
+    """New workload certificates reach both sidecars by file-based SDS while calls keep flowing."""
+    app = upstreams("payment")
+    ca = MeshCA(tmp_path / "ca")
+    services = {"payment", "order", "notification"}
+
+    def identity(name, service):
+        t = ca.issue(name, service)
+        return build.MeshIdentity(t.ca_file, t.cert_file, t.key_file)
+    pay_w = build.Workload("payment", {"app.kubernetes.io/name": "payment"}, m.Endpoint(port=app.port))
+    payment = envoys(build.sidecar(_policies("STRICT"), pay_w, identity("payment-0", "payment"), {}, services),
+                     "payment-0")
+    pay_port = payment.ports()["inbound"]
+    order_w = build.Workload("order", {"app.kubernetes.io/name": "order"}, m.Endpoint(port=1))
+
+    def order_plane(ident):
+        return build.sidecar(_policies("STRICT"), order_w, ident, {"payment": (0, [m.Endpoint(port=pay_port)])}, services)
+    order = envoys(order_plane(identity("order-0", "order")), "order-0")
+    url = f"http://127.0.0.1:{order.ports()['outbound-payment']}/api/payments/1"
+    probe = ca.issue("order-probe", "order")
+    before = _peer_serial(pay_port, ca, probe)
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=5) as c:
+            while not stop.is_set():
+                try:
+                    codes.append(c.get(url).status_code)
+                except httpx.HTTPError:
+                    codes.append(0)
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        for generation in (1, 2):
+            time.sleep(0.3)
+            payment.apply(build.sidecar(_policies("STRICT"), pay_w, identity(f"payment-0-r{generation}", "payment"),
+                                        {}, services))
+            order.apply(order_plane(identity(f"order-0-r{generation}", "order")))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        worker.join(10)
+    after = _peer_serial(pay_port, ca, probe)
+    assert after != before, "payment's sidecar still presents the old certificate"
+    assert len(codes) > 30 and set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+
+
+def test_a_replica_on_a_unix_socket_behind_its_sidecar(tmp_path, envoys):
+    """In mesh mode the replica can listen on a Unix socket: only its sidecar can reach it."""
+    import socketserver
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"via": "unix"}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+        def get_request(self):     # BaseHTTPRequestHandler wants a (host, port) client address
+            request, _ = super().get_request()
+            return request, ("unix", 0)
+
+    sock = tmp_path / "replica.sock"
+    server = UnixHTTPServer(str(sock), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ca = MeshCA(tmp_path / "ca")
+        t = ca.issue("payment-0", "payment")
+        w = build.Workload("payment", {}, m.Endpoint(pipe=str(sock)))
+        plane = build.sidecar([_policies("PERMISSIVE")[0]], w, build.MeshIdentity(t.ca_file, t.cert_file, t.key_file),
+                              {}, {"payment"})
+        proxy = envoys(plane, "payment-uds")
+        assert httpx.get(f"http://127.0.0.1:{proxy.ports()['inbound']}/x").json() == {"via": "unix"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_prometheus_stats_are_envoys_own_names(upstreams, envoys):
+    app = upstreams("app")
+    route = http_route("app", [{"backendRefs": [{"name": "app"}]}])
+    dr = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "app"},
+          "spec": {"host": "app", "trafficPolicy": {"outlierDetection": {"consecutive5xxErrors": 5}}}}
+    proxy = envoys(build.gateway([route, dr], {"app": [ep(app)]}).plane, "prom")
+    httpx.get(gateway_url(proxy) + "/x")
+    text = proxy.prometheus()
+    for name in ("envoy_cluster_upstream_rq_pending_overflow", "envoy_cluster_outlier_detection_ejections_enforced_total",
+                 "envoy_cluster_upstream_rq_retry", "envoy_http_downstream_rq_total"):
+        assert f"\n{name}{{" in text or text.startswith(f"{name}{{"), name
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||app"} 1' in text
