@@ -184,12 +184,14 @@ class EnvoyProxy:
         """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds-<name>.json)."""
         out: dict[str, set[str]] = {}
         for section in self.config_dump()["configs"]:
-            for c in section.get("dynamic_active_clusters", []):
-                out.setdefault("cds.json", set()).add(c.get("version_info", ""))
-            for l in section.get("dynamic_listeners", []):
-                if "warming_state" in l:
-                    out.setdefault("lds.json", set()).add("warming")
-                out.setdefault("lds.json", set()).add(l.get("active_state", {}).get("version_info", ""))
+            kind = section.get("@type", "")
+            # The last CDS/LDS update Envoy accepted (clusters it left unchanged keep older versions).
+            if kind.endswith("ClustersConfigDump") and "version_info" in section:
+                out["cds.json"] = {section["version_info"]}
+            if kind.endswith("ListenersConfigDump") and "version_info" in section:
+                out["lds.json"] = {section["version_info"]}
+                if any("warming_state" in l for l in section.get("dynamic_listeners", [])):
+                    out["lds.json"].add("warming")
             for r in section.get("dynamic_route_configs", []):
                 out.setdefault(f"rds-{r['route_config']['name']}.json", set()).add(r.get("version_info", ""))
             for sec in section.get("dynamic_active_secrets", []):
