@@ -114,7 +114,11 @@ def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port
         elif tls:
             c = replace(c, tls=tls)
         clusters.append(c)
-    listener = m.Listener("gateway", (m.VirtualHost("cloudmart", routes=tuple(routes)),), port=port,
+    # The services see the caller's address in X-Forwarded-For, as the edge sets it. (Envoy itself
+    # would append its host's own address for a loopback caller.)
+    forwarded = m.HeaderChanges(set=(("x-forwarded-for", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),))
+    listener = m.Listener("gateway", (m.VirtualHost("cloudmart", routes=tuple(routes), request_headers=forwarded),),
+                          port=port,
                           strip_headers=IDENTITY_HEADERS, jwt=jwt, stat_prefix="gateway")
     return Built(m.DataPlane([listener], clusters, secrets), kong_config.report)
 

@@ -206,6 +206,18 @@ def fault_config(f: m.Fault) -> dict:
     return out
 
 
+def header_changes(changes: m.HeaderChanges) -> dict:
+    """request_headers_to_add / _to_remove of a route or a virtual host."""
+    out: dict = {}
+    to_add = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in changes.set]
+    to_add += [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in changes.add]
+    if to_add:
+        out["request_headers_to_add"] = to_add
+    if changes.remove:
+        out["request_headers_to_remove"] = list(changes.remove)
+    return out
+
+
 def route(r: m.Route) -> dict:
     out: dict = {"name": r.name, "match": route_match(r.match)}
     if r.direct_response is not None:
@@ -237,13 +249,7 @@ def route(r: m.Route) -> dict:
             if r.host_rewrite:
                 action["host_rewrite_literal"] = r.host_rewrite
             out["route"] = action
-    changes = r.request_headers
-    to_add = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in changes.set]
-    to_add += [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in changes.add]
-    if to_add:
-        out["request_headers_to_add"] = to_add
-    if changes.remove:
-        out["request_headers_to_remove"] = list(changes.remove)
+    out.update(header_changes(r.request_headers))
     per_filter: dict = {}
     if r.fault:
         per_filter[FAULT_FILTER] = fault_config(r.fault)
@@ -259,7 +265,8 @@ def route(r: m.Route) -> dict:
 def route_configuration(listener: m.Listener) -> dict:
     return {
         "name": listener.name,
-        "virtual_hosts": [{"name": vh.name, "domains": list(vh.domains), "routes": [route(r) for r in vh.routes]}
+        "virtual_hosts": [{"name": vh.name, "domains": list(vh.domains), "routes": [route(r) for r in vh.routes],
+                           **header_changes(vh.request_headers)}
                           for vh in listener.virtual_hosts],
     }
 

@@ -174,9 +174,13 @@ class Route:
 
 @dataclass(frozen=True)
 class VirtualHost:
+    """Routes for some Host names; `request_headers` apply to every route (values may use Envoy's
+    substitution formatters, such as %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%)."""
+
     name: str
     domains: tuple[str, ...] = ("*",)
     routes: tuple[Route, ...] = ()
+    request_headers: HeaderChanges = field(default_factory=HeaderChanges)
 
 
 @dataclass(frozen=True)

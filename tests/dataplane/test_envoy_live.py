@@ -211,6 +211,7 @@ def test_jwt_checked_by_envoy_against_the_auth_jwks(upstreams, envoys, signing_k
         seen = ok.json()["headers"]
         assert seen["x-user-id"] == "alice"
         assert seen["x-user-roles"] == "customer admin"
+        assert seen["x-forwarded-for"] == "127.0.0.1"
         # A token signed by another key, an expired one, another issuer: Envoy answers 401 itself.
         forged = pyjwt.encode({"iss": "cloudmart-auth", "sub": "mallory", "exp": int(time.time()) + 60}, other_key,
                               algorithm="RS256", headers={"kid": cm_auth.key_id(signing_key.public_key())})
