@@ -226,11 +226,11 @@ def route(r: m.Route) -> dict:
     else:
         action: dict = {}
         live = [wc for wc in r.clusters if wc.weight > 0]
-        if len(r.clusters) == 1:
-            action["cluster"] = r.clusters[0].cluster
-        elif not live:
+        if not live:
             # Every backend at weight 0: Gateway API says answer 500.
             out["direct_response"] = {"status": 500, "body": {"inline_string": '{"detail": "no backend has weight"}'}}
+        elif len(live) == 1:
+            action["cluster"] = live[0].cluster
         else:
             action["weighted_clusters"] = {"clusters": [{"name": wc.cluster, "weight": wc.weight} for wc in live]}
         if action:

@@ -118,6 +118,60 @@ class EnvoyProxy:
         suffix = f"?resource={resource}" if resource else ""
         return self.admin(f"/config_dump{suffix}").json()
 
+    def proxy_config(self, kind: str) -> list[dict]:
+        """The live config as rows, like `istioctl proxy-config KIND`: listeners, routes, clusters, secrets."""
+        kinds = ("listeners", "routes", "clusters", "secrets")
+        if kind not in kinds:
+            raise ValueError(f"proxy-config {kind!r}: expected one of {', '.join(kinds)}")
+        rows: list[dict] = []
+        for section in self.config_dump()["configs"]:
+            if kind == "listeners":
+                for entry in section.get("dynamic_listeners", []):
+                    l = entry.get("active_state", {}).get("listener", {})
+                    chains = l.get("filter_chains", [])
+                    hcm = chains[0]["filters"][0]["typed_config"] if chains else {}
+                    rows.append({"name": l.get("name"), "address": _address_text(l.get("address", {})),
+                                 "port": self.ports().get(l.get("name", "")),
+                                 "tls": "PERMISSIVE" if len(chains) > 1 else
+                                        ("STRICT" if chains and "transport_socket" in chains[0] else "DISABLE"),
+                                 "http_filters": [f["name"] for f in hcm.get("http_filters", [])]})
+            elif kind == "routes":
+                for entry in section.get("dynamic_route_configs", []):
+                    rc = entry.get("route_config", {})
+                    for vh in rc.get("virtual_hosts", []):
+                        for r in vh.get("routes", []):
+                            action = r.get("route", {})
+                            if "weighted_clusters" in action:
+                                to = ", ".join(f"{c['name']} {c.get('weight', 0)}"
+                                               for c in action["weighted_clusters"]["clusters"])
+                            else:
+                                to = action.get("cluster") or f"direct {r.get('direct_response', {}).get('status')}"
+                            match = {k: v for k, v in r.get("match", {}).items()}
+                            rows.append({"route_config": rc.get("name"), "virtual_host": vh.get("name"),
+                                         "name": r.get("name"), "match": match, "to": to,
+                                         "timeout": action.get("timeout"),
+                                         "retries": action.get("retry_policy", {}).get("num_retries")})
+            elif kind == "clusters":
+                for entry in section.get("dynamic_active_clusters", []):
+                    c = entry.get("cluster", {})
+                    endpoints = [_address_text(lb["endpoint"]["address"])
+                                 for group in c.get("load_assignment", {}).get("endpoints", [])
+                                 for lb in group.get("lb_endpoints", [])]
+                    rows.append({"name": c.get("name"), "endpoints": endpoints, "lb_policy": c.get("lb_policy", "ROUND_ROBIN"),
+                                 "circuit_breakers": (c.get("circuit_breakers", {}).get("thresholds") or [{}])[0],
+                                 "outlier_detection": bool(c.get("outlier_detection")),
+                                 "mtls": "transport_socket" in c})
+            else:
+                for entry in section.get("dynamic_active_secrets", []):
+                    sec = entry.get("secret", {})
+                    row: dict = {"name": sec.get("name"), "version": entry.get("version_info")}
+                    chain = sec.get("tls_certificate", {}).get("certificate_chain")
+                    ca = sec.get("validation_context", {}).get("trusted_ca")
+                    row.update(_certificate_facts(chain or ca))
+                    row["type"] = "Cert Chain" if chain else "CA"
+                    rows.append(row)
+        return rows
+
     def ports(self) -> dict[str, int]:
         """The bound TCP port of every listener (listeners on port 0 get theirs from the kernel)."""
         data = self.admin("/listeners?format=json").json()
@@ -250,3 +304,34 @@ class EnvoyProxy:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _address_text(address: dict) -> str:
+    if "pipe" in address:
+        return f"unix:{address['pipe']['path']}"
+    sock = address.get("socket_address", {})
+    return f"{sock.get('address')}:{sock.get('port_value', 0)}"
+
+
+def _certificate_facts(source: dict | None) -> dict:
+    """Serial, expiry and URI SANs of the certificate Envoy loaded (inline in its config dump)."""
+    import base64
+
+    from cryptography import x509
+
+    if not source:
+        return {}
+    if "inline_bytes" in source:
+        pem = base64.b64decode(source["inline_bytes"])
+    elif "filename" in source and Path(source["filename"]).exists():
+        pem = Path(source["filename"]).read_bytes()
+    else:
+        return {}
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    return {"serial": format(cert.serial_number, "x"), "not_after": cert.not_valid_after_utc.isoformat(),
+            "spiffe": uris}

@@ -314,6 +314,17 @@ def test_envoy_refuses_what_the_model_allows_and_says_why():
         validate_plane(plane)
 
 
+def test_weights_render_as_gateway_api_says():
+    def rendered(*weights):
+        clusters = tuple(m.WeightedCluster(f"c{i}", w) for i, w in enumerate(weights))
+        return envoy.route(m.Route("r", m.RouteMatch("/"), clusters=clusters))
+    assert rendered(0, 0)["direct_response"]["status"] == 500          # every backend at weight 0
+    assert rendered(0)["direct_response"]["status"] == 500
+    assert rendered(100, 0)["route"]["cluster"] == "c0"                 # a weight-0 backend gets nothing
+    assert rendered(80, 20)["route"]["weighted_clusters"]["clusters"] == [{"name": "c0", "weight": 80},
+                                                                         {"name": "c1", "weight": 20}]
+
+
 def test_model_check_catches_dangling_names():
     plane = m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(
         m.Route("r", m.RouteMatch("/"), clusters=(m.WeightedCluster("nope", 1),)),)),))], [])
