@@ -348,8 +348,10 @@ def jwt_filter(j: m.JwtAuth) -> dict:
             "audiences": list(p.audiences),
             "remote_jwks": {"http_uri": {"uri": p.jwks_uri, "cluster": p.jwks_cluster, "timeout": "2s"},
                             "cache_duration": duration(p.cache_s),
-                            # Fetch the keys at start-up, not on the first request.
-                            "async_fetch": {"fast_listener": False},
+                            # Keys are fetched at start-up without holding the listener back (the
+                            # gateway may start before the auth service), again every second while
+                            # fetching fails, and at the latest every cache_duration.
+                            "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
                             "retry_policy": {"num_retries": 3}},
             "forward": p.forward,
             "payload_in_metadata": JWT_PAYLOAD_KEY,

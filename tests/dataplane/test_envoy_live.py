@@ -552,3 +552,27 @@ def test_prometheus_stats_are_envoys_own_names(upstreams, envoys):
                  "envoy_cluster_upstream_rq_retry", "envoy_http_downstream_rq_total"):
         assert f"\n{name}{{" in text or text.startswith(f"{name}{{"), name
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||app"} 1' in text
+
+
+def test_gateway_starts_before_the_auth_service_and_picks_up_its_keys(upstreams, envoys, signing_key):
+    """JWKS not served yet at start-up: the gateway listens anyway and checks tokens once it is."""
+    import json as _json
+    auth_upstream = upstreams("auth")
+    auth_upstream.routes[JWKS_PATH] = (503, '{"detail": "starting"}')
+    app = upstreams("app")
+    routes = [http_route("app", [{"backendRefs": [{"name": "app"}]}])]
+    issuer = kong.JwtIssuer("cloudmart-auth", "auth", "http://auth" + JWKS_PATH)
+    t0 = time.monotonic()
+    proxy = envoys(build.gateway(routes, {"app": [ep(app)], "auth": [ep(auth_upstream)]}, issuer=issuer).plane, "early")
+    assert time.monotonic() - t0 < 5
+    headers = {"authorization": f"Bearer {_token(signing_key)}"}
+    with httpx.Client(base_url=gateway_url(proxy)) as client:
+        assert client.get("/x").status_code == 200                # no token: no keys needed
+        assert client.get("/x", headers=headers).status_code == 401   # cannot check it yet: refused
+        auth_upstream.routes[JWKS_PATH] = (200, _json.dumps(cm_auth.jwks_for(signing_key.public_key())))
+        deadline = time.monotonic() + 10
+        while client.get("/x", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the gateway never fetched the keys again"
+            time.sleep(0.2)
+        assert client.get("/x", headers=headers).json()["headers"]["x-user-id"] == "alice"
+    assert proxy.stats()["http.gateway.jwt_authn.jwks_fetch_failed"] >= 1
