@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 
 from cluster.dataplane import gateway_api, istio, kong
 from cluster.dataplane import model as m
-from cluster.dataplane.errors import ResourceError
 
 # Identity headers the gateway sets from a verified token; a client's own copies are dropped.
 IDENTITY_HEADERS = ("x-user-id", "x-user-roles", kong.CONSUMER_HEADER)
@@ -71,13 +70,16 @@ def _renamed(route: m.Route) -> m.Route:
 
 def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port: int = 0,
             issuer: kong.JwtIssuer | None = None, identity: MeshIdentity | None = None,
-            trust_domain: str = "cloudmart.local") -> Built:
+            trust_domain: str = "cloudmart.local", weights: dict[str, int] | None = None,
+            cluster_ports: dict[str, int] | None = None) -> Built:
     """The gateway: HTTPRoutes (with Kong plugins by annotation), DestinationRules on its clusters.
 
     `endpoints` maps every Service name to its ready endpoints (possibly none: Envoy answers 503).
     With `identity`, the gateway calls the services over mTLS (ISTIO_MUTUAL) as a mesh workload.
     The JWT check comes from a Kong `jwt` plugin or, without one, from `issuer` (tokens optional,
-    checked when present; the services decide what needs a user).
+    checked when present; the services decide what needs a user). `weights` overrides backend
+    weights by Service name (a canary's share); `cluster_ports` adds, per Service, a plain listener
+    that balances over its endpoints with no edge policy (what kube-proxy does for a ClusterIP).
     """
     services = set(endpoints)
     policies = _policies(objects)
@@ -85,9 +87,17 @@ def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port
     routes = []
     rule_routes = gateway_api.routes(objects, services)
     kong_routes = set(kong_config.route_jwt)
+    weights = weights or {}
+    for name, w in weights.items():
+        if name not in services:
+            raise ValueError(f"weights: Service {name!r} does not exist")
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= gateway_api.MAX_WEIGHT:
+            raise ValueError(f"weights.{name}: {w!r} is not an integer in 0..{gateway_api.MAX_WEIGHT}")
     for r in rule_routes:
         http_route = r.name.split(".")[0]
         changes: dict = {}
+        if any(wc.cluster in weights for wc in r.clusters) and len(r.clusters) > 1:
+            changes["clusters"] = tuple(replace(wc, weight=weights.get(wc.cluster, wc.weight)) for wc in r.clusters)
         if http_route in kong_routes:
             changes["rate_limits"] = kong_config.route_limits.get(http_route, ())
             if kong_config.jwt is not None:
@@ -120,7 +130,14 @@ def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port
     listener = m.Listener("gateway", (m.VirtualHost("cloudmart", routes=tuple(routes), request_headers=forwarded),),
                           port=port,
                           strip_headers=IDENTITY_HEADERS, jwt=jwt, stat_prefix="gateway")
-    return Built(m.DataPlane([listener], clusters, secrets), kong_config.report)
+    listeners = [listener]
+    for service, cluster_port in sorted((cluster_ports or {}).items()):
+        if service not in services:
+            raise ValueError(f"cluster_ports: Service {service!r} does not exist")
+        balance = m.Route(f"cluster-{service}", m.RouteMatch("/"), clusters=(m.WeightedCluster(outbound(service), 1),))
+        listeners.append(m.Listener(f"cluster-{service}", (m.VirtualHost(service, routes=(balance,)),),
+                                    port=cluster_port, stat_prefix=f"cluster_{service}"))
+    return Built(m.DataPlane(listeners, clusters, secrets), kong_config.report)
 
 
 @dataclass(frozen=True)
@@ -172,7 +189,7 @@ def sidecar(objects: list[dict], workload: Workload, identity: MeshIdentity,
     needed = set()
     for peer, (port, endpoints) in sorted(peers.items()):
         if peer not in services:
-            raise ResourceError(None, "peers", f"Service {peer!r} does not exist")
+            raise ValueError(f"peers: Service {peer!r} does not exist")
         routes = vs_routes.get(peer) or [m.Route(f"{peer}.default", m.RouteMatch("/"),
                                                  clusters=(m.WeightedCluster(peer, 100),), retry=istio.DEFAULT_RETRY)]
         routes = [_renamed(r) for r in routes]
@@ -185,7 +202,7 @@ def sidecar(objects: list[dict], workload: Workload, identity: MeshIdentity,
     for name in sorted(needed):
         service = name.rsplit("||", 1)[1]
         if service not in peers:
-            raise ResourceError(None, "peers", f"routes reach Service {service!r}, which has no endpoints here")
+            raise ValueError(f"peers: routes reach Service {service!r}, which has no endpoints here")
         c = m.Cluster(name, tuple(peers[service][1]), idle_timeout_s=4.0)
         up_tls = m.UpstreamTLS(MESH_CERT_SECRET, MESH_CA_SECRET, sni=service,
                                peer_sans=(spiffe(trust_domain, service.removesuffix("-canary")),))

@@ -18,7 +18,7 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cluster.dataplane import build, gateway_api, istio, kong
+from cluster.dataplane import build, istio, kong
 from cluster.dataplane import model as m
 from cluster.dataplane.proxy import EnvoyConfigError
 from cluster.mesh import MeshCA
@@ -576,3 +576,20 @@ def test_gateway_starts_before_the_auth_service_and_picks_up_its_keys(upstreams,
             time.sleep(0.2)
         assert client.get("/x", headers=headers).json()["headers"]["x-user-id"] == "alice"
     assert proxy.stats()["http.gateway.jwt_authn.jwks_fetch_failed"] >= 1
+
+
+def test_canary_weight_override_and_in_cluster_listeners(upstreams, envoys):
+    """What the supervisor needs: `canary(product, W)` weights, and a plain listener per Service."""
+    stable, canary = upstreams("stable"), upstreams("canary")
+    route = http_route("product", [{"backendRefs": [{"name": "product", "weight": 100},
+                                                    {"name": "product-canary", "weight": 0}]}])
+    endpoints = {"product": [ep(stable)], "product-canary": [ep(canary)]}
+    proxy = envoys(build.gateway([route], endpoints, weights={"product": 0, "product-canary": 100},
+                                 cluster_ports={"product": 0}).plane, "canary")
+    with httpx.Client() as c:
+        assert {c.get(gateway_url(proxy) + "/x").json()["name"] for _ in range(10)} == {"canary"}
+        # The in-cluster listener of product skips the edge: it reaches product's replicas only.
+        in_cluster = f"http://127.0.0.1:{proxy.ports()['cluster-product']}/x"
+        assert {c.get(in_cluster).json()["name"] for _ in range(10)} == {"stable"}
+    with pytest.raises(ValueError, match=r"weights.product: -5 is not an integer in 0..1000000"):
+        build.gateway([route], endpoints, weights={"product": -5})

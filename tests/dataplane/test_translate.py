@@ -291,7 +291,6 @@ def test_the_base_manifests_with_kong_and_istio_validate_in_envoy(tmp_path):
     assert built.plane.cluster(build.outbound("product")).circuit_breaker.max_connections == 100
     validate_plane(built.plane)
     # A sidecar per service, from the Istio component, validated too.
-    ca_files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
     from cluster.mesh import MeshCA
     ident = MeshCA(tmp_path / "ca").issue("product-0", "product")
     identity = build.MeshIdentity(ident.ca_file, ident.cert_file, ident.key_file)
@@ -303,7 +302,6 @@ def test_the_base_manifests_with_kong_and_istio_validate_in_envoy(tmp_path):
         assert plane.listener("inbound").tls.mode == "STRICT"
         assert all(l.faults for l in plane.listeners if l.name.startswith("outbound-"))
         validate_plane(plane)
-    del ca_files
 
 
 def test_envoy_refuses_what_the_model_allows_and_says_why():
