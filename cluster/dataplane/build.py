@@ -100,6 +100,13 @@ def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port
             changes["clusters"] = tuple(replace(wc, weight=weights.get(wc.cluster, wc.weight)) for wc in r.clusters)
         if http_route in kong_routes:
             changes["rate_limits"] = kong_config.route_limits.get(http_route, ())
+            changes["cors"] = kong_config.route_cors.get(http_route)
+            extra = kong_config.route_headers.get(http_route)
+            if extra is not None:
+                mine = changes.get("request_headers", r.request_headers)
+                changes["request_headers"] = m.HeaderChanges(
+                    set=mine.set, add=mine.add + extra.add, remove=mine.remove + extra.remove,
+                    add_if_absent=mine.add_if_absent + extra.add_if_absent, replace=mine.replace + extra.replace)
             if kong_config.jwt is not None:
                 # Kong checks tokens only on the routes its jwt plugin is attached to.
                 changes["jwt_disabled"] = not kong_config.route_jwt.get(http_route, False)

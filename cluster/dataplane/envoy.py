@@ -36,6 +36,9 @@ TLS_INSPECTOR = T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspe
 PREVIOUS_HOSTS = T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 
 FAULT_FILTER = "envoy.filters.http.fault"
+CORS_FILTER = "envoy.filters.http.cors"
+CORS = T + "envoy.extensions.filters.http.cors.v3.Cors"
+CORS_POLICY = T + "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_PAYLOAD_KEY = "jwt_payload"
 # Distinct client addresses / header values with a bucket of their own (least recently used evicted).
@@ -209,12 +212,30 @@ def fault_config(f: m.Fault) -> dict:
 def header_changes(changes: m.HeaderChanges) -> dict:
     """request_headers_to_add / _to_remove of a route or a virtual host."""
     out: dict = {}
+    # Envoy removes first, then adds in list order: Kong's request-transformer order (remove,
+    # replace, add, append).
     to_add = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in changes.set]
+    to_add += [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS"} for k, v in changes.replace]
+    to_add += [{"header": {"key": k, "value": v}, "append_action": "ADD_IF_ABSENT"} for k, v in changes.add_if_absent]
     to_add += [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in changes.add]
     if to_add:
         out["request_headers_to_add"] = to_add
     if changes.remove:
         out["request_headers_to_remove"] = list(changes.remove)
+    return out
+
+
+def cors_policy(c: m.CorsPolicy) -> dict:
+    out: dict = {"@type": CORS_POLICY, "allow_origin_string_match": [string_match(o) for o in c.origins],
+                 "allow_credentials": c.credentials}
+    if c.methods:
+        out["allow_methods"] = ",".join(c.methods)
+    if c.headers:
+        out["allow_headers"] = ",".join(c.headers)
+    if c.expose_headers:
+        out["expose_headers"] = ",".join(c.expose_headers)
+    if c.max_age_s is not None:
+        out["max_age"] = str(c.max_age_s)
     return out
 
 
@@ -251,6 +272,8 @@ def route(r: m.Route) -> dict:
             out["route"] = action
     out.update(header_changes(r.request_headers))
     per_filter: dict = {}
+    if r.cors:
+        per_filter[CORS_FILTER] = cors_policy(r.cors)
     if r.fault:
         per_filter[FAULT_FILTER] = fault_config(r.fault)
     for rl in r.rate_limits:
@@ -416,6 +439,9 @@ def http_filters(listener: m.Listener) -> list[dict]:
         filters.append({"name": "envoy.filters.http.header_mutation", "typed_config": {
             "@type": HEADER_MUTATION, "mutations": {"request_mutations": [
                 {"remove": h} for h in listener.strip_headers]}}})
+    if any(r.cors for vh in listener.virtual_hosts for r in vh.routes):
+        # Before the JWT check: a CORS preflight carries no token (Kong runs cors first too).
+        filters.append({"name": CORS_FILTER, "typed_config": {"@type": CORS}})
     if listener.jwt:
         filters.append(jwt_filter(listener.jwt))
     # Istio's order: DENY policies first, then ALLOW (CUSTOM is not supported).

@@ -13,6 +13,10 @@ KongClusterPlugin labelled `global: "true"`.
 - `jwt`: RS256 tokens checked by Envoy's `jwt_authn` against the auth service's JWKS (standing
   for the consumer credential's `rsa_public_key`); `anonymous` lets a request without a token
   through, as Kong does with an anonymous consumer.
+- `request-transformer`: header `remove`, `replace` (only where present), `add` (only where
+  absent), `append`, in Kong's order; querystring and body changes are unsupported.
+- `cors`: Envoy's CORS filter per route (origins, methods, headers, exposed headers, max age,
+  credentials); preflights are answered before the JWT check, as Kong's plugin order does.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from cluster.dataplane.errors import ResourceError, positive_int
 PLUGINS_ANNOTATION = "konghq.com/plugins"
 KNOWN_PLUGINS = {"rate-limiting", "jwt", "key-auth", "request-transformer", "cors", "proxy-cache", "acl",
                  "basic-auth", "ip-restriction", "response-transformer", "correlation-id", "prometheus"}
-TRANSLATED_PLUGINS = {"rate-limiting", "jwt"}
+TRANSLATED_PLUGINS = {"rate-limiting", "jwt", "request-transformer", "cors"}
 WINDOWS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 CONSUMER_HEADER = "x-consumer-username"
 
@@ -57,10 +61,12 @@ class JwtIssuer:
 
 @dataclass
 class KongConfig:
-    """What Kong resources add to the gateway: per-route buckets and JWT checks, and the report."""
+    """What Kong resources add to the gateway: per-route buckets, JWT checks, header changes, CORS."""
 
     route_limits: dict[str, tuple[m.RateLimit, ...]] = field(default_factory=dict)   # HTTPRoute -> buckets
     route_jwt: dict[str, bool] = field(default_factory=dict)                          # HTTPRoute -> checked
+    route_headers: dict[str, m.HeaderChanges] = field(default_factory=dict)
+    route_cors: dict[str, m.CorsPolicy] = field(default_factory=dict)
     jwt: m.JwtAuth | None = None
     report: TranslationReport = field(default_factory=TranslationReport)
 
@@ -172,12 +178,85 @@ def _jwt(obj: dict, issuer: JwtIssuer | None, report: TranslationReport) -> m.Jw
     return m.JwtAuth((provider,), allow_missing=anonymous)
 
 
+def _pairs(obj: dict, where: str, values) -> tuple[tuple[str, str], ...]:
+    out = []
+    for i, item in enumerate(values or []):
+        name, sep, value = str(item).partition(":")
+        if not sep or not name:
+            raise ResourceError(obj, f"{where}[{i}]", f"{item!r} is not 'header:value'")
+        out.append((name.strip().lower(), value.strip()))
+    return tuple(out)
+
+
+def _request_transformer(obj: dict, report: TranslationReport) -> m.HeaderChanges:
+    name = obj["metadata"]["name"]
+    cfg = obj.get("config") or {}
+    actions = ("remove", "rename", "replace", "add", "append")
+    unknown = sorted(set(cfg) - set(actions) - {"http_method"})
+    if unknown:
+        raise ResourceError(obj, f"config.{unknown[0]}", "unknown field of the request-transformer plugin")
+    parts: dict = {}
+    for action in actions:
+        spec = cfg.get(action) or {}
+        if not isinstance(spec, dict):
+            raise ResourceError(obj, f"config.{action}", "expected an object with headers / querystring / body")
+        bad = sorted(set(spec) - {"headers", "querystring", "body", "uri", "json", "json_types"})
+        if bad:
+            raise ResourceError(obj, f"config.{action}.{bad[0]}", "unknown field")
+        for kind in ("querystring", "body", "json", "uri", "json_types"):
+            if spec.get(kind):
+                report.add(name, f"config.{action}.{kind}", "unsupported", "only headers are transformed locally")
+        headers = spec.get("headers") or []
+        if not headers:
+            continue
+        if action == "remove":
+            parts["remove"] = tuple(str(h).lower() for h in headers)
+        elif action == "rename":
+            report.add(name, "config.rename.headers", "unsupported", "Envoy cannot rename a header")
+            continue
+        else:
+            parts[{"replace": "replace", "add": "add_if_absent", "append": "add"}[action]] = _pairs(
+                obj, f"config.{action}.headers", headers)
+        report.add(name, f"config.{action}.headers", "honoured")
+    if cfg.get("http_method"):
+        report.add(name, "config.http_method", "unsupported")
+    return m.HeaderChanges(**parts)
+
+
+def _cors(obj: dict, report: TranslationReport) -> m.CorsPolicy:
+    name = obj["metadata"]["name"]
+    cfg = obj.get("config") or {}
+    allowed = {"origins", "methods", "headers", "exposed_headers", "credentials", "max_age", "preflight_continue",
+               "private_network", "allow_origin_absent"}
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ResourceError(obj, f"config.{unknown[0]}", "unknown field of the cors plugin")
+    origins = cfg.get("origins") or ["*"]
+    matches = tuple(m.StringMatch("prefix", "") if o == "*" else m.StringMatch("exact", str(o)) for o in origins)
+    report.add(name, "config.origins", "honoured", "exact origins or '*'; regular expressions are taken literally")
+    methods = tuple(cfg.get("methods") or ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE",
+                                           "CONNECT"))
+    max_age = cfg.get("max_age")
+    if max_age is not None:
+        max_age = positive_int(obj, "config.max_age", max_age, minimum=0)
+    if cfg.get("preflight_continue"):
+        report.add(name, "config.preflight_continue", "unsupported", "Envoy answers preflights itself")
+    for fld in ("methods", "headers", "exposed_headers", "credentials", "max_age"):
+        if fld in cfg:
+            report.add(name, f"config.{fld}", "honoured")
+    return m.CorsPolicy(matches, methods, tuple(cfg.get("headers") or ()), tuple(cfg.get("exposed_headers") or ()),
+                        max_age, bool(cfg.get("credentials", False)))
+
+
 def translate(objects: list[dict], issuer: JwtIssuer | None = None) -> KongConfig:
     """Kong plugins of the HTTPRoutes (by annotation) and global KongClusterPlugins → KongConfig."""
     plugins = _plugin_objects(objects)
     out = KongConfig()
     limits = {n: _rate_limits(o, out.report) for n, o in plugins.items() if o["plugin"] == "rate-limiting"}
     jwts = {n: _jwt(o, issuer, out.report) for n, o in plugins.items() if o["plugin"] == "jwt"}
+    transformers = {n: _request_transformer(o, out.report) for n, o in plugins.items()
+                    if o["plugin"] == "request-transformer"}
+    cors = {n: _cors(o, out.report) for n, o in plugins.items() if o["plugin"] == "cors"}
     if len(jwts) > 1:
         names = sorted(jwts)
         raise ResourceError(plugins[names[1]], "plugin", f"a second jwt plugin (besides {names[0]}) is not honoured")
@@ -196,6 +275,16 @@ def translate(objects: list[dict], issuer: JwtIssuer | None = None) -> KongConfi
                 raise ResourceError(obj, f"metadata.annotations.{PLUGINS_ANNOTATION}", f"KongPlugin {p!r} does not exist")
         out.route_limits[route] = tuple(rl for p in attached if p in limits for rl in limits[p])
         out.route_jwt[route] = any(p in jwts for p in attached)
+        changes = [transformers[p] for p in attached if p in transformers]
+        if len(changes) > 1:
+            raise ResourceError(obj, f"metadata.annotations.{PLUGINS_ANNOTATION}", "more than one request-transformer")
+        if changes:
+            out.route_headers[route] = changes[0]
+        policies = [cors[p] for p in attached if p in cors]
+        if len(policies) > 1:
+            raise ResourceError(obj, f"metadata.annotations.{PLUGINS_ANNOTATION}", "more than one cors plugin")
+        if policies:
+            out.route_cors[route] = policies[0]
     if jwts:
         out.jwt = next(iter(jwts.values()))
     return out

@@ -142,8 +142,22 @@ class HeaderChanges:
     """Request header changes (Gateway API's RequestHeaderModifier, Istio's headers.request)."""
 
     set: tuple[tuple[str, str], ...] = ()
-    add: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()            # appended to any value already there
     remove: tuple[str, ...] = ()
+    add_if_absent: tuple[tuple[str, str], ...] = ()  # Kong request-transformer `add`
+    replace: tuple[tuple[str, str], ...] = ()        # only where the header is present (Kong `replace`)
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """Envoy's CORS policy of a route (Kong's `cors` plugin)."""
+
+    origins: tuple[StringMatch, ...]
+    methods: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int | None = None
+    credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,7 @@ class Route:
     full_path_rewrite: str | None = None
     host_rewrite: str | None = None
     fault: Fault | None = None
+    cors: CorsPolicy | None = None
     rate_limits: tuple["RateLimit", ...] = ()   # buckets of this route only (Kong counts per route)
     jwt_disabled: bool = False                  # skip the listener's JWT check on this route
 

@@ -37,6 +37,14 @@ class Upstream:
             def log_message(self, *args):  # quiet
                 pass
 
+            def _headers(self) -> dict[str, str]:
+                """Headers by lower-case name; repeated ones joined with ',' (as HTTP allows)."""
+                out: dict[str, str] = {}
+                for k, v in self.headers.items():
+                    k = k.lower()
+                    out[k] = f"{out[k]},{v}" if k in out else v
+                return out
+
             def _answer(self):
                 length = int(self.headers.get("content-length") or 0)
                 if length:
@@ -44,7 +52,7 @@ class Upstream:
                 with upstream._lock:
                     upstream.hits += 1
                     upstream.seen.append({"path": self.path, "method": self.command,
-                                          "headers": {k.lower(): v for k, v in self.headers.items()}})
+                                          "headers": self._headers()})
                 if upstream.delay_s:
                     time.sleep(upstream.delay_s)
                 if self.path in upstream.routes:
@@ -52,7 +60,7 @@ class Upstream:
                 else:
                     status = upstream.status
                     body = json.dumps({"name": upstream.name, "path": self.path, "method": self.command,
-                                       "headers": {k.lower(): v for k, v in self.headers.items()}})
+                                       "headers": self._headers()})
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -593,3 +593,48 @@ def test_canary_weight_override_and_in_cluster_listeners(upstreams, envoys):
         assert {c.get(in_cluster).json()["name"] for _ in range(10)} == {"stable"}
     with pytest.raises(ValueError, match=r"weights.product: -5 is not an integer in 0..1000000"):
         build.gateway([route], endpoints, weights={"product": -5})
+
+
+def test_kong_request_transformer_and_cors(upstreams, envoys, signing_key):
+    app = upstreams("app")
+    transformer = {"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin", "metadata": {"name": "rt"},
+                   "plugin": "request-transformer", "config": {
+                       "remove": {"headers": ["x-debug"]}, "replace": {"headers": ["x-tier:gold", "x-absent:nope"]},
+                       "add": {"headers": ["x-env:lab", "x-tier:never"]}, "append": {"headers": ["x-trace:gw"]},
+                       "rename": {"headers": ["x-old:x-new"]}}}
+    cors = {"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin", "metadata": {"name": "cors"},
+            "plugin": "cors", "config": {"origins": ["https://shop.example"], "methods": ["GET", "POST"],
+                                         "headers": ["authorization"], "max_age": 600, "credentials": True}}
+    jwt_plugin = {"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin", "metadata": {"name": "jwt"},
+                  "plugin": "jwt", "config": {}}
+    route = http_route("app", [{"backendRefs": [{"name": "app"}]}], {"konghq.com/plugins": "rt,cors,jwt"})
+    issuer = kong.JwtIssuer("cloudmart-auth", "auth", "http://auth" + JWKS_PATH)
+    built = build.gateway([route, transformer, cors, jwt_plugin], {"app": [ep(app)], "auth": [ep(app)]}, issuer=issuer)
+    assert built.report.status("rt", "config.rename.headers") == "unsupported"
+    assert built.report.status("cors", "config.max_age") == "honoured"
+    proxy = envoys(built.plane, "rt")
+    with httpx.Client(base_url=gateway_url(proxy)) as client:
+        # A preflight is answered by Envoy before the JWT check (no token needed).
+        pre = client.options("/x", headers={"origin": "https://shop.example", "access-control-request-method": "POST"})
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == "https://shop.example"
+        assert pre.headers["access-control-max-age"] == "600"
+        assert pre.headers["access-control-allow-credentials"] == "true"
+        foreign = client.options("/x", headers={"origin": "https://evil.example", "access-control-request-method": "POST"})
+        assert "access-control-allow-origin" not in foreign.headers
+        hits = app.hits
+        token = {"authorization": f"Bearer {_token(signing_key)}"}
+        assert client.get("/x").status_code == 401                       # jwt without anonymous
+        assert app.hits == hits
+        auth_routes = app.routes
+        auth_routes[JWKS_PATH] = (200, __import__("json").dumps(cm_auth.jwks_for(signing_key.public_key())))
+        deadline = time.monotonic() + 10
+        while (resp := client.get("/x", headers={**token, "x-debug": "1", "x-tier": "bronze", "x-trace": "client"})).status_code != 200:
+            assert time.monotonic() < deadline, resp.status_code
+            time.sleep(0.2)
+    seen = resp.json()["headers"]
+    assert "x-debug" not in seen                     # removed
+    assert seen["x-tier"] == "gold"                  # replaced (present), and `add` did not touch it
+    assert "x-absent" not in seen                    # replace only where present
+    assert seen["x-env"] == "lab"                    # added where absent
+    assert seen["x-trace"] == "client,gw"            # appended: a second x-trace header, as Kong's append

@@ -255,7 +255,9 @@ def test_kong_rate_limit_windows_and_policies():
     ("rate-limiting", {"minute": 5, "limit_by": "planet"}, "config.limit_by"),
     ("rate-limiting", {"minute": 5, "polcy": "local"}, "config.polcy"),
     ("rate-limiting", {}, "config"),
-    ("cors", {}, "plugin"),
+    ("key-auth", {}, "plugin"),
+    ("request-transformer", {"add": {"headers": ["no-colon"]}}, r"config.add.headers\[0\]"),
+    ("cors", {"origin": ["*"]}, "config.origin"),
 ])
 def test_kong_bad_input(plugin, config, field):
     obj = {"kind": "KongPlugin", "metadata": {"name": "p"}, "plugin": plugin, "config": config}
