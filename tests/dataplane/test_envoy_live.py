@@ -638,3 +638,32 @@ def test_kong_request_transformer_and_cors(upstreams, envoys, signing_key):
     assert "x-absent" not in seen                    # replace only where present
     assert seen["x-env"] == "lab"                    # added where absent
     assert seen["x-trace"] == "client,gw"            # appended: a second x-trace header, as Kong's append
+
+
+def test_mirror_rewrite_method_and_query_matches(upstreams, envoys):
+    main, shadow, admin = upstreams("main"), upstreams("shadow"), upstreams("admin")
+    route = http_route("shop", [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api/orders"}, "method": "DELETE"}],
+         "backendRefs": [{"name": "admin"}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api/orders"},
+                      "queryParams": [{"name": "debug", "value": "1"}]}],
+         "backendRefs": [{"name": "admin"}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api/orders"}}],
+         "backendRefs": [{"name": "main"}],
+         "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}}},
+                     {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                                                    "replacePrefixMatch": "/v2/orders"}}}]}])
+    proxy = envoys(build.gateway([route], {"main": [ep(main)], "shadow": [ep(shadow)], "admin": [ep(admin)]}).plane,
+                   "mirror")
+    with httpx.Client(base_url=gateway_url(proxy)) as client:
+        got = client.get("/api/orders/7").json()
+        assert (got["name"], got["path"]) == ("main", "/v2/orders/7")
+        assert client.delete("/api/orders/7").json()["name"] == "admin"
+        assert client.get("/api/orders/7?debug=1").json()["name"] == "admin"
+        assert client.get("/api/orders/7?debug=0").json()["name"] == "main"
+    deadline = time.monotonic() + 5
+    while shadow.hits < 2 and time.monotonic() < deadline:      # mirrored copies are fire-and-forget
+        time.sleep(0.05)
+    assert shadow.hits == 2 and main.hits == 2
+    # Envoy marks the mirrored copy's Host with a -shadow suffix.
+    assert all(s["headers"]["host"].split(":")[0].endswith("-shadow") for s in shadow.seen)
