@@ -667,3 +667,38 @@ def test_mirror_rewrite_method_and_query_matches(upstreams, envoys):
     assert shadow.hits == 2 and main.hits == 2
     # Envoy marks the mirrored copy's Host with a -shadow suffix.
     assert all(s["headers"]["host"].split(":")[0].endswith("-shadow") for s in shadow.seen)
+
+
+def test_a_listener_change_keeps_its_port_and_drops_no_request(upstreams, envoys):
+    """A new HTTP filter changes the listener itself (LDS), not just routes: Envoy updates its
+    filter chains in place, on the same socket, even for a port the kernel picked."""
+    app = upstreams("app")
+    route = http_route("app", [{"backendRefs": [{"name": "app"}]}], {"konghq.com/plugins": ""})
+    plugin = {"apiVersion": "configuration.konghq.com/v1", "kind": "KongPlugin", "metadata": {"name": "rl"},
+              "plugin": "rate-limiting", "config": {"hour": 100000, "limit_by": "ip"}}
+    limited = http_route("app", [{"backendRefs": [{"name": "app"}]}], {"konghq.com/plugins": "rl"})
+    proxy = envoys(build.gateway([route], {"app": [ep(app)]}).plane, "lds")
+    port = proxy.ports()["gateway"]
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+            while not stop.is_set():
+                try:
+                    codes.append(c.get("/x").status_code)
+                except httpx.HTTPError:
+                    codes.append(0)
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        for objects in ([limited, plugin], [route], [limited, plugin]):
+            time.sleep(0.3)
+            proxy.apply(build.gateway(objects, {"app": [ep(app)]}).plane)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert proxy.ports()["gateway"] == port
+    assert len(codes) > 30 and set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+    assert httpx.get(f"http://127.0.0.1:{port}/x").headers["x-ratelimit-limit"] == "100000"
