@@ -122,10 +122,16 @@ def routes(objects: list[dict], services: set[str]) -> list[m.Route]:
         for ri, rule in enumerate(obj.get("spec", {}).get("rules", [])):
             where = f"spec.rules[{ri}]"
             check_fields(obj, where, rule, RULE_FIELDS)
+            if "sessionPersistence" in rule:
+                raise ResourceError(obj, f"{where}.sessionPersistence", "is not honoured by the local data plane")
             backends: list[m.WeightedCluster] = []
             for bi, b in enumerate(rule.get("backendRefs", [])):
                 at = f"{where}.backendRefs[{bi}]"
                 check_fields(obj, at, b, BACKEND_FIELDS)
+                if b.get("filters"):
+                    raise ResourceError(obj, f"{at}.filters", "per-backend filters are not honoured (use the rule's)")
+                if b.get("namespace", obj.get("metadata", {}).get("namespace")) != obj.get("metadata", {}).get("namespace"):
+                    raise ResourceError(obj, f"{at}.namespace", "backends in another namespace are not honoured")
                 if b.get("kind", "Service") != "Service":
                     raise ResourceError(obj, f"{at}.kind", f"{b.get('kind')!r} is not Service")
                 if b.get("name") not in services:

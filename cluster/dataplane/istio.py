@@ -104,6 +104,9 @@ def destination_rule(obj: dict) -> tuple[str, ClusterPolicy]:
     if spec.get("subsets"):
         raise ResourceError(obj, "spec.subsets", "subsets are not honoured by the local data plane "
                             "(route to a Service per version instead)")
+    for key in ("exportTo", "workloadSelector"):
+        if key in spec:
+            raise ResourceError(obj, f"spec.{key}", "is not honoured by the local data plane (one namespace)")
     if "host" not in spec:
         raise ResourceError(obj, "spec.host", "is required")
     tp = spec.get("trafficPolicy") or {}
@@ -122,6 +125,12 @@ def destination_rule(obj: dict) -> tuple[str, ClusterPolicy]:
                  {"http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection", "maxRetries",
                   "idleTimeout", "h2UpgradePolicy", "useClientProtocol", "maxConcurrentStreams"})
     where = "spec.trafficPolicy.connectionPool"
+    for key in ("tcpKeepalive", "maxConnectionDuration", "idleTimeout"):
+        if key in tcp:
+            raise ResourceError(obj, f"{where}.tcp.{key}", "is not honoured by the local data plane")
+    for key in ("h2UpgradePolicy", "useClientProtocol", "maxConcurrentStreams"):
+        if key in http:
+            raise ResourceError(obj, f"{where}.http.{key}", "is not honoured (the local data plane speaks HTTP/1.1)")
     if tcp or http:
         kwargs["circuit_breaker"] = m.CircuitBreaker(
             max_connections=positive_int(obj, f"{where}.tcp.maxConnections", tcp["maxConnections"])
@@ -148,6 +157,10 @@ def destination_rule(obj: dict) -> tuple[str, ClusterPolicy]:
                                    "baseEjectionTime", "maxEjectionPercent", "minHealthPercent",
                                    "consecutiveErrors", "splitExternalLocalOriginErrors",
                                    "consecutiveLocalOriginFailures"})
+        for key in ("consecutiveErrors", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"):
+            if key in od:
+                raise ResourceError(obj, f"{at}.{key}", "is not honoured (use consecutive5xxErrors or "
+                                    "consecutiveGatewayErrors)")
         kwargs["outlier_detection"] = m.OutlierDetection(
             # Istio's default is 5 consecutive 5xx when outlierDetection is present.
             consecutive_5xx=positive_int(obj, f"{at}.consecutive5xxErrors", od.get("consecutive5xxErrors", 5),
@@ -230,6 +243,10 @@ def virtual_service(obj: dict, services: set[str]) -> tuple[list[str], list[m.Ro
     check_fields(obj, "spec", spec, {"hosts", "http", "gateways", "exportTo", "tcp", "tls"})
     if spec.get("tcp") or spec.get("tls"):
         raise ResourceError(obj, "spec.tcp" if spec.get("tcp") else "spec.tls", "only http routes are honoured")
+    if any(g != "mesh" for g in spec.get("gateways", ["mesh"])):
+        raise ResourceError(obj, "spec.gateways", "only 'mesh' is honoured (the edge is routed by HTTPRoutes)")
+    if "exportTo" in spec:
+        raise ResourceError(obj, "spec.exportTo", "is not honoured by the local data plane (one namespace)")
     hosts = [short_host(h) for h in spec.get("hosts", [])]
     for i, h in enumerate(hosts):
         if h not in services:
@@ -454,12 +471,15 @@ def request_authentication(objects: list[dict], labels: dict[str, str], jwks_clu
             continue
         spec = obj.get("spec") or {}
         check_fields(obj, "spec", spec, {"selector", "jwtRules", "targetRef", "targetRefs"})
+        for key in ("targetRef", "targetRefs"):
+            if key in spec:
+                raise ResourceError(obj, f"spec.{key}", "is not honoured (use selector)")
         for i, rule in enumerate(spec.get("jwtRules", [])):
             at = f"spec.jwtRules[{i}]"
             check_fields(obj, at, rule, {"issuer", "audiences", "jwksUri", "jwks", "fromHeaders", "fromParams",
                                          "outputPayloadToHeader", "forwardOriginalToken", "outputClaimToHeaders",
                                          "fromCookies", "timeout"})
-            for unsupported in ("jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader"):
+            for unsupported in ("jwks", "fromHeaders", "fromParams", "fromCookies", "outputPayloadToHeader", "timeout"):
                 if unsupported in rule:
                     raise ResourceError(obj, f"{at}.{unsupported}", "is not honoured locally (use jwksUri and "
                                         "the Authorization header)")

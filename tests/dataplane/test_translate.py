@@ -88,6 +88,7 @@ def test_httproute_precedence_longest_prefix_and_headers_first():
     ({"backendRefs": [{"name": "a"}], "matches": [{"path": {"type": "Glob", "value": "/x"}}]},
      "spec.rules[0].matches[0].path.type"),
     ({"backendRefs": [{"name": "a"}], "filters": [{"type": "ExtensionRef"}]}, "spec.rules[0].filters[0].type"),
+    ({"backendRefs": [{"name": "a"}], "sessionPersistence": {"type": "Cookie"}}, "spec.rules[0].sessionPersistence"),
 ])
 def test_httproute_bad_input_names_object_and_field(rule, field):
     with pytest.raises(ResourceError) as err:
@@ -118,6 +119,8 @@ def test_destination_rules_of_the_istio_component():
     ({"loadBalancer": {"simple": "MAGLEV"}}, "spec.trafficPolicy.loadBalancer.simple"),
     ({"tls": {"mode": "SIMPLE"}}, "spec.trafficPolicy.tls.mode"),
     ({"outlierDetection": {"maxEjectionPercent": 150}}, "spec.trafficPolicy.outlierDetection.maxEjectionPercent"),
+    ({"outlierDetection": {"consecutiveErrors": 3}}, "spec.trafficPolicy.outlierDetection.consecutiveErrors"),
+    ({"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}, "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy"),
 ])
 def test_destination_rule_bad_input(traffic_policy, field):
     dr = {"kind": "DestinationRule", "metadata": {"name": "pay"}, "spec": {"host": "payment", "trafficPolicy": traffic_policy}}
