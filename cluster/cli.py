@@ -1,7 +1,7 @@
 """The `cloudmart` command: run and operate a local CloudMart, grade notebooks.
 
     cloudmart up [--mesh] [--replicas order=2,payment=2] [--monolith] [--target local|kind]
-    cloudmart status [--json]          cloudmart down [--purge]
+    cloudmart status [--json]          cloudmart down [--purge]      cloudmart doctor
     cloudmart logs SERVICE [-f]        cloudmart scale SERVICE N
     cloudmart chaos SERVICE (--latency-ms N | --error-rate P | --kill | --reset)
     cloudmart canary SERVICE --weight W
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--gateway", choices=["kong", "istio"], default=None, help="kind target: Kong or Istio at the edge")
     up.add_argument("--with", dest="with_components", default="", metavar="COMPONENTS",
                     help="kind target: gatekeeper,argocd,opencost,observability")
+
+    doctor = sub.add_parser("doctor", help="check that CloudMart can run here (starts nothing)")
+    doctor.add_argument("--port", type=int, default=None, help="gateway port to check (default $CLOUDMART_GATEWAY_PORT or 8080)")
 
     st = sub.add_parser("status", help="target, gateway URL, replicas wanted/ready")
     st.add_argument("--json", action="store_true")
@@ -285,7 +288,14 @@ def cmd_load(args) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
+def cmd_doctor(args) -> int:
+    from cluster import doctor
+    from cluster.local import gateway_port, state_dir
+
+    return doctor.run(state_dir(args.state_dir), gateway_port(args.port))
+
+
+COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
             "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load}
 
 

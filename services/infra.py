@@ -479,7 +479,8 @@ def pg_layout(state_dir: str | os.PathLike, create: bool = False) -> PgLayout:
     bin_dir, data_dir, relocated = install / "bin", root / "postgres", False
     if blocked_for(bin_dir / "postgres", uid, gid, groups) is not None:
         bin_dir = home / f"pginstall-{_state_key(install)}" / "pgserver" / "pginstall" / "bin"
-    if blocked_for(root, uid, gid, groups) is not None:
+    # A state folder not made yet will be private (0700, see private_folder): its data moves too.
+    if not Path(state_dir).exists() or blocked_for(root, uid, gid, groups) is not None:
         data_dir, relocated = home / f"data-{_state_key(Path(state_dir))}" / "postgres", True
     if bin_dir.is_relative_to(home) or relocated:
         blocked = blocked_for(home, uid, gid, groups)
