@@ -27,15 +27,22 @@ from typing import Any, Callable
 
 __all__ = [
     "AnswerShapeError",
+    "hidden_seeds",
+    "stamp",
+    "variant",
     "Feedback",
     "UnknownExerciseError",
     "check",
     "exercise",
     "known_exercises",
     "max_score",
+    "trivial",
+    "trivial_answers",
 ]
 
 RESULTS_ENV = "CLOUDMART_GRADING_RESULTS"
+
+from grading.variants import hidden_seeds, stamp, variant  # noqa: E402  (re-exported)
 
 # Modules whose import registers exercises; loaded on first use so that importing `grading`
 # stays cheap.
@@ -170,6 +177,32 @@ def exercise(exercise_id: str, *, max_score: float = 10) -> Callable[[CheckFn], 
         return fn
 
     return register
+
+
+TrivialFn = Callable[[int], dict[str, Any]]
+_TRIVIAL: dict[str, TrivialFn] = {}
+TRIVIAL_KINDS = ("empty", "uniform", "extreme", "copied")
+
+
+def trivial(exercise_id: str) -> Callable[[TrivialFn], TrivialFn]:
+    """Register ``fn(variant) -> {label: answer}``: the trivial answers of ``exercise_id`` that
+    must score low — each label starts with its kind, one of :data:`TRIVIAL_KINDS` (empty,
+    uniform, extreme, copied-from-the-notebook), e.g. ``"uniform: all sync"``."""
+
+    def register(fn: TrivialFn) -> TrivialFn:
+        _TRIVIAL[exercise_id] = fn
+        return fn
+
+    return register
+
+
+def trivial_answers(exercise_id: str, variant: int = 0) -> dict[str, Any]:
+    """The trivial answers registered for ``exercise_id`` (see :func:`trivial`); ``KeyError``
+    names an exercise that has none."""
+    _lookup(exercise_id)
+    if exercise_id not in _TRIVIAL:
+        raise KeyError(f"exercise {exercise_id!r} registers no trivial answers")
+    return _TRIVIAL[exercise_id](variant)
 
 
 def _load_exercises() -> None:

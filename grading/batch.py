@@ -29,11 +29,13 @@ from string import Template
 import nbformat
 import pandas as pd
 
-from grading import RESULTS_ENV, known_exercises, max_score
+from grading import RESULTS_ENV, known_exercises, max_score, variants
 
 __all__ = ["STATUSES", "grade_folder", "grade_submission", "write_html_report"]
 
 STATUSES = ("ok", "timeout", "error", "corrupt", "not-a-notebook")
+# What batch grading found of a submission's learner stamp (column ``stamp``).
+STAMPS = ("valid", "unchecked", "missing", "forged", "moved", "none")
 DEFAULT_TIMEOUT_S = 300.0
 STATE_DIR_ENV = "CLOUDMART_STATE_DIR"
 
@@ -61,14 +63,49 @@ def _read_results(path: Path) -> dict[str, float]:
     return scores
 
 
-def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
-    """Execute one submission and return ``{"submission", "status", "reason", "scores"}``.
+def _stamp_of(nb: nbformat.NotebookNode, path: Path, secret: str | None,
+              folder: Path | None) -> tuple[str, str, variants.Stamp | None]:
+    """(stamp status, learner id, stamp to grade with) of a submission.
+
+    ``valid``: signed with ``secret`` (and, in a per-learner folder, the folder's learner);
+    ``unchecked``: stamped but no secret to check it with; ``missing``: no stamp although a
+    secret is set; ``forged``: the signature does not match the id; ``moved``: a valid stamp of
+    another learner than the folder it was submitted in (a copied notebook). Only valid and
+    unchecked stamps choose the variants; the others are graded as variant 0.
+    """
+    from grading.notebooks import read_stamp
+
+    try:
+        stamp = read_stamp(nb)
+    except ValueError:
+        return "forged", "", None
+    if stamp is None:
+        return ("missing" if secret else "none"), "", None
+    if secret is None:
+        return "unchecked", stamp.learner_id, stamp
+    if not variants.verify(stamp.learner_id, stamp.signature, secret):
+        return "forged", stamp.learner_id, None
+    if folder is not None:
+        parts = path.resolve().relative_to(folder.resolve()).parts
+        if len(parts) > 1 and parts[0] != stamp.learner_id:
+            return "moved", stamp.learner_id, None
+    return "valid", stamp.learner_id, stamp
+
+
+def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S,
+                     secret: str | None = None, folder: str | Path | None = None) -> dict:
+    """Execute one submission and return ``{"submission", "status", "reason", "scores",
+    "stamp", "learner_id"}``.
 
     ``timeout_s`` bounds the whole run (kernel start included); on expiry the runner's and the
-    kernel's process groups are killed.
+    kernel's process groups are killed. With the instructor ``secret`` the learner stamp is
+    verified (see :func:`_stamp_of`; ``folder`` is the submissions folder, whose first-level
+    subfolders name learners); the kernel is given the verified stamp, so the variants graded
+    are the learner's whatever the notebook's stamp cell says.
     """
     path = Path(path)
-    row = {"submission": path.name, "status": "ok", "reason": "", "scores": {}}
+    row = {"submission": path.name, "status": "ok", "reason": "", "scores": {},
+           "stamp": "none", "learner_id": ""}
     if path.suffix != ".ipynb" or not path.is_file():
         row.update(status="not-a-notebook", reason=f"not a .ipynb file ({path.suffix or 'no suffix'})")
         return row
@@ -79,6 +116,9 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         row.update(status="corrupt", reason=f"cannot read notebook: {first[:200]}")
         return row
+    stamp_status, learner_id, stamp = _stamp_of(nb, path, secret,
+                                                Path(folder) if folder else None)
+    row.update(stamp=stamp_status, learner_id=learner_id)
 
     with tempfile.TemporaryDirectory(prefix="cloudmart-grade-") as tmp:
         tmpdir = Path(tmp)
@@ -92,6 +132,8 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
             # Live cells reach the grader's own CloudMart (the one `cloudmart up` started here),
             # not a new one per submission in a folder that is deleted afterwards.
             STATE_DIR_ENV: str(Path(os.environ.get(STATE_DIR_ENV) or ".cloudmart").resolve()),
+            # The verified stamp, or an empty one (variant 0): never the notebook's own cell.
+            variants.STAMP_ENV: stamp.to_env() if stamp else "",
         })
         cmd = [sys.executable, "-m", "grading._runner", str(path.resolve()), str(workdir),
                str(status_file), str(pid_file), str(timeout_s)]
@@ -139,11 +181,16 @@ def grade_folder(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     exercises: list[str] | None = None,
     jobs: int = 1,
+    secret: str | None = None,
 ) -> pd.DataFrame:
     """Grade every file in ``folder`` and its subfolders (one row per file, named by its path
     relative to ``folder``, sorted), ``jobs`` at a time.
 
-    Columns: ``submission``, ``status`` (one of :data:`STATUSES`), ``reason``, one column per
+    With the instructor ``secret``, learner stamps are verified (column ``stamp``, one of
+    :data:`STAMPS`, and ``learner_id``).
+
+    Columns: ``submission``, ``status`` (one of :data:`STATUSES`), ``reason``, ``stamp``,
+    ``learner_id``, one column per
     exercise (score; 0 when not attempted), ``total`` and ``max_total``. Exercises are
     ``exercises`` if given, else every known exercise that any submission checks or mentions.
     """
@@ -157,7 +204,8 @@ def grade_folder(
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     # Each submission is its own subprocess: threads only wait for them.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        rows = list(pool.map(lambda p: grade_submission(p, timeout_s=timeout_s), files))
+        rows = list(pool.map(lambda p: grade_submission(p, timeout_s=timeout_s, secret=secret,
+                                                        folder=folder), files))
     for p, r in zip(files, rows):
         r["submission"] = p.relative_to(folder).as_posix()
     known = set(known_exercises())
@@ -176,13 +224,15 @@ def grade_folder(
     max_total = sum(max_score(e) for e in exercises)
     table = []
     for r in rows:
-        rec = {"submission": r["submission"], "status": r["status"], "reason": r["reason"]}
+        rec = {"submission": r["submission"], "status": r["status"], "reason": r["reason"],
+               "stamp": r.get("stamp", "none"), "learner_id": r.get("learner_id", "")}
         for e in exercises:
             rec[e] = float(r["scores"].get(e, 0.0))
         rec["total"] = float(sum(rec[e] for e in exercises))
         rec["max_total"] = float(max_total)
         table.append(rec)
-    columns = ["submission", "status", "reason", *exercises, "total", "max_total"]
+    columns = ["submission", "status", "reason", "stamp", "learner_id", *exercises, "total",
+               "max_total"]
     return pd.DataFrame(table, columns=columns)
 
 

@@ -47,6 +47,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                        help="time limit per submission in seconds (default: 300)")
     grade.add_argument("--jobs", type=_positive_int, default=1,
                        help="submissions graded at the same time (default: 1)")
+    grade.add_argument("--secret-file", type=Path, default=None,
+                       help="instructor secret that signed the learner stamps (default: "
+                            "$CLOUDMART_INSTRUCTOR_SECRET); without one, stamps are not checked")
     grade.set_defaults(func=grade_command)
 
     students = subparsers.add_parser(
@@ -56,6 +59,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     students.add_argument("out", type=Path, help="folder to write the student notebooks to")
     students.add_argument("--src", type=Path, default=Path("notebooks"),
                           help="folder of solution notebooks (default: notebooks)")
+    students.add_argument("--roster", type=Path, default=None,
+                          help="CSV with a learner_id column: one stamped copy per learner, "
+                               "OUT/<learner_id>/")
+    students.add_argument("--secret-file", type=Path, default=None,
+                          help="file holding the instructor secret that signs the stamps "
+                               "(default: $CLOUDMART_INSTRUCTOR_SECRET)")
     students.set_defaults(func=student_notebooks_command)
 
 
@@ -73,9 +82,17 @@ def grade_command(args: argparse.Namespace) -> int:
     for target in (args.out, args.html):
         if target is not None and not target.resolve().parent.is_dir():
             return _fail(f"cannot write {str(target)!r}: its folder does not exist")
+    from grading.variants import instructor_secret
+
+    try:
+        secret_file = getattr(args, "secret_file", None)
+        secret = instructor_secret(required=False,
+                                   path=str(secret_file) if secret_file else None)
+    except (OSError, ValueError) as err:
+        return _fail(f"instructor secret: {err}")
     try:
         grades = grade_folder(args.submissions, timeout_s=args.timeout,
-                              jobs=getattr(args, "jobs", 1))
+                              jobs=getattr(args, "jobs", 1), secret=secret)
         grades.to_csv(args.out, index=False)
         if args.html is not None:
             write_html_report(grades, args.html, title=f"Grades: {args.submissions.name}")
@@ -90,17 +107,30 @@ def grade_command(args: argparse.Namespace) -> int:
 
 def student_notebooks_command(args: argparse.Namespace) -> int:
     """Run ``student-notebooks``: write learner versions of every notebook; exit code 0."""
-    from grading.notebooks import make_student_notebooks
+    from grading.notebooks import make_student_notebooks, read_roster
+    from grading.variants import instructor_secret
 
     if not args.src.is_dir():
         return _fail(f"source folder {str(args.src)!r} does not exist")
+    roster = secret = None
+    if getattr(args, "roster", None) is not None:
+        try:
+            roster = read_roster(args.roster)
+        except (OSError, ValueError) as err:
+            return _fail(str(err))
+        try:
+            secret_file = getattr(args, "secret_file", None)
+            secret = instructor_secret(path=str(secret_file) if secret_file else None)
+        except (OSError, ValueError) as err:
+            return _fail(f"instructor secret: {err}")
     try:
-        written = make_student_notebooks(args.src, args.out)
+        written = make_student_notebooks(args.src, args.out, roster=roster, secret=secret)
     except (OSError, ValueError) as err:
         return _fail(str(err))
     except Exception as err:  # a malformed notebook: say which, in one line
         return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-    print(f"wrote {len(written)} student notebook(s) to {args.out}")
+    per = f" for {len(roster)} learner(s)" if roster else ""
+    print(f"wrote {len(written)} student notebook(s){per} to {args.out}")
     return 0
 
 

@@ -8,24 +8,35 @@ holds a worked answer. :func:`make_student_notebooks` writes a copy of every not
   cell after it still runs and says the answer is missing), or ``raise NotImplementedError``
   if there is none;
 - a ``solution`` markdown cell becomes ``*Your answer here.*``;
-- a cell tagged ``solution-output`` or ``hidden`` is removed;
+- a cell tagged ``solution-output``, ``hidden`` or ``instructor`` is removed;
 - every output, execution count and saved widget state is cleared, because a solved
   notebook's outputs (feedback of a check, a printed plan) would give the answer away.
 
 :func:`find_leaks` lists solution lines that still appear in a student notebook.
+
+With a roster (:func:`read_roster`) and an instructor secret, :func:`make_student_notebooks`
+writes one copy per learner, ``OUT/<learner_id>/…``, each stamped (:func:`stamp_notebook`) with
+the learner id and its signature, which :func:`grading.variant` turns into the learner's
+exercise variants.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import re
 import shutil
 from pathlib import Path
 
 import nbformat
 
+from grading import variants
+
 __all__ = [
     "SOLUTION_TAG",
+    "read_roster",
+    "read_stamp",
+    "stamp_notebook",
     "REMOVED_TAGS",
     "find_leaks",
     "make_student_notebook",
@@ -34,7 +45,7 @@ __all__ = [
 ]
 
 SOLUTION_TAG = "solution"
-REMOVED_TAGS = frozenset({"solution-output", "hidden"})
+REMOVED_TAGS = frozenset({"solution-output", "hidden", "instructor"})
 STUB_MARKER = "# YOUR CODE HERE"
 MARKDOWN_STUB = "*Your answer here.*"
 
@@ -110,10 +121,66 @@ def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 _NOT_COPIED = frozenset({"conftest.py", "nbval_sanitize.cfg"})
 
 
-def make_student_notebooks(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def stamp_notebook(nb: nbformat.NotebookNode, learner_id: str,
+                   signature: str) -> nbformat.NotebookNode:
+    """Return ``nb`` stamped for one learner: the stamp in the metadata and a first code cell
+    (tagged ``learner-stamp``) that sets it in the kernel. An earlier stamp is replaced."""
+    variants.check_stamp(learner_id, signature)
+    out = nbformat.from_dict(nb)
+    out.cells = [c for c in out.cells if variants.STAMP_TAG not in _tags(c)]
+    cell = nbformat.v4.new_code_cell(
+        "# Your exercise variant: the numbers of your exercises are yours. Leave this cell as it is.\n"
+        "import grading\n"
+        f"grading.stamp({learner_id!r}, {signature!r})",
+        metadata={"tags": [variants.STAMP_TAG], "editable": False, "deletable": False})
+    out.cells.insert(0, cell)
+    out.metadata[variants.METADATA_KEY] = {"learner_id": learner_id, "signature": signature}
+    return out
+
+
+def read_stamp(nb: nbformat.NotebookNode) -> variants.Stamp | None:
+    """The stamp in ``nb``'s metadata, ``None`` if it has none; ``ValueError`` if malformed."""
+    meta = nb.metadata.get(variants.METADATA_KEY)
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        raise ValueError("the notebook's learner stamp is malformed")
+    return variants.Stamp(*variants.check_stamp(meta.get("learner_id"), meta.get("signature")))
+
+
+def read_roster(path: str | Path) -> list[str]:
+    """The learner ids of a roster CSV (a header row with a ``learner_id`` column; other
+    columns, e.g. a name, are ignored). ``ValueError`` names the row of a bad or repeated id."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "learner_id" not in reader.fieldnames:
+            raise ValueError(f"roster {str(path)!r} needs a header row with a 'learner_id' column")
+        ids: list[str] = []
+        for row_number, row in enumerate(reader, start=2):
+            learner_id = (row.get("learner_id") or "").strip()
+            try:
+                variants.check_learner_id(learner_id)
+            except ValueError as err:
+                raise ValueError(f"roster {str(path)!r} row {row_number}: {err}") from None
+            if learner_id in ids:
+                raise ValueError(f"roster {str(path)!r} row {row_number}: learner id "
+                                 f"{learner_id!r} appears twice")
+            ids.append(learner_id)
+    if not ids:
+        raise ValueError(f"roster {str(path)!r} lists no learner")
+    return ids
+
+
+def make_student_notebooks(src_dir: str | Path, out_dir: str | Path,
+                           roster: list[str] | None = None,
+                           secret: str | bytes | None = None) -> list[Path]:
     """Write a student version of every ``*.ipynb`` under ``src_dir`` to the same relative path
     under ``out_dir``, and copy the files the notebooks read (data, images); return the paths of
     the student notebooks.
+
+    With ``roster`` (learner ids) and the instructor ``secret``, write one stamped copy per
+    learner under ``out_dir/<learner_id>/`` instead.
 
     Hidden files and folders, ``__pycache__`` and the notebook tests' own files are left out.
     Raises ``ValueError`` if ``src_dir`` is not a folder or ``out_dir`` lies inside it.
@@ -123,6 +190,17 @@ def make_student_notebooks(src_dir: str | Path, out_dir: str | Path) -> list[Pat
         raise ValueError(f"src_dir={str(src_dir)!r} is not a folder")
     if out == src or src in out.parents:
         raise ValueError(f"out_dir={str(out_dir)!r} must not lie inside src_dir={str(src_dir)!r}")
+    if roster is not None:
+        if secret is None:
+            raise ValueError("a roster needs the instructor secret to sign the learner ids")
+        written = []
+        for learner_id in roster:
+            signature = variants.sign(learner_id, secret)
+            for path in make_student_notebooks(src, out / learner_id):
+                nb = nbformat.read(path, as_version=4)
+                nbformat.write(stamp_notebook(nb, learner_id, signature), path)
+                written.append(path)
+        return written
     written = []
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)

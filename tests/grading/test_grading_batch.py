@@ -14,7 +14,7 @@ import pytest
 from grading import check
 from grading.batch import grade_folder, grade_submission, write_html_report
 
-from grading_fixtures import WRONG_PATTERNS, write_notebook, write_submissions
+from grading_fixtures import GOOD_PATTERNS_SOURCE, WRONG_PATTERNS, write_notebook, write_submissions
 
 TIMEOUT_S = 45.0  # generous: kernel start and imports are slow on a busy 2-core machine
 
@@ -49,8 +49,8 @@ def test_one_row_per_submission_with_its_status(graded):
         "partial.ipynb": "ok",
         "spins.ipynb": "timeout",
     }
-    assert list(graded.columns) == ["status", "reason", "day1.lab1_cost", "day1.patterns",
-                                    "total", "max_total"]
+    assert list(graded.columns) == ["status", "reason", "stamp", "learner_id", "day1.lab1_cost",
+                                    "day1.patterns", "total", "max_total"]
     reasons = graded["reason"]
     assert "not JSON" in reasons["corrupt.ipynb"] or "cannot read" in reasons["corrupt.ipynb"]
     assert "kernel died" in reasons["exits.ipynb"]
@@ -94,7 +94,7 @@ def test_last_check_counts_and_live_cells_see_the_graders_state_dir(
     monkeypatch.setenv("CLOUDMART_STATE_DIR", str(state))
     nb = tmp_path / "retry.ipynb"
     write_notebook(nb, "import grading, os, pathlib",
-                   f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})",
+                   f"grading.check('day1.patterns', {GOOD_PATTERNS_SOURCE})",
                    f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})",
                    "pathlib.Path(os.environ['CLOUDMART_STATE_DIR'], 'seen').write_text(os.getcwd())")
     row = grade_submission(nb, timeout_s=120)
@@ -115,8 +115,8 @@ def test_bad_arguments_are_clear(tmp_path: Path):
     assert empty.empty and "total" in empty.columns
     (tmp_path / "notes.txt").write_text("no notebook here")
     chosen = grade_folder(tmp_path, exercises=["day1.patterns", "day1.challenge"])
-    assert list(chosen.columns) == ["submission", "status", "reason", "day1.patterns",
-                                    "day1.challenge", "total", "max_total"]
+    assert list(chosen.columns) == ["submission", "status", "reason", "stamp", "learner_id",
+                                    "day1.patterns", "day1.challenge", "total", "max_total"]
     assert chosen["status"].tolist() == ["not-a-notebook"] and chosen["max_total"][0] == 20
 
 
@@ -125,7 +125,7 @@ def test_cli_writes_csv_and_html(tmp_path: Path, answers):
     folder = tmp_path / "subs"
     folder.mkdir()
     write_notebook(folder / "a.ipynb", "import grading",
-                   f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})")
+                   f"grading.check('day1.patterns', {GOOD_PATTERNS_SOURCE})")
     write_notebook(folder / "c.ipynb", "import grading",
                    f"grading.check('day1.patterns', {json.dumps(WRONG_PATTERNS)})")
     (folder / "b.ipynb").write_text("garbage")

@@ -69,3 +69,82 @@ def test_live_cells_assert_what_must_hold(path):
     live = [i for i, c in enumerate(code) if "connect(" in c.source]
     assert any(c.source.lstrip().startswith("assert") or "\nassert " in c.source for c in code[live[0]:]), \
         "live measurements are followed by asserts"
+
+
+def _without_magics(source: str) -> str:
+    """The cell with each IPython magic or shell line replaced by ``pass`` (same indentation)."""
+    return "\n".join(ln[:len(ln) - len(ln.lstrip())] + "pass"
+                     if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines())
+
+
+def _bound_names(source: str) -> set[str]:
+    """Names a cell binds at top level or in its loops and blocks (assignments, loop targets,
+    with-as, walrus), not function, class or import names; IPython magics are skipped."""
+    import ast
+
+    code = _without_magics(source)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # top-level await: parse it inside an async function
+        tree = ast.parse("async def _cell():\n" + "\n".join("    " + ln for ln in code.splitlines()))
+    names: set[str] = set()
+
+    def targets(node):
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                targets(t)
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            if not isinstance(node, ast.comprehension):
+                targets(node.target)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            targets(node.optional_vars)
+        elif isinstance(node, ast.NamedExpr):
+            targets(node.target)
+    return names - {"_cell"}
+
+
+def _asserted_names(source: str) -> set[str]:
+    import ast
+
+    code = _without_magics(source)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        tree = ast.parse("async def _cell():\n" + "\n".join("    " + ln for ln in code.splitlines()))
+    return {n.id for a in ast.walk(tree) if isinstance(a, ast.Assert)
+            for n in ast.walk(a) if isinstance(n, ast.Name)}
+
+
+def _is_widget(source: str) -> bool:
+    return "@interact" in source or "interact(" in source or "ipywidgets" in source
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_every_ignored_live_cell_is_followed_by_an_assert_on_what_it_bound(path):
+    """nbval does not compare an ignored cell's output, so an assert (in the cell or after it)
+    must check something the cell computed; a cell that binds nothing must assert itself."""
+    code = _code(_read(path))
+    problems = []
+    for i, cell in enumerate(code):
+        src = cell.source
+        if "NBVAL_IGNORE_OUTPUT" not in src or _is_widget(src):
+            continue
+        bound = _bound_names(src)
+        asserted = set().union(*(_asserted_names(c.source) for c in code[i:]))
+        if not bound & asserted:
+            problems.append(f"cell {i}: binds {sorted(bound) or 'nothing'}, none asserted:\n"
+                            f"{src[:160]}")
+    assert not problems, "\n\n".join(problems)
+
+
+def test_the_assert_rule_catches_an_unchecked_cell():
+    """Negative control of the rule above."""
+    assert _bound_names("# NBVAL_IGNORE_OUTPUT\nr = cm.load(rps=1)\nfor x in y: pass") == {"r", "x"}
+    assert _asserted_names("assert r.summary['ok'] > 0") == {"r"}
+    assert not _bound_names("print(1)") & _asserted_names("assert y")
+    assert "nats_ms" in _bound_names("nats_ms = []\nawait nc.close()")
