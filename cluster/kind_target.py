@@ -49,6 +49,7 @@ CRD_DIR = ROOT / "cluster" / "schemas" / "crds"
 CLUSTER_NAME = "cloudmart"
 CONTEXT = f"kind-{CLUSTER_NAME}"
 NAMESPACE = "cloudmart"
+KEYGEN_JOB = "auth-keygen"    # base/auth-keygen: creates the Secret when Argo CD alone syncs the cluster
 IMAGE = "ghcr.io/cloudmart-course/cloudmart:0.1.0"
 GATEWAYS = ("kong", "istio")
 COMPONENTS = ("gatekeeper", "argocd", "opencost", "observability")
@@ -400,6 +401,8 @@ def plan(gateway: str = "kong", components: Iterable[str] = (), port: int | None
         ["kubectl", "kustomize", "<state>/overlay  # images: newTag <version>-<image id>"],
         ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-  # namespaces and templates first"],
         ["kubectl", "apply", "-f", "-  # Secret auth-signing-key, a new RSA key, unless the cluster has one"],
+        # A Job's pod template is immutable: replace the last run (as Argo CD's BeforeHookCreation does).
+        ["kubectl", "-n", NAMESPACE, "delete", "job", KEYGEN_JOB, "--ignore-not-found", "--wait=true"],
         ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-  # everything else; constraints last"],
     ]
     if gateway == "istio":
@@ -437,20 +440,20 @@ def kong_jwt_credential(jwks: dict, issuer: str = JWT_ISSUER) -> dict:
 
 
 def auth_signing_key_secret(private_key=None) -> dict:
-    """The Secret every auth replica reads its RS256 signing key from (a new 2048-bit key by default)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    """The Secret every auth replica reads its RS256 signing key from (a new 2048-bit key by default).
 
-    key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    return {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "auth-signing-key", "namespace": NAMESPACE,
-                     "labels": {"app.kubernetes.io/name": "auth", "app.kubernetes.io/part-of": "cloudmart"}},
-        "type": "Opaque",
-        "stringData": {"jwt-signing-key.pem": pem},
-    }
+    The same Secret the manifests' `auth-keygen` Job creates (services.auth.keygen), so a cluster
+    made by `up` and one synced by Argo CD alone hold the same object.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from services.auth import keygen
+
+    pem = None
+    if private_key is not None:
+        pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+    return keygen.signing_key_secret(NAMESPACE, pem)
 
 
 def route_with_canary_weight(route: dict, service: str, weight: int) -> dict:
@@ -618,6 +621,9 @@ def up(gateway: str = "kong", with_components: Iterable[str] = (), port: int | N
         if number == 0 and _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "get", "secret", "auth-signing-key"],
                                 check=False, quiet=True).returncode != 0:
             _kubectl_apply([auth_signing_key_secret()])   # once per cluster: tokens outlive a re-run of `up`
+        if number == 0:
+            _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "delete", "job", KEYGEN_JOB,
+                  "--ignore-not-found", "--wait=true"])
     if gateway == "istio":
         _wait_for(lambda: _run(["kubectl", "--context", CONTEXT, "-n", NAMESPACE, "get", "service", "cloudmart-istio"],
                                check=False, quiet=True).returncode == 0, 180, "Istio's gateway Service")
