@@ -53,6 +53,12 @@ def _status(exc: BaseException) -> int | None:
     return getattr(exc, "status", None)
 
 
+def _reason(exc: BaseException) -> str:
+    """One line: ApiException's str() spans several lines (reason, headers, body)."""
+    reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"HTTP {_status(exc)} {reason}" if _status(exc) is not None else str(reason)
+
+
 def _has_key(secret: Any) -> bool:
     data = secret.get("data") if isinstance(secret, dict) else getattr(secret, "data", None)
     return bool(data) and KEY_FILE in data
@@ -72,7 +78,7 @@ def ensure_signing_key(api: Any, namespace: str) -> str:
         existing = api.read_namespaced_secret(SECRET_NAME, namespace)
     except Exception as exc:                                  # kubernetes.client.ApiException
         if _status(exc) != 404:
-            raise KeygenError(f"cannot read Secret {namespace}/{SECRET_NAME}: HTTP {_status(exc)} {exc}") from exc
+            raise KeygenError(f"cannot read Secret {namespace}/{SECRET_NAME}: {_reason(exc)}") from exc
     else:
         if not _has_key(existing):
             raise KeygenError(f"Secret {namespace}/{SECRET_NAME} exists without {KEY_FILE}; "
@@ -83,7 +89,7 @@ def ensure_signing_key(api: Any, namespace: str) -> str:
     except Exception as exc:
         if _status(exc) == 409:                                # another creator won the race: keep its key
             return "created-concurrently"
-        raise KeygenError(f"cannot create Secret {namespace}/{SECRET_NAME}: HTTP {_status(exc)} {exc}") from exc
+        raise KeygenError(f"cannot create Secret {namespace}/{SECRET_NAME}: {_reason(exc)}") from exc
     return "created"
 
 
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keygen: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:                                   # config errors, connection refused, ...
-        print(f"keygen: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"keygen: {type(exc).__name__}: {_reason(exc)}", file=sys.stderr)
         return 1
     print(f"keygen: Secret {namespace}/{SECRET_NAME}: {outcome}")
     return 0

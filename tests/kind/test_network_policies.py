@@ -3,6 +3,8 @@ the service graph are open at both ends, and everything else is closed."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 NAMESPACE_LABELS = {"cloudmart": {"kubernetes.io/metadata.name": "cloudmart"},
@@ -30,10 +32,26 @@ def selects(selector: dict | None, labels: dict) -> bool:
     return True
 
 
-def peer_matches(peer: dict, policy_ns: str, other: tuple[str, dict]) -> bool:
+POD_NETWORK = "10.244.0.0/16"          # kind's pod subnet: the address every pod's traffic comes from
+
+
+class Address(str):
+    """An endpoint that is not a pod (the API server's node, the ClusterIP it is reached through)."""
+
+
+def in_ip_block(block: dict, address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip in ipaddress.ip_network(block["cidr"]) and not any(
+        ip in ipaddress.ip_network(e) for e in block.get("except", []))
+
+
+def peer_matches(peer: dict, policy_ns: str, other) -> bool:
+    if isinstance(other, Address):
+        return "ipBlock" in peer and in_ip_block(peer["ipBlock"], other)
     ns, labels = other
     if "ipBlock" in peer:
-        return False
+        # Pods are addressed from the pod network (the address a CNI matches an ipBlock against).
+        return in_ip_block(peer["ipBlock"], str(next(ipaddress.ip_network(POD_NETWORK).hosts())))
     if "namespaceSelector" in peer:
         if not selects(peer["namespaceSelector"], NAMESPACE_LABELS.get(ns, {})):
             return False
@@ -68,7 +86,7 @@ def graph(rendered):
     objects = rendered["kong-all"]
     pods = {}
     for o in objects:
-        if o["kind"] in ("Deployment", "StatefulSet"):
+        if o["kind"] in ("Deployment", "StatefulSet", "Job"):
             pods[o["metadata"]["name"]] = (o["metadata"]["namespace"], o["spec"]["template"]["metadata"]["labels"])
     pods["kong-proxy"] = ("kong", {"app.kubernetes.io/name": "kong"})
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
@@ -132,3 +150,29 @@ def test_istio_gateway_reaches_services_only(rendered):
     for name, pod in pods.items():
         if pod[0] == "cloudmart":
             assert allowed(policies, "Egress", pod, istiod, 15012), name
+
+
+# The Kubernetes API server, as the keygen Job's pod reaches it: the `kubernetes` Service's ClusterIP
+# on 443 before kube-proxy's DNAT, or kind's control-plane node (on the `kind` Docker network) on
+# 6443 after it; CNIs differ in which one a policy sees, so both must be open.
+API_SERVER = [(Address("10.96.0.1"), 443), (Address("172.18.0.2"), 6443)]
+
+
+@pytest.mark.parametrize("overlay", ["kong-all", "istio-all"])
+def test_only_the_keygen_job_reaches_the_api_server(rendered, overlay):
+    objects = rendered[overlay]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    pods = {o["metadata"]["name"]: (o["metadata"]["namespace"], o["spec"]["template"]["metadata"]["labels"])
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")}
+    keygen = pods["auth-keygen"]
+    for address, port in API_SERVER:
+        assert allowed(policies, "Egress", keygen, address, port), (address, port)
+        for name, pod in pods.items():
+            if name != "auth-keygen" and pod[0] == "cloudmart":
+                assert not allowed(policies, "Egress", pod, address, port), (name, address, port)
+    # Nothing else: not the API server's other ports, not the pods, no ingress at all.
+    assert not allowed(policies, "Egress", keygen, Address("172.18.0.2"), 10250)
+    assert not allowed(policies, "Egress", keygen, Address("10.244.0.7"), 443)
+    for name, port in (("postgres", 5432), ("redis", 6379), ("auth", 8080)):
+        assert not edge_open(policies, keygen, pods[name], port), name
+        assert not edge_open(policies, pods[name], keygen, port), name
