@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import uuid
 
 import httpx
 import pytest
+from caddy_proc import caddy, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -30,11 +32,65 @@ def test_plaintext_to_a_sidecar_is_refused(mesh_cloudmart):
     assert "items" not in resp.text              # and the request never reached the service
 
 
+def _tls_get(port: int, context: ssl.SSLContext, server_name: str = "product") -> bytes:
+    """One HTTPS GET over a raw socket: a refused connection (no sidecar listening) raises
+    ConnectionRefusedError, a refused handshake raises ssl.SSLError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(b"GET /api/products HTTP/1.1\r\nHost: product\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            return data
+
+
 def test_tls_without_a_mesh_client_certificate_is_refused(mesh_cloudmart):
     rep = _replica(mesh_cloudmart, "product")
-    ca = ssl.create_default_context(cafile=str(mesh_cloudmart.state_dir / "run" / "mesh" / "ca.pem"))
-    with pytest.raises((httpx.ReadError, httpx.ConnectError, ssl.SSLError)):
-        httpx.get(f"https://127.0.0.1:{rep['sidecar_inbound_port']}/api/products", verify=ca)
+    mesh = mesh_cloudmart.state_dir / "run" / "mesh"
+    with_cert = ssl.create_default_context(cafile=str(mesh / "ca.pem"))
+    with_cert.load_cert_chain(str(mesh / "gateway.pem"), str(mesh / "gateway-key.pem"))
+    assert _tls_get(rep["sidecar_inbound_port"], with_cert).startswith(b"HTTP/1.1 200"), "the sidecar serves"
+    without = ssl.create_default_context(cafile=str(mesh / "ca.pem"))
+    with pytest.raises(ssl.SSLError, match="(?i)certificate required|handshake failure|bad certificate"):
+        _tls_get(rep["sidecar_inbound_port"], without)
+
+
+def test_a_client_certificate_from_another_ca_is_refused(mesh_cloudmart, tmp_path):
+    from cluster.mesh import MeshCA
+
+    rogue = MeshCA(tmp_path / "rogue").issue("intruder", "order")
+    rep = _replica(mesh_cloudmart, "product")
+    context = ssl.create_default_context(cafile=str(mesh_cloudmart.state_dir / "run" / "mesh" / "ca.pem"))
+    context.load_cert_chain(rogue.cert_file, rogue.key_file)
+    with pytest.raises(ssl.SSLError):
+        _tls_get(rep["sidecar_inbound_port"], context)
+
+
+def test_outbound_verifies_the_peer_is_the_service_it_called(mesh_cloudmart, tmp_path):
+    """A sidecar's outbound listener for "product" accepts only a peer whose certificate names
+    product: the same mesh CA's certificate for payment (a replica answering on the wrong port,
+    or a stolen identity) is refused, although it is valid for 127.0.0.1."""
+    from cluster.caddy import sidecar_config
+    from cluster.mesh import MeshCA
+
+    status = mesh_cloudmart.cm.status()["deployments"]
+    product = f"127.0.0.1:{status['product']['replicas'][0]['sidecar_inbound_port']}"
+    payment = f"127.0.0.1:{status['payment']['replicas'][0]['sidecar_inbound_port']}"
+    identity = MeshCA(mesh_cloudmart.state_dir / "run" / "mesh").issue("outbound-test", "order")
+
+    def sidecar(name, dial):
+        """A sidecar of its own whose outbound listener for product dials `dial`."""
+        admin, inbound, outbound = free_port(), free_port(), free_port()
+        config = sidecar_config(admin_port=admin, inbound_port=inbound, app_port=free_port(), identity=identity,
+                                outbound={outbound: ("product", [dial])})
+        return caddy(config, tmp_path / name, admin, (outbound,)), f"http://127.0.0.1:{outbound}/api/products"
+
+    (right, right_url), (wrong, wrong_url) = sidecar("right", product), sidecar("wrong", payment)
+    with right, wrong:
+        ok = httpx.get(right_url, timeout=10)
+        assert ok.status_code == 200 and ok.json()["items"]
+        refused = httpx.get(wrong_url, timeout=10)
+        assert refused.status_code == 502, (refused.status_code, refused.text[:200])
 
 
 def test_tls_with_a_mesh_certificate_is_accepted(mesh_cloudmart):

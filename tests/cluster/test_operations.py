@@ -90,21 +90,44 @@ def test_canary_weight_changes_drop_no_request(cloudmart):
     assert box["result"].requests["ok"].all(), box["result"].summary
 
 
+def _faults(cm, service: str) -> dict[str, dict]:
+    """`GET /admin/fault` of every ready replica of the service, by replica id."""
+    headers = cm._admin_headers()
+    out = {}
+    for name in cm._deployments_of(service):
+        for rep in cm.status()["deployments"][name]["replicas"]:
+            if rep["ready"]:
+                resp = httpx.get(f"http://127.0.0.1:{rep['port']}/admin/fault", headers=headers, timeout=10)
+                assert resp.status_code == 200, resp.text
+                out[rep["id"]] = resp.json()
+    return out
+
+
 def test_inject_latency_and_errors_then_reset(cloudmart):
     cm = cloudmart.cm
     pid = cm.get("/api/products").json()["items"][0]["id"]
+    cm.scale("product", 2)
     try:
-        cm.inject("product", latency_ms=200)
-        start = time.perf_counter()
-        assert cm.get(f"/api/products/{pid}").status_code == 200
-        assert (time.perf_counter() - start) * 1000 >= 200
-        cm.inject("product", error_rate=1.0)
-        assert cm.get(f"/api/products/{pid}").status_code >= 500
+        try:
+            injected = cm.inject("product", latency_ms=200)
+            # every ready replica of product (two stable ones, and the canary's if it runs)
+            assert {"product-0", "product-1"} <= {r["replica"] for r in injected} == set(_faults(cm, "product"))
+            assert all(f == {"latency_ms": 200, "error_rate": 0.0} for f in _faults(cm, "product").values())
+            start = time.perf_counter()
+            assert cm.get(f"/api/products/{pid}").status_code == 200
+            assert (time.perf_counter() - start) * 1000 >= 200       # a lower bound: never flaky
+            cm.inject("product", error_rate=1.0)
+            codes = [cm.get(f"/api/products/{pid}").status_code for _ in range(10)]
+            assert all(code >= 500 for code in codes), codes        # every replica fails every request
+        finally:
+            cm.reset("product")
+        faults = _faults(cm, "product")
+        assert {"product-0", "product-1"} <= set(faults)
+        assert all(f == {"latency_ms": 0, "error_rate": 0.0} for f in faults.values()), faults
+        codes = [cm.get(f"/api/products/{pid}").status_code for _ in range(10)]
+        assert codes == [200] * 10
     finally:
-        cm.reset("product")
-    start = time.perf_counter()
-    assert cm.get(f"/api/products/{pid}").status_code == 200
-    assert (time.perf_counter() - start) * 1000 < 200
+        cm.scale("product", 1)
 
 
 def test_bad_operations_raise_clear_errors(cloudmart):
