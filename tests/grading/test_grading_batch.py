@@ -80,6 +80,34 @@ def test_no_process_is_left_behind(graded):
 
 
 @pytest.mark.slow
+def test_the_leftover_check_sees_a_grading_kernel_while_it_runs(tmp_path: Path):
+    """Positive control for the check above: while a submission is being graded, its runner and
+    kernel are found; once grading returns (here by its timeout), none is."""
+    import threading
+    import time
+
+    nb = tmp_path / "sleeps.ipynb"
+    write_notebook(nb, "import time", "time.sleep(600)")
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(row=grade_submission(nb, timeout_s=TIMEOUT_S)))
+    worker.start()
+    seen: list = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while worker.is_alive() and not seen and time.monotonic() < deadline:
+        seen = _grading_processes()
+        time.sleep(0.2)
+    worker.join(TIMEOUT_S + 60)
+    assert not worker.is_alive()
+    assert seen, "a running grading kernel is visible to _grading_processes()"
+    assert box["row"]["status"] == "timeout", box["row"]
+    # SIGKILLed processes take a moment to be gone (a big kernel frees its memory first)
+    deadline = time.monotonic() + 5
+    while (left := _grading_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], [(p.pid, p.status()) for p in left]
+
+
+@pytest.mark.slow
 def test_html_report_is_self_contained(graded, tmp_path: Path):
     page = write_html_report(graded.reset_index(), tmp_path / "report.html").read_text()
     assert "<table" in page and "spins.ipynb" in page and "timeout" in page
