@@ -447,7 +447,7 @@ def _state_key(state_dir: Path) -> str:
     return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def pg_layout(state_dir: str | os.PathLike, create: bool = False) -> PgLayout:
+def pg_layout(state_dir: str | os.PathLike, create: bool = False, instance: str | None = None) -> PgLayout:
     """Decide where PostgreSQL runs from for this state folder; `create` makes it so.
 
     As a normal user: the wheel's binaries, data in `<state>/infra/postgres`. As root, the server
@@ -456,7 +456,8 @@ def pg_layout(state_dir: str | os.PathLike, create: bool = False) -> PgLayout:
     0700, like /root or `mktemp -d`), the binaries are copied once to `/var/lib/cloudmart`
     (`CLOUDMART_PG_HOME`) and the data lives there too, in a folder of this state folder's own;
     no permission of the user's own folders is changed. Raises RuntimeError (one line) when neither
-    works.
+    works. `instance` identifies this state folder's own database (a folder deleted and made
+    again at the same path is another instance, whose old data outside it is discarded).
     """
     root = Path(state_dir).resolve() / "infra"
     install = _pg_install_dir()
@@ -500,25 +501,52 @@ def pg_layout(state_dir: str | os.PathLike, create: bool = False) -> PgLayout:
             _collect_orphans(home)
             data_dir.parent.mkdir(exist_ok=True)
             os.chmod(data_dir.parent, 0o755)
+            marker = data_dir.parent / "instance"
+            try:
+                seen = marker.read_text().strip()
+            except OSError:
+                seen = None
+            if instance and seen != instance and not _postmaster_alive(data_dir):
+                # Data of an earlier state folder at this path (its passwords are gone with it).
+                shutil.rmtree(data_dir, ignore_errors=True)
+            if instance:
+                marker.write_text(instance + "\n")
             (data_dir.parent / "state-folder").write_text(str(Path(state_dir).resolve()) + "\n")
     return layout
 
 
+def _postmaster_alive(pgdata: Path) -> bool:
+    try:
+        return pid_alive(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _pg_instance(secrets_: dict) -> str:
+    """This state folder's database instance: derived from its own superuser password."""
+    import hashlib
+
+    return hashlib.sha256(("instance:" + secrets_["pg_superuser"]).encode()).hexdigest()[:16]
+
+
 def _collect_orphans(home: Path) -> None:
-    """Delete data kept for state folders that no longer exist (deleted without `down --purge`)."""
+    """Delete data kept for state folders that no longer exist (deleted without `down --purge`),
+    or that were made again since (another instance at the same path)."""
     for folder in home.glob("data-*"):
         try:
             owner = Path((folder / "state-folder").read_text().strip())
+            instance = (folder / "instance").read_text().strip()
         except OSError:
             continue
         if (owner / "infra").exists():
-            continue
-        pidfile = folder / "postgres" / "postmaster.pid"
-        try:
-            if pid_alive(int(pidfile.read_text().split()[0])):
+            try:
+                current = _pg_instance(json.loads((owner / "infra" / _STATE_FILE).read_text())["secrets"])
+            except (OSError, ValueError, KeyError):
+                continue   # being set up right now, or unreadable: leave it
+            if current == instance:
                 continue
-        except (OSError, ValueError, IndexError):
-            pass
+        if _postmaster_alive(folder / "postgres"):
+            continue
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -556,7 +584,7 @@ def purge_postgres(state_dir: str | os.PathLike) -> None:
 
 
 def _start_postgres(root: Path, previous: dict | None, secrets_: dict, port: int) -> dict:
-    layout = pg_layout(root.parent, create=True)
+    layout = pg_layout(root.parent, create=True, instance=_pg_instance(secrets_))
     pgdata = layout.data_dir
     owner = None
     if layout.user:

@@ -177,3 +177,20 @@ def test_an_unprivileged_user_starts_the_infrastructure_from_a_private_folder(tm
         mode = _mode(private)
         shutil.rmtree(home, ignore_errors=True)
     assert mode == 0o700
+
+
+@root_only
+def test_a_state_folder_made_again_at_the_same_path_gets_a_fresh_database(tmp_path: Path, pg_home: Path):
+    """Its old data outside it would carry another superuser password: it is discarded, not reused."""
+    state = _private(tmp_path / "private") / ".cloudmart"
+    first = infra.start_infra(state)
+    first.stop()
+    shutil.rmtree(state)                       # deleted without `down --purge`, then made again
+    again = infra.start_infra(state)
+    try:
+        with infra._pg_admin_connect(again.servers["postgres"]["port"], again.secrets["pg_superuser"]) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert again.secrets["pg_superuser"] != first.secrets["pg_superuser"]
+    finally:
+        again.stop()
+        infra.purge_postgres(state)
