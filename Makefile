@@ -36,7 +36,7 @@ lab: install
 		$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_ARGS) $(LAB_ARGS); }
 
 test: install
-	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 -rs $(PYTEST_ARGS)
 	$(MAKE) test-notebooks
 
 # Every notebook under nbval against one local CloudMart, stopped afterwards even on failure.
