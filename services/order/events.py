@@ -3,7 +3,9 @@
 Publishes (outbox): ``orders.created`` → inventory reserves; ``orders.payment_requested`` →
 payment authorizes; ``orders.confirmed`` → inventory commits, notification; ``orders.cancelled``
 → inventory releases, payment refunds, notification.
-Consumes: ``inventory.reserved``/``inventory.rejected`` and ``payments.authorized``/``payments.declined``.
+Consumes: ``inventory.reserved``/``inventory.rejected``, ``payments.authorized``/``payments.declined``,
+and ``payments.refunded``: a refund the order did not ask for (its order is not cancelled) cancels
+the order, so money back and goods kept never go together.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from fastapi import FastAPI
 from services.common import metrics
 from services.common.bus import make_event, step_event_id
 from services.common.db import add_to_outbox
+from services.common.logging import get_logger
 from services.order import domain
 from services.order.models import Order
 
+log = get_logger("cloudmart.order.events")
+
 PUBLISHES = ["orders.created", "orders.payment_requested", "orders.confirmed", "orders.cancelled"]
 CONSUMES = {"INVENTORY": ["inventory.reserved", "inventory.rejected"],
-            "PAYMENTS": ["payments.authorized", "payments.declined"]}
+            "PAYMENTS": ["payments.authorized", "payments.declined", "payments.refunded"]}
 
 
 def order_created(order: Order) -> dict:
@@ -56,6 +61,11 @@ async def handle(session, event: dict) -> None:
                                                "items": order.lines["items"]},
                                               step_event_id(order.id, "orders.confirmed")))
             metrics.saga_step("confirm_order", "ok")
+    elif kind == "payments.refunded":
+        if order.status != "cancelled" and domain.cancel(order, "payment refunded"):
+            log.warning("refund without a cancellation: order cancelled", extra={"fields": {"order_id": order.id}})
+            add_to_outbox(session, order_cancelled(order))
+            metrics.saga_step("cancel_order", "refunded")
     elif kind == "payments.declined":
         reason = f"payment declined: {event['payload'].get('reason') or 'declined'}"
         if order.status == "pending" and domain.cancel(order, reason):

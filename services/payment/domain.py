@@ -19,13 +19,14 @@ def processor_decision(card_number: str) -> str | None:
 
 
 async def authorize(session: AsyncSession, order_id: str, user_id: str, amount_cents: int,
-                    card_number: str) -> tuple[Payment, bool]:
+                    card_number: str, refused: str | None = None) -> tuple[Payment, bool]:
     """Charge ``order_id`` once. Returns (payment, created); a second call returns the first
-    outcome unchanged, so a retried request never charges twice."""
+    outcome unchanged, so a retried request never charges twice. ``refused``: decline with this
+    reason without asking the processor (the request does not match the order)."""
     existing = await session.get(Payment, order_id, with_for_update=True)
     if existing is not None:
         return existing, False
-    reason = processor_decision(card_number)
+    reason = refused or processor_decision(card_number)
     payment = Payment(order_id=order_id, user_id=user_id, amount_cents=amount_cents,
                       status="declined" if reason else "authorized", card_last4=card_number[-4:], reason=reason)
     session.add(payment)
