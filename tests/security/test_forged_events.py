@@ -1,7 +1,9 @@
 """Forged events on the broker cannot underpay, refund-and-keep, or grant a role.
 
-Each test publishes what an attacker with access to NATS would (the broker's own access control
-is a separate layer); the services must check events against their own data.
+The broker lets each service publish only its own stream's subjects; these tests publish with
+the credentials of the service that owns the subject (a leaked credential, or a bug in that
+service), which the broker rightly accepts, so what they check is the next layer: each consumer
+checks an event against its own data.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def test_payment_request_with_a_forged_amount_never_charges_it(stack, infra, hea
     outcomes = []
     for event_id in (lambda oid: step_event_id(oid, "orders.payment_requested"), lambda oid: None):
         order_id = place(stack, alice)
-        publish(infra.nats_url, "orders.payment_requested", order_id,
+        publish(infra.nats_url_for("order"), "orders.payment_requested", order_id,
                 {"user_id": "alice", "amount_cents": 1, "card_number": GOOD_CARD}, event_id(order_id))
         final = terminal(stack, alice, order_id)
         charge = wait_for(lambda: payment(stack, alice, order_id), 30)
@@ -81,7 +83,7 @@ def test_forged_cancellation_cannot_refund_a_confirmed_order_that_stays_confirme
     alice = headers["alice"]
     order_id = place(stack, alice, quantity=1)
     assert terminal(stack, alice, order_id)["status"] == "confirmed"
-    publish(infra.nats_url, "orders.cancelled", order_id, {"user_id": "alice", "reason": "forged", "total_cents": 10999})
+    publish(infra.nats_url_for("order"), "orders.cancelled", order_id, {"user_id": "alice", "reason": "forged", "total_cents": 10999})
     # Whatever payment does with the forged event, money back and a confirmed order never go together.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -97,7 +99,7 @@ def test_forged_cancellation_cannot_refund_a_confirmed_order_that_stays_confirme
 def test_forged_cancellation_for_another_customers_order_refunds_nothing(stack, infra, headers):
     order_id = place(stack, headers["bob"], quantity=1)
     assert terminal(stack, headers["bob"], order_id)["status"] == "confirmed"
-    publish(infra.nats_url, "orders.cancelled", order_id, {"user_id": "alice", "reason": "forged", "total_cents": 1})
+    publish(infra.nats_url_for("order"), "orders.cancelled", order_id, {"user_id": "alice", "reason": "forged", "total_cents": 1})
     time.sleep(3)  # the consumer is at most a second behind; nothing may change
     assert payment(stack, headers["bob"], order_id)["status"] == "authorized"
     assert order(stack, headers["bob"], order_id)["status"] == "confirmed"
@@ -107,13 +109,13 @@ def test_forged_registration_event_grants_no_login_and_no_role(stack, infra):
     auth = stack.url("auth") + "/api/auth/token"
     # A user nobody registered, announced with a known hash and the admin role.
     ghost = "ghost" + uuid.uuid4().hex[:6]
-    publish(infra.nats_url, "users.registered", None,
+    publish(infra.nats_url_for("user"), "users.registered", None,
             {"username": ghost, "password_hash": hash_password("ghost-password-1"), "roles": ["admin"]})
     # A real customer, then a forged event giving them admin.
     mallory = "mallory" + uuid.uuid4().hex[:6]
     assert httpx.post(stack.url("user") + "/api/users",
                       json={"username": mallory, "password": "mallory-pass-1"}).status_code == 201
-    publish(infra.nats_url, "users.registered", None,
+    publish(infra.nats_url_for("user"), "users.registered", None,
             {"username": mallory, "password_hash": hash_password("other-pass-2"), "roles": ["admin"]})
     time.sleep(2)  # time enough for any consumer of the event
     ghost_login = httpx.post(auth, data={"grant_type": "password", "username": ghost, "password": "ghost-password-1"},
