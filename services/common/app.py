@@ -110,9 +110,15 @@ def _ops_router(spec: ServiceSpec) -> APIRouter:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {**health("ready" if ready else "not ready"), "checks": checks}
 
-    @router.get("/metrics", summary="Prometheus metrics (text exposition)",
-                response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def metrics_endpoint() -> Response:
+    @router.get("/metrics", summary="Prometheus metrics (text exposition), for the scraper",
+                description="Needs `Authorization: Bearer <scrape token>` (the token in "
+                            "`<state dir>/metrics/scrape-token`) unless METRICS_AUTH=none.",
+                response_class=Response, responses={200: {"content": {"text/plain": {}}},
+                                                     401: {"description": "No or wrong scrape token"}})
+    async def metrics_endpoint(request: Request) -> Response:
+        if not metrics.scrape_allowed(request.app.state.scrape_token, request.headers.get("authorization")):
+            return JSONResponse({"detail": "metrics are for the scraper: send its bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         body, content_type = metrics.exposition()
         return Response(content=body, media_type=content_type)
 
@@ -165,6 +171,8 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         keys = auth.KeySource(s.auth_jwks_url, s.state_dir, local_key=spec.local_signing_key)
         auth.configure(auth.Verifier(keys, s.jwt_issuer, s.jwt_audience))
         app.state.settings = s
+        app.state.scrape_token = (metrics.load_or_create_scrape_token(s.state_dir)
+                                  if s.metrics_auth == "token" else None)
         if spec.tables:
             if not s.database_url:
                 raise RuntimeError(f"{s.service_name}: DATABASE_URL is not set")

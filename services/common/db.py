@@ -90,21 +90,22 @@ class Database:
         self.outbox_wakeup = asyncio.Event()
 
     async def create_tables(self, tables: list) -> None:
-        """Create the given tables if missing, then widen to BIGINT every column the model
-        declares BigInteger that an older database still has as INTEGER (e.g. ``total_cents``).
-        An advisory lock keeps replicas from racing."""
+        """Create the given tables if missing, and bring an older release's tables up to date:
+        add the nullable columns the model has and the table lacks (e.g. ``card_token``), and
+        widen to BIGINT what the model declares BigInteger but is still INTEGER (e.g.
+        ``total_cents``). An advisory lock keeps replicas from racing."""
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
             await conn.run_sync(Base.metadata.create_all, tables=[t.__table__ for t in tables])
             for table in (t.__table__ for t in tables):
+                existing = dict((await conn.execute(text(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = :t"), {"t": table.name})).all())
                 for column in table.columns:
-                    if not isinstance(column.type, BigInteger):
-                        continue
-                    current = await conn.scalar(text(
-                        "SELECT data_type FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name = :t AND column_name = :c"),
-                        {"t": table.name, "c": column.name})
-                    if current == "integer":
+                    if column.name not in existing and column.nullable and not column.primary_key:
+                        kind = column.type.compile(dialect=conn.dialect)
+                        await conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                    elif isinstance(column.type, BigInteger) and existing.get(column.name) == "integer":
                         await conn.execute(text(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" TYPE BIGINT'))
 
     async def ping(self) -> None:

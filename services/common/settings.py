@@ -26,6 +26,13 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
+def _choice(name: str, valid: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name) or default
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not one of: {', '.join(valid)}")
+    return value
+
+
 def _positive_int(name: str, default: int) -> int:
     value = _float(name, default)
     if value != int(value) or value < 1:
@@ -62,6 +69,7 @@ class Settings:
     login_max_failures_account: int = 10
     login_max_failures_ip: int = 100
     login_failure_window_s: int = 300
+    metrics_auth: str = "token"  # "token": /metrics needs the scrape token; "none": open (a cluster's NetworkPolicy guards it)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -102,4 +110,5 @@ class Settings:
             login_max_failures_account=_positive_int("LOGIN_MAX_FAILURES_ACCOUNT", 10),
             login_max_failures_ip=_positive_int("LOGIN_MAX_FAILURES_IP", 100),
             login_failure_window_s=_positive_int("LOGIN_FAILURE_WINDOW_S", 300),
+            metrics_auth=_choice("METRICS_AUTH", ("token", "none"), "token"),
         )

@@ -43,7 +43,7 @@ async def create_order(body: OrderCreate, idempotency_key: order_api.Idempotency
         try:
             session.add(order)
             await session.flush()
-            await checkout.checkout(session, order, body.payment.card_number)
+            await checkout.checkout(session, order)
             await session.commit()
         except IntegrityError:
             await session.rollback()  # a concurrent request with the same key won

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.common import metrics
+from services.common import metrics, processor
 from services.common.bus import make_event, step_event_id
 from services.common.db import add_to_outbox
 from services.common.logging import get_logger
@@ -38,6 +38,13 @@ def order_cancelled(order: Order) -> dict:
                       step_event_id(order.id, "orders.cancelled"))
 
 
+def _card_token(order: Order) -> str | None:
+    """The order's card token (an order placed by an older release kept the number: tokenise it)."""
+    if order.card_token is None and order.card_number:
+        order.card_token, order.card_number = processor.tokenize(order.card_number), None
+    return order.card_token
+
+
 async def handle(session, event: dict) -> None:
     order = await session.get(Order, event["order_id"], with_for_update=True)
     if order is None:
@@ -48,7 +55,8 @@ async def handle(session, event: dict) -> None:
             order.stage = "reserved"
             add_to_outbox(session, make_event(
                 "orders.payment_requested", order.id,
-                {"user_id": order.user_id, "amount_cents": order.total_cents, "card_number": order.card_number},
+                {"user_id": order.user_id, "amount_cents": order.total_cents, "card_token": _card_token(order),
+                 "card_last4": order.card_last4},
                 step_event_id(order.id, "orders.payment_requested")))
     elif kind == "inventory.rejected":
         if order.status == "pending" and domain.cancel(order, event["payload"].get("reason") or "out of stock"):

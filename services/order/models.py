@@ -28,7 +28,8 @@ class Order(Base):
     reason: Mapped[str | None] = mapped_column(String(200), default=None)
     lines: Mapped[dict[str, Any]]
     total_cents: Mapped[int] = mapped_column(BigInteger)  # up to 50 lines × 1000 units × 10⁸ cents
-    card_number: Mapped[str | None] = mapped_column(String(19), default=None)  # erased once paid/cancelled
+    card_number: Mapped[str | None] = mapped_column(String(19), default=None)  # older releases only; never written
+    card_token: Mapped[str | None] = mapped_column(String(64), default=None)  # the processor's; erased once final
     card_last4: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

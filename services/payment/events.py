@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from fastapi import FastAPI
 from sqlalchemy.dialects.postgresql import insert
 
-from services.common import metrics
+from services.common import metrics, processor
 from services.common.bus import make_event, step_event_id
 from services.common.db import add_to_outbox
 from services.common.logging import get_logger
@@ -71,8 +71,11 @@ async def handle(session, event: dict) -> None:
                 order_id=order_id, user_id=payload["user_id"], amount_cents=total).on_conflict_do_nothing())
     elif event["type"] == "orders.payment_requested":
         amount, refused = await _check_request(session, order_id, payload, event)
+        card_token, card_last4 = payload.get("card_token"), str(payload.get("card_last4", ""))
+        if card_token is None and isinstance(payload.get("card_number"), str):  # a request of an older release
+            card_token, card_last4 = processor.tokenize(payload["card_number"]), payload["card_number"][-4:]
         payment, created = await domain.authorize(session, order_id, payload.get("user_id", ""), amount,
-                                                  str(payload.get("card_number", "")), refused=refused)
+                                                  str(card_token or ""), card_last4, refused=refused)
         if not created or payment.status == "void":
             return
         type_ = "payments.authorized" if payment.status == "authorized" else "payments.declined"

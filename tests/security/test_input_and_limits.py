@@ -211,3 +211,24 @@ def test_failed_readiness_check_says_failed_without_the_error(stack, tmp_path):
         if redis_proc.poll() is None:
             redis_proc.kill()
             redis_proc.wait()
+
+
+def test_metrics_are_for_the_scraper_only(stack, infra):
+    import os
+    import stat
+    import subprocess
+
+    from services.common.metrics import scrape_token_path
+
+    url = stack.url("order") + "/metrics"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer guess"}).status_code == 401
+    scraped = httpx.get(url, headers=stack.scrape_headers())
+    assert scraped.status_code == 200 and "http_requests_total" in scraped.text
+    token_file = scrape_token_path(infra.state_dir)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    if os.geteuid() == 0 and subprocess.run(["which", "runuser"], capture_output=True).returncode == 0:
+        done = subprocess.run(["runuser", "-u", "nobody", "--", "/bin/cat", str(token_file)],
+                              capture_output=True, text=True)
+        assert done.returncode != 0 and "Permission denied" in done.stderr

@@ -114,6 +114,12 @@ class Stack:
     def url(self, name: str) -> str:
         return self.services[name].url
 
+    def scrape_headers(self) -> dict:
+        """What the metrics scraper sends: the scrape token of this state folder."""
+        from services.common.metrics import scrape_token_path
+
+        return {"Authorization": f"Bearer {scrape_token_path(self.infra.state_dir).read_text().strip()}"}
+
     def restart(self, name: str) -> None:
         svc = self.services[name]
         svc.kill()

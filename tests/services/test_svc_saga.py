@@ -119,7 +119,9 @@ def test_relay_publishes_outbox_rows_left_behind_by_a_crash(stack, infra):
     from services.common.bus import Bus, make_event
 
     marker = f"relay-{uuid.uuid4()}"
-    event = make_event("notifications.sent", marker, {"user_id": "alice", "kind": "test", "message": "left behind"})
+    # A subject of the order service's own stream (the only one its NATS user may publish on)
+    # that no consumer handles.
+    event = make_event("orders.audited", marker, {"user_id": "alice", "kind": "test", "message": "left behind"})
     with psycopg.connect(infra.database_url("order"), autocommit=True) as conn:
         conn.execute("INSERT INTO outbox (event_id, subject, data, created_at) VALUES (%s, %s, %s, now() - interval '10 s')",
                      (event["event_id"], event["type"], json.dumps(event)))
@@ -128,7 +130,7 @@ def test_relay_publishes_outbox_rows_left_behind_by_a_crash(stack, infra):
         bus = Bus(infra.nats_url, "test-relay")
         await bus.connect()
         try:
-            return await bus.history(marker, streams=["NOTIFICATIONS"])
+            return await bus.history(marker, streams=["ORDERS"])
         finally:
             await bus.close()
     found = wait_for(lambda: asyncio.run(history()), timeout_s=20, interval_s=0.5)
