@@ -300,7 +300,7 @@ def _document_common_responses(router: APIRouter) -> None:
             extra[401] = "Missing, invalid or expired token"
         if auth.admin_user in calls:
             extra[403] = "The admin role is required"
-        if path.startswith("/api/"):
+        if path.startswith(("/api/", "/internal/")):
             extra[503] = "A dependency is unavailable, or a fault was injected"
         for code, description in extra.items():
             route.responses.setdefault(code, {"description": description, "content": _PROBLEM_CONTENT})

@@ -46,7 +46,8 @@ class ServiceMiddleware:
 
         path = scope.get("path", "")
         try:
-            if path.startswith("/api/") and (faults.state.latency_ms or faults.state.error_rate):
+            # Faults apply to what peers and clients call: the public API and the internal routes.
+            if path.startswith(("/api/", "/internal/")) and (faults.state.latency_ms or faults.state.error_rate):
                 if await faults.state.apply():
                     await send_wrapper({"type": "http.response.start", "status": 503,
                                         "headers": [(b"content-type", b"application/json"),
