@@ -179,7 +179,7 @@ def _consumed(stack, service: str, subject: str) -> dict[str, float]:
     """events_consumed_total of a service for one subject, by outcome (from its /metrics)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(stack.url(service) + "/metrics").text
+    text = httpx.get(stack.url(service) + "/metrics", headers=stack.scrape_headers()).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
