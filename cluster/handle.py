@@ -232,10 +232,19 @@ class CloudMart:
         with `envoy_cluster_name` "inbound|8080||<service>" or "outbound|80||<peer>".
         """
         rows = []
+        # Replicas serve /metrics to the scraper only: the token in the state folder.
+        scrape_headers = {}
+        state_dir = getattr(self.target, "state_dir", None)
+        if state_dir is not None:
+            from services.common.metrics import scrape_token_path
+
+            token_file = scrape_token_path(state_dir)
+            if token_file.exists():
+                scrape_headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
         with httpx.Client(timeout=5) as client:
             for source, kind, service, url in self._scrape_targets():
                 try:
-                    text = client.get(url).text
+                    text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
                 except httpx.HTTPError:
                     continue
                 for family in text_string_to_metric_families(text):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
 import time
 import uuid
 from typing import Annotated, Literal
@@ -13,11 +12,11 @@ import jwt
 from fastapi import APIRouter, Form, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from services.auth.events import credentials_key
+from services.auth.credentials import CredentialStoreUnavailable
 from services.auth.models import JwksPublic, Problem, TokenPublic, VerifyPublic
 from services.common import auth
 from services.common.demo import DEMO_ACCOUNTS, DEMO_CLIENTS
-from services.common.passwords import verify_password
+from services.common.passwords import HasherBusy
 from services.common.types import Text
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -46,10 +45,19 @@ async def _check_password(request: Request, username: str, password: str) -> lis
     if username in DEMO_ACCOUNTS:
         ok = hmac.compare_digest(password.encode(), s.demo_password.encode())
         return DEMO_ACCOUNTS[username] if ok else None
-    stored = await request.app.state.redis.hgetall(credentials_key(username))
-    if stored and verify_password(password, stored.get("password_hash", "")):
-        return json.loads(stored.get("roles") or '["customer"]')
-    return None
+    return await request.app.state.credentials.check(username, password)
+
+
+def _client_ip(request: Request, x_forwarded_for: str | None) -> str:
+    # The gateway sets X-Forwarded-For to the client's address; a direct caller's own header is
+    # believed too (the per-account limit still holds for those).
+    return (x_forwarded_for or "").split(",")[0].strip() or (request.client.host if request.client else "-")
+
+
+def _throttled(retry_s: int) -> JSONResponse:
+    return JSONResponse({"error": "slow_down", "error_description": "too many failed logins, retry later",
+                         "detail": "too many failed logins, retry later"},
+                        status_code=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(retry_s)})
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -65,7 +73,9 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 @router.post(
     "/token", response_model=TokenPublic, summary="Get an access token (OAuth2 password or client_credentials)",
     responses={400: {"model": Problem, "description": "Missing or invalid parameters"},
-               401: {"model": Problem, "description": "Wrong username/password or client secret"}},
+               401: {"model": Problem, "description": "Wrong username/password or client secret"},
+               429: {"model": Problem, "description": "Too many failed logins for this account or address"},
+               503: {"model": Problem, "description": "The credential store cannot be asked now"}},
 )
 async def token(
     request: Request,
@@ -76,23 +86,42 @@ async def token(
     client_secret: Annotated[Text | None, Form(max_length=256)] = None,
     scope: Annotated[Text | None, Form(max_length=256)] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_forwarded_for: Annotated[str | None, Header(include_in_schema=False)] = None,
 ):
+    throttle = request.app.state.login_throttle
+    ip = _client_ip(request, x_forwarded_for)
     if grant_type == "password":
         if not username or not password:
             return _oauth_error(400, "invalid_request", "grant_type=password needs 'username' and 'password'")
-        roles = await _check_password(request, username, password)
+        if (retry_s := await throttle.retry_after(username, ip)) is not None:
+            return _throttled(retry_s)
+        try:
+            roles = await _check_password(request, username, password)
+        except CredentialStoreUnavailable as exc:
+            return JSONResponse({"detail": f"cannot check the password now: {exc}"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        except HasherBusy:
+            return JSONResponse({"detail": "too many logins in progress, retry later"}, status_code=503,
+                                headers={"Retry-After": "1"})
         if roles is None:
+            await throttle.failed(username, ip)
             return _oauth_error(401, "invalid_grant", "wrong username or password")
+        await throttle.succeeded(username)
         return issue_token(request, username, roles)
     basic = _basic_credentials(authorization)
     if basic:
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error(400, "invalid_request", "grant_type=client_credentials needs 'client_id' and 'client_secret'")
+    account = f"client:{client_id}"
+    if (retry_s := await throttle.retry_after(account, ip)) is not None:
+        return _throttled(retry_s)
     expected = request.app.state.settings.demo_password
     if client_id not in DEMO_CLIENTS or not hmac.compare_digest(client_secret.encode(), expected.encode()):
+        await throttle.failed(account, ip)
         return _oauth_error(401, "invalid_client", "unknown client or wrong client secret")
-    return issue_token(request, f"client:{client_id}", DEMO_CLIENTS[client_id])
+    await throttle.succeeded(account)
+    return issue_token(request, account, DEMO_CLIENTS[client_id])
 
 
 @router.get("/.well-known/jwks.json", response_model=JwksPublic, summary="Public keys that sign access tokens")

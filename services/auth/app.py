@@ -1,22 +1,30 @@
-"""Auth service wiring: signing key from the state folder, Redis (rate limits, credentials), NATS."""
+"""Auth service wiring: signing key from the state folder, Redis (rate limits, login failures),
+and the user service (``USER_URL``), which checks registered customers' passwords."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.auth import api, events
+from services.auth import api
+from services.auth.credentials import UserServiceCredentials
 from services.auth.ratelimit import TokenBucket
+from services.auth.throttle import LoginThrottle
 from services.common import auth
 from services.common.app import ServiceSpec, create_app
 from services.common.settings import Settings
 
 
-def install_token_issuer(app: FastAPI, signing_key, settings: Settings) -> None:
-    """What issuing and checking tokens needs on app.state: the key, its JWKS and the rate limiter."""
+def install_token_issuer(app: FastAPI, signing_key, settings: Settings, credentials=None) -> None:
+    """What issuing and checking tokens needs on app.state: the key, its JWKS, the rate limiter,
+    the login throttle and the credential store (default: the user service at ``USER_URL``)."""
     app.state.signing_key = signing_key
     app.state.key_id = auth.key_id(signing_key.public_key())
     app.state.jwks = auth.jwks_for(signing_key.public_key())
     app.state.rate_limiter = TokenBucket(app.state.redis, settings.rate_limit_rps, settings.rate_limit_burst)
+    app.state.login_throttle = LoginThrottle(app.state.redis, settings.login_max_failures_account,
+                                             settings.login_max_failures_ip, settings.login_failure_window_s)
+    app.state.credentials = credentials or UserServiceCredentials(
+        settings.user_url, signing_key, app.state.key_id, settings.jwt_issuer)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -26,16 +34,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def startup(app: FastAPI) -> None:
         install_token_issuer(app, signing_key, settings)
-        await events.start_consumers(app)
+
+    async def shutdown(app: FastAPI) -> None:
+        await app.state.credentials.close()
 
     return create_app(ServiceSpec(
         settings=settings,
         title="CloudMart auth",
-        description="Issues RS256 JWTs (OAuth2 password and client_credentials grants), publishes the JWKS, "
-                    "and answers the gateway's forward-auth check with a Redis token-bucket rate limit.",
+        description="Issues RS256 JWTs (OAuth2 password and client_credentials grants; failed logins "
+                    "throttled per account and per address), publishes the JWKS, and answers the gateway's "
+                    "forward-auth check with a Redis token-bucket rate limit.",
         routers=[api.router],
         uses_redis=True,
-        uses_nats=True,
         on_startup=[startup],
+        on_shutdown=[shutdown],
         local_signing_key=signing_key.public_key(),
     ))

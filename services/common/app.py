@@ -8,6 +8,7 @@ Redis, and the operational routes ``/healthz``, ``/readyz``, ``/metrics`` and ``
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,15 +20,17 @@ import redis.exceptions
 import sqlalchemy.exc
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.common import auth, faults, metrics
+from services.common import auth, faults, metrics, passwords
 from services.common.auth import AdminUser
 from services.common.bus import Bus
 from services.common.db import Database, OutboxEvent, ProcessedEvent, set_database
 from services.common.logging import get_logger, setup_logging
-from services.common.middleware import ServiceMiddleware
+from services.common.middleware import BodyLimitMiddleware, ServiceMiddleware
 from services.common.settings import Settings
 
 log = get_logger("cloudmart.app")
@@ -98,15 +101,24 @@ def _ops_router(spec: ServiceSpec) -> APIRouter:
                 await asyncio.wait_for(check(request.app), timeout=2.0)
                 checks[name] = "ok"
             except Exception as exc:  # report, never raise: this is a probe
-                checks[name] = f"failed: {type(exc).__name__}: {exc}"[:200]
+                # The probe is public: it says what failed; why (addresses, messages) goes to the log.
+                checks[name] = "failed"
+                log.warning("readiness check failed", extra={"fields": {
+                    "check": name, "error": f"{type(exc).__name__}: {exc}"[:200]}})
         ready = all(v == "ok" for v in checks.values())
         if not ready:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {**health("ready" if ready else "not ready"), "checks": checks}
 
-    @router.get("/metrics", summary="Prometheus metrics (text exposition)",
-                response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def metrics_endpoint() -> Response:
+    @router.get("/metrics", summary="Prometheus metrics (text exposition), for the scraper",
+                description="Needs `Authorization: Bearer <scrape token>` (the token in "
+                            "`<state dir>/metrics/scrape-token`) unless METRICS_AUTH=none.",
+                response_class=Response, responses={200: {"content": {"text/plain": {}}},
+                                                     401: {"description": "No or wrong scrape token"}})
+    async def metrics_endpoint(request: Request) -> Response:
+        if not metrics.scrape_allowed(request.app.state.scrape_token, request.headers.get("authorization")):
+            return JSONResponse({"detail": "metrics are for the scraper: send its bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         body, content_type = metrics.exposition()
         return Response(content=body, media_type=content_type)
 
@@ -159,6 +171,8 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         keys = auth.KeySource(s.auth_jwks_url, s.state_dir, local_key=spec.local_signing_key)
         auth.configure(auth.Verifier(keys, s.jwt_issuer, s.jwt_audience))
         app.state.settings = s
+        app.state.scrape_token = (metrics.load_or_create_scrape_token(s.state_dir)
+                                  if s.metrics_auth == "token" else None)
         if spec.tables:
             if not s.database_url:
                 raise RuntimeError(f"{s.service_name}: DATABASE_URL is not set")
@@ -194,12 +208,25 @@ def create_app(spec: ServiceSpec) -> FastAPI:
             if spec.tables:
                 await app.state.db.close()
 
-    app = FastAPI(title=spec.title, description=spec.description, version=s.service_version, lifespan=lifespan)
+    # The API description is for developers: served only with CLOUDMART_API_DOCS=1.
+    docs = {} if s.api_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title=spec.title, description=spec.description, version=s.service_version, lifespan=lifespan,
+                  **docs)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)  # inside: 413s are counted too
     app.add_middleware(ServiceMiddleware, service_version=s.service_version, replica_id=s.replica_id)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, rendered so that an input it echoes back (a lone surrogate, say)
+        # cannot turn the answer into a 500.
+        return _SafeJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
     @app.exception_handler(sqlalchemy.exc.DataError)
     async def data_error(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
-        return JSONResponse({"detail": f"invalid value: {str(exc.orig).splitlines()[0]}"}, status_code=422)
+        # The database's own message names tables and columns: log it, answer in our words.
+        log.warning("value refused by the database", extra={"fields": {"error": str(exc.orig).splitlines()[0][:200]}})
+        return JSONResponse({"detail": "invalid value: a number or text is out of the range this field stores"},
+                            status_code=422)
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     async def db_down(request: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
@@ -213,6 +240,11 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         return JSONResponse({"detail": "cache/rate-limit store unavailable, retry later"}, status_code=503,
                             headers={"Retry-After": "1"})
 
+    @app.exception_handler(passwords.HasherBusy)
+    async def hasher_busy(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "too many password checks in progress, retry later"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
     @app.exception_handler(nats.errors.Error)
     async def nats_down(request: Request, exc: Exception) -> JSONResponse:
         log.error("event bus unavailable", extra={"fields": {"error": str(exc)[:200]}})
@@ -224,6 +256,14 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         _document_common_responses(router)
         app.include_router(router)
     return app
+
+
+class _SafeJSONResponse(JSONResponse):
+    """JSON whose strings may hold unencodable characters (lone surrogates): each becomes '?'."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                          default=str).encode("utf-8", "replace")
 
 
 class Problem(BaseModel):
@@ -260,7 +300,7 @@ def _document_common_responses(router: APIRouter) -> None:
             extra[401] = "Missing, invalid or expired token"
         if auth.admin_user in calls:
             extra[403] = "The admin role is required"
-        if path.startswith("/api/"):
+        if path.startswith(("/api/", "/internal/")):
             extra[503] = "A dependency is unavailable, or a fault was injected"
         for code, description in extra.items():
             route.responses.setdefault(code, {"description": description, "content": _PROBLEM_CONTENT})

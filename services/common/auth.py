@@ -154,7 +154,8 @@ class Verifier:
         self.issuer = issuer
         self.audience = audience
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str, audience: str | None = None) -> Principal:
+        """The token's principal; ``audience`` (default: the public API's) must be in ``aud``."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -166,7 +167,8 @@ class Verifier:
             raise InvalidToken("token header has no key id (kid)")
         key = await self.keys.get(kid)
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience or self.audience,
+                                issuer=self.issuer,
                                 options={"require": ["exp", "iss", "aud", "sub"]})
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
@@ -223,6 +225,41 @@ async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Princ
     if not user.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin role required")
     return user
+
+
+#: Audience of the tokens one service presents to another (never accepted by public routes,
+#: whose audience is ``JWT_AUDIENCE``; a customer's token is never accepted by internal routes).
+SERVICE_AUDIENCE = "cloudmart-internal"
+
+
+def service_token(signing_key, kid: str, issuer: str, service: str, ttl_s: int = 60) -> str:
+    """A short-lived token by which ``service`` (the key's owner, auth) calls an internal route."""
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": SERVICE_AUDIENCE, "sub": f"service:{service}", "roles": ["service"],
+              "iat": now, "nbf": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def service_caller(*allowed: str):
+    """Dependency: the caller must present a service token of one of the ``allowed`` services."""
+
+    async def dependency(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise _unauthorized("not authenticated: internal route, service token required")
+        try:
+            principal = await get_verifier().verify(credentials.credentials, audience=SERVICE_AUDIENCE)
+        except InvalidToken as exc:
+            raise _unauthorized(f"invalid service token: {exc}") from None
+        except KeysUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc),
+                                headers={"Retry-After": "1"}) from None
+        if principal.sub not in {f"service:{name}" for name in allowed}:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"{principal.sub!r} may not call this route")
+        return principal
+
+    return dependency
 
 
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]

@@ -1,19 +1,22 @@
 """NATS JetStream: the event bus and event store of the checkout saga.
 
-- Events are JSON with ``type`` (also the subject, e.g. ``orders.created``), ``order_id``,
-  ``event_id``, ``occurred_at``, ``traceparent`` and ``payload``.
+- Events are JSON with ``type`` (e.g. ``orders.created``), ``order_id``, ``event_id``,
+  ``occurred_at``, ``traceparent`` and ``payload``. The subject is the type, followed by the
+  order id when there is one (``orders.created.<order id>``), so the broker can find one
+  order's events without reading the others.
 - Publishing goes through the transactional outbox (:func:`services.common.db.add_to_outbox`);
   :class:`OutboxRelay` sends pending rows with ``Nats-Msg-Id`` = event id, so JetStream drops a
   duplicate if the relay dies between publishing and marking a row sent.
 - Consumers are durable pull consumers with explicit ack; the effect and the processed-event
   record commit in one transaction, then the message is acked (exactly-once effect).
-- :meth:`Bus.history` replays an order's full history from the streams.
+- :meth:`Bus.history` replays an order's full history from the streams, filtered by subject.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -49,6 +52,28 @@ def step_event_id(order_id: str, type_: str) -> str:
     """A deterministic id for a saga step that happens once per order: a retry of the step
     produces the same id, so JetStream de-duplicates it and consumers ignore it."""
     return str(uuid.uuid5(_EVENT_NS, f"{order_id}/{type_}"))
+
+
+_SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def subject_of(event: dict) -> str:
+    """The subject an event is published on: ``<type>.<order id>``, or ``<type>`` alone."""
+    order_id = event.get("order_id")
+    if isinstance(order_id, str) and _SUBJECT_TOKEN.match(order_id):
+        return f"{event['type']}.{order_id}"
+    return event["type"]
+
+
+def type_of_subject(subject: str) -> str:
+    """The event type a subject carries (its first two tokens), e.g. for metric labels."""
+    return ".".join(subject.split(".")[:2])
+
+
+def filter_subjects(types: list[str]) -> list[str]:
+    """What a consumer of ``types`` listens to: each type with any order id (and without one,
+    as events of older releases and of no order are published)."""
+    return [subject for t in types for subject in (t, f"{t}.*")]
 
 
 def publish_committed(app, session) -> None:
@@ -120,7 +145,7 @@ class Bus:
     async def publish(self, event: dict) -> None:
         """Publish ``event`` to JetStream (de-duplicated by event id) and wait for the ack."""
         headers = {"Nats-Msg-Id": event["event_id"], "traceparent": event.get("traceparent") or ""}
-        await self.js.publish(event["type"], json.dumps(event).encode(), headers=headers)
+        await self.js.publish(subject_of(event), json.dumps(event).encode(), headers=headers)
         metrics.event_published(event["type"])
 
     def subscribe(self, db: Database | None, durable: str, stream: str, subjects: list[str], handler: Handler,
@@ -129,11 +154,15 @@ class Bus:
         self._tasks.append(asyncio.create_task(self._consume(db, durable, stream, subjects, handler, workers)))
 
     async def _consume(self, db, durable, stream, subjects, handler, workers) -> None:
+        subjects = filter_subjects(subjects)
         config = api.ConsumerConfig(durable_name=durable, filter_subjects=subjects,
                                     ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=1000,
                                     deliver_policy=api.DeliverPolicy.ALL)
         while not self._stopping:
             try:
+                # Create the consumer, or update an existing one's subjects (a new release may
+                # consume more); binding alone would keep the old filter of an older state folder.
+                await self.js.add_consumer(stream, config)
                 sub = await self.js.pull_subscribe(subjects[0], durable=durable, stream=stream, config=config)
                 break
             except Exception as exc:  # stream or server not ready yet: retry
@@ -167,7 +196,7 @@ class Bus:
                 raise ValueError("event without event_id")
         except ValueError as exc:
             log.error("dropping malformed event", extra={"fields": {"subject": msg.subject, "error": str(exc)}})
-            metrics.event_consumed(msg.subject, "malformed")
+            metrics.event_consumed(type_of_subject(msg.subject), "malformed")
             await msg.term()
             return
         token = tracing.start(event.get("traceparent"))
@@ -185,7 +214,7 @@ class Bus:
                         outcome = "duplicate"
                 await self.send_committed(db, take_committed(session))
             await msg.ack()
-            metrics.event_consumed(msg.subject, outcome)
+            metrics.event_consumed(type_of_subject(msg.subject), outcome)
             log.info("event handled", extra={"fields": {"subject": msg.subject, "order_id": event.get("order_id"),
                                                          "event_id": event["event_id"], "outcome": outcome}})
         except asyncio.CancelledError:
@@ -193,7 +222,7 @@ class Bus:
         except Exception as exc:
             log.exception("event handling failed; will be redelivered",
                           extra={"fields": {"subject": msg.subject, "event_id": event["event_id"]}})
-            metrics.event_consumed(msg.subject, "error")
+            metrics.event_consumed(type_of_subject(msg.subject), "error")
             try:
                 await msg.nak(delay=1.0)
             except Exception:
@@ -249,37 +278,46 @@ class Bus:
 
     async def history(self, order_id: str | None = None, streams: list[str] | None = None,
                       limit: int = 100_000) -> list[dict]:
-        """Replay events (of one order if ``order_id``) from the streams, oldest first."""
-        events: list[dict] = []
-        for stream in streams or list(STREAMS):
-            info = await self.js.stream_info(stream)
-            if info.state.messages == 0:
-                continue
-            sub = await self.js.pull_subscribe(
-                STREAMS[stream][0], stream=stream,
-                config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL,
-                                          inactive_threshold=10.0))
-            try:
-                seen = 0
-                while seen < info.state.messages and seen < limit:
-                    try:
-                        # Ask for exactly what is left, so fetch never waits for a fuller batch.
-                        msgs = await sub.fetch(batch=min(500, info.state.messages - seen), timeout=2.0)
-                    except nats.errors.TimeoutError:
-                        break
-                    for msg in msgs:
-                        seen += 1
-                        if msg.metadata.sequence.stream >= info.state.last_seq:
-                            seen = info.state.messages
-                        try:
-                            event = json.loads(msg.data)
-                        except ValueError:
-                            continue
-                        if order_id is None or event.get("order_id") == order_id:
-                            events.append(event)
-            finally:
-                await sub.unsubscribe()
+        """Replay events (of one order if ``order_id``) from the streams, oldest first.
+
+        One order's events are found by subject (``<stream prefix>.*.<order id>``): the broker
+        reads only that order's messages, however long the streams are; the streams are asked
+        concurrently. Without an order id, every event is read (an operator's full replay)."""
+        if order_id is not None and not _SUBJECT_TOKEN.match(order_id):
+            return []
+        per_stream = await asyncio.gather(*(self._stream_history(stream, order_id, limit)
+                                            for stream in streams or list(STREAMS)))
+        events = [event for found in per_stream for event in found]
         events.sort(key=lambda e: e.get("occurred_at") or "")
+        return events
+
+    async def _stream_history(self, stream: str, order_id: str | None, limit: int) -> list[dict]:
+        prefix = STREAMS[stream][0].removesuffix(">")
+        subject = f"{prefix}*.{order_id}" if order_id is not None else STREAMS[stream][0]
+        sub = await self.js.pull_subscribe(
+            subject, stream=stream,
+            config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL,
+                                      inactive_threshold=10.0))
+        events: list[dict] = []
+        try:
+            pending = (await sub.consumer_info()).num_pending
+            seen = 0
+            while seen < pending and seen < limit:
+                try:
+                    # Ask for exactly what is left, so fetch never waits for a fuller batch.
+                    msgs = await sub.fetch(batch=min(500, pending - seen, limit - seen), timeout=2.0)
+                except nats.errors.TimeoutError:
+                    break
+                for msg in msgs:
+                    seen += 1
+                    try:
+                        event = json.loads(msg.data)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and (order_id is None or event.get("order_id") == order_id):
+                        events.append(event)
+        finally:
+            await sub.unsubscribe()
         return events
 
     async def close(self) -> None:

@@ -84,15 +84,29 @@ class Database:
 
     def __init__(self, url: str, pool_size: int = 10):
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+            async_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True, pool_timeout=10,
+            hide_parameters=True)  # errors and logs never print bound values (card numbers, hashes)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=OutboxSession)
         self.outbox_wakeup = asyncio.Event()
 
     async def create_tables(self, tables: list) -> None:
-        """Create the given tables if missing; an advisory lock keeps replicas from racing."""
+        """Create the given tables if missing, and bring an older release's tables up to date:
+        add the nullable columns the model has and the table lacks (e.g. ``card_token``), and
+        widen to BIGINT what the model declares BigInteger but is still INTEGER (e.g.
+        ``total_cents``). An advisory lock keeps replicas from racing."""
         async with self.engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
             await conn.run_sync(Base.metadata.create_all, tables=[t.__table__ for t in tables])
+            for table in (t.__table__ for t in tables):
+                existing = dict((await conn.execute(text(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = :t"), {"t": table.name})).all())
+                for column in table.columns:
+                    if column.name not in existing and column.nullable and not column.primary_key:
+                        kind = column.type.compile(dialect=conn.dialect)
+                        await conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                    elif isinstance(column.type, BigInteger) and existing.get(column.name) == "integer":
+                        await conn.execute(text(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" TYPE BIGINT'))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

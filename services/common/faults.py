@@ -1,7 +1,7 @@
 """Fault injection for the chaos labs: added latency and an error rate, per replica.
 
 The state lives in this process only (one replica); the admin endpoint changes it and a
-middleware applies it to ``/api/*`` routes (never to health, metrics or admin routes).
+middleware applies it to ``/api/*`` and ``/internal/*`` routes (never to health, metrics or admin routes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,17 @@
-"""Prometheus metrics: RED per route (rate, errors, duration) and saga step counters."""
+"""Prometheus metrics: RED per route (rate, errors, duration) and saga step counters.
+
+``/metrics`` is for the scraper: it needs ``Authorization: Bearer <scrape token>``, the token in
+``<state dir>/metrics/scrape-token`` (created once, readable by CloudMart's own user only), unless
+``METRICS_AUTH=none`` (in a cluster, where a NetworkPolicy admits only Prometheus to the port).
+"""
 
 from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import uuid
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
@@ -49,3 +60,34 @@ def observe_request(route: str, method: str, status: int, duration_s: float) -> 
 def exposition() -> tuple[bytes, str]:
     """The Prometheus text exposition of this process and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def scrape_token_path(state_dir) -> Path:
+    return Path(state_dir) / "metrics" / "scrape-token"
+
+
+def load_or_create_scrape_token(state_dir) -> str:
+    """The scrape token of this state folder, created atomically by the first process that needs
+    it (a temp file hard-linked into place; a replica that loses the race reads the winner's)."""
+    path = scrape_token_path(state_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def scrape_allowed(expected_token: str | None, authorization: str | None) -> bool:
+    """True if metrics are open (no token expected) or ``authorization`` carries the token."""
+    if expected_token is None:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected_token.encode())

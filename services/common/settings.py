@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={raw!r} is not a flag; use 1/0, true/false, yes/no or on/off")
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -15,6 +24,20 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def _choice(name: str, valid: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name) or default
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not one of: {', '.join(valid)}")
+    return value
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = _float(name, default)
+    if value != int(value) or value < 1:
+        raise ValueError(f"{name}={os.environ.get(name)!r} must be a whole number >= 1")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,13 @@ class Settings:
     rate_limit_burst: float = 2000.0
     token_ttl_s: int = 3600
     log_level: str = "INFO"
+    api_docs: bool = False  # /openapi.json and /docs (off unless CLOUDMART_API_DOCS=1)
+    max_body_bytes: int = 64 * 1024
+    user_url: str | None = None  # auth: the user service, which keeps the credentials
+    login_max_failures_account: int = 10
+    login_max_failures_ip: int = 100
+    login_failure_window_s: int = 300
+    metrics_auth: str = "token"  # "token": /metrics needs the scrape token; "none": open (a cluster's NetworkPolicy guards it)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -74,4 +104,11 @@ class Settings:
             rate_limit_burst=_float("RATE_LIMIT_BURST", 2000.0),
             token_ttl_s=int(_float("TOKEN_TTL_S", 3600)),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            api_docs=_flag("CLOUDMART_API_DOCS"),
+            max_body_bytes=_positive_int("MAX_BODY_BYTES", 64 * 1024),
+            user_url=(env.get("USER_URL") or "").rstrip("/") or None,
+            login_max_failures_account=_positive_int("LOGIN_MAX_FAILURES_ACCOUNT", 10),
+            login_max_failures_ip=_positive_int("LOGIN_MAX_FAILURES_IP", 100),
+            login_failure_window_s=_positive_int("LOGIN_FAILURE_WINDOW_S", 300),
+            metrics_auth=_choice("METRICS_AUTH", ("token", "none"), "token"),
         )

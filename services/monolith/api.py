@@ -43,11 +43,14 @@ async def create_order(body: OrderCreate, idempotency_key: order_api.Idempotency
         try:
             session.add(order)
             await session.flush()
-            await checkout.checkout(session, order, body.payment.card_number)
+            await checkout.checkout(session, order)
             await session.commit()
         except IntegrityError:
             await session.rollback()  # a concurrent request with the same key won
-            existing = await domain.find_by_key(session, user.sub, idempotency_key, body)
+            try:
+                existing = await domain.find_by_key(session, user.sub, idempotency_key, body)
+            except domain.IdempotencyConflict as exc:  # ... with a different body
+                raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
             if existing is None:
                 raise
         else:

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from services.auth import api as auth_api
-from services.auth import events as auth_events
 from services.auth.app import install_token_issuer
+from services.auth.credentials import DatabaseCredentials
 from services.common import auth
 from services.common.app import ServiceSpec, create_app
 from services.common.db import OutboxEvent, ProcessedEvent
@@ -25,9 +25,9 @@ from services.payment import api as payment_api
 from services.payment.models import Payment
 from services.product import api as product_api
 from services.user import api as user_api
-from services.user.models import UserAccount
+from services.user.models import Credential, UserAccount
 
-TABLES = [UserAccount, ProductRow, Stock, Reservation, Order, Payment, Notification, OutboxEvent, ProcessedEvent]
+TABLES = [UserAccount, Credential, ProductRow, Stock, Reservation, Order, Payment, Notification, OutboxEvent, ProcessedEvent]
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -36,13 +36,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     signing_key = auth.load_or_create_signing_key(settings.state_dir)
 
     async def startup(app: FastAPI) -> None:
-        install_token_issuer(app, signing_key, settings)
+        install_token_issuer(app, signing_key, settings, credentials=DatabaseCredentials(app.state.db))
         app.state.store = PgCatalogStore(settings.database_url)
         await run_in_threadpool(app.state.store.seed)
         async with app.state.db.sessions() as session, session.begin():
             await inventory_domain.seed_stock(session)
         app.state.bus = LocalBus()
-        await auth_events.start_consumers(app)  # registered users' credentials, delivered in-process
         app.state.bus.start_relay(app.state.db)
 
     async def shutdown(app: FastAPI) -> None:

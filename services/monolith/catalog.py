@@ -31,7 +31,8 @@ class PgCatalogStore:
 
     def __init__(self, database_url: str):
         sync_url = async_url(database_url)  # psycopg 3 serves both sync and async engines
-        self.engine = create_engine(sync_url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        self.engine = create_engine(sync_url, pool_size=5, max_overflow=10, pool_pre_ping=True,
+                                    hide_parameters=True)
 
     def seed(self) -> None:
         rows = [{k: v for k, v in p.items() if k != "initial_stock"} for p in CATALOG]

@@ -25,7 +25,7 @@ def _record(session: AsyncSession, type_: str, order: Order, payload: dict) -> N
                   delivered=local is not None and type_ not in local)
 
 
-async def checkout(session: AsyncSession, order: Order, card_number: str) -> Order:
+async def checkout(session: AsyncSession, order: Order) -> Order:
     """Run the whole saga synchronously inside the caller's transaction; the order ends terminal."""
     _record(session, "orders.created", order, {"items": order.lines["items"], "total_cents": order.total_cents})
     outcome = await inventory.reserve(session, order.id, order.lines["items"])
@@ -36,7 +36,8 @@ async def checkout(session: AsyncSession, order: Order, card_number: str) -> Ord
         metrics.saga_step("reserve_stock", "out_of_stock")
     else:
         _record(session, "inventory.reserved", order, {"items": order.lines["items"]})
-        charge, _ = await payment.authorize(session, order.id, order.user_id, order.total_cents, card_number)
+        charge, _ = await payment.authorize(session, order.id, order.user_id, order.total_cents, order.card_token or "",
+                                            order.card_last4)
         if charge.status == "authorized":
             await inventory.commit(session, order.id)
             orders.confirm(order)

@@ -69,7 +69,10 @@ async def create_order(body: OrderCreate, idempotency_key: IdempotencyKey, user:
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its order.
         await session.rollback()
-        existing = await domain.find_by_key(session, user.sub, idempotency_key, body)
+        try:
+            existing = await domain.find_by_key(session, user.sub, idempotency_key, body)
+        except domain.IdempotencyConflict as exc:  # the winner sent a different body
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
         if existing is None:
             raise
         order = existing

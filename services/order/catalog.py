@@ -1,4 +1,5 @@
-"""Synchronous price lookup: order → product (``PRODUCT_URL``, the service or its sidecar).
+"""Synchronous price lookup: order → product (``PRODUCT_URL``, the service or its sidecar), from
+the product store through its internal ``/internal/prices`` route, never from the cache.
 
 aiohttp's client costs about a third of httpx's CPU per request, and this call is on the
 checkout's hot path.
@@ -28,22 +29,21 @@ class ProductClient:
         self.session = aiohttp.ClientSession(timeout=self.timeout,
                                              connector=aiohttp.TCPConnector(limit=50, ttl_dns_cache=300))
 
-    async def price_cents(self, product_id: str) -> int:
-        url = f"{self.base_url}/api/products/{product_id}"
+    async def prices(self, product_ids: list[str]) -> dict[str, int]:
+        """Prices of ``product_ids`` from the product store itself (one request, never the
+        cache: a value planted in the cache cannot price an order); unknown ids are missing."""
+        url = f"{self.base_url}/internal/prices"
+        params = [("ids", pid) for pid in product_ids]
         try:
-            async with self.session.get(url, headers={"traceparent": tracing.traceparent()}) as response:
-                if response.status == 404:
-                    raise UnknownProduct(product_id)
+            async with self.session.get(url, params=params, headers={"traceparent": tracing.traceparent()}) as response:
+                if response.status == 422:
+                    raise UnknownProduct(",".join(product_ids))
                 if response.status != 200:
                     raise CatalogUnavailable(f"product service answered {response.status}")
-                return int((await response.json())["price_cents"])
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                found = (await response.json())["prices"]
+        except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError) as exc:
             raise CatalogUnavailable(f"product service unreachable: {exc!r}") from exc
-
-    async def prices(self, product_ids: list[str]) -> dict[str, int]:
-        """Prices of ``product_ids`` (looked up concurrently)."""
-        values = await asyncio.gather(*(self.price_cents(pid) for pid in product_ids))
-        return dict(zip(product_ids, values))
+        return {pid: int(price) for pid, price in found.items() if pid in product_ids}
 
     async def close(self) -> None:
         if self.session is not None:

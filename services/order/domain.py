@@ -10,6 +10,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import processor
 from services.order.models import Order, OrderCreate, OrderPublic
 
 
@@ -57,7 +58,7 @@ async def find_by_key(session: AsyncSession, user_id: str, key: str, body: Order
 def new_order(user_id: str, key: str, body: OrderCreate, lines: list[dict], total_cents: int) -> Order:
     return Order(id=str(uuid.uuid4()), user_id=user_id, idempotency_key=key, request_hash=request_hash(body),
                  status="pending", stage="created", lines={"items": lines}, total_cents=total_cents,
-                 card_number=body.payment.card_number, card_last4=body.payment.card_number[-4:])
+                 card_token=processor.tokenize(body.payment.card_number), card_last4=body.payment.card_number[-4:])
 
 
 def to_public(order: Order) -> OrderPublic:
@@ -70,7 +71,7 @@ def confirm(order: Order) -> bool:
     """pending → confirmed; False if the order is no longer pending."""
     if order.status != "pending":
         return False
-    order.status, order.stage, order.card_number = "confirmed", "paid", None
+    order.status, order.stage, order.card_number, order.card_token = "confirmed", "paid", None, None
     return True
 
 
@@ -78,5 +79,5 @@ def cancel(order: Order, reason: str) -> bool:
     """pending/confirmed → cancelled with ``reason``; False if already cancelled."""
     if order.status == "cancelled":
         return False
-    order.status, order.reason, order.card_number = "cancelled", reason, None
+    order.status, order.reason, order.card_number, order.card_token = "cancelled", reason, None, None
     return True

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import BigInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import Base, utcnow
@@ -27,8 +27,9 @@ class Order(Base):
     stage: Mapped[str] = mapped_column(String(32), default="created")  # saga progress while pending
     reason: Mapped[str | None] = mapped_column(String(200), default=None)
     lines: Mapped[dict[str, Any]]
-    total_cents: Mapped[int]
-    card_number: Mapped[str | None] = mapped_column(String(19), default=None)  # erased once paid/cancelled
+    total_cents: Mapped[int] = mapped_column(BigInteger)  # up to 50 lines × 1000 units × 10⁸ cents
+    card_number: Mapped[str | None] = mapped_column(String(19), default=None)  # older releases only; never written
+    card_token: Mapped[str | None] = mapped_column(String(64), default=None)  # the processor's; erased once final
     card_last4: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

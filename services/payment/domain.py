@@ -1,7 +1,7 @@
 """Payment rules, shared by the payment service and the monolith.
 
-The card processor is simulated by fixed test cards (as payment providers' sandboxes do):
-``4000000000000002`` is declined, any other card that passed validation is authorized.
+The card processor is simulated (:mod:`services.common.processor`): a payment is made with a
+card token, never a card number; the decline test card's token is declined.
 """
 
 from __future__ import annotations
@@ -10,24 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payment.models import Payment
 
-DECLINED_CARDS = {"4000000000000002": "card declined"}
-
-
-def processor_decision(card_number: str) -> str | None:
-    """None if the processor authorizes ``card_number``, else the decline reason."""
-    return DECLINED_CARDS.get(card_number)
+from services.common import processor
 
 
 async def authorize(session: AsyncSession, order_id: str, user_id: str, amount_cents: int,
-                    card_number: str) -> tuple[Payment, bool]:
+                    card_token: str, card_last4: str, refused: str | None = None) -> tuple[Payment, bool]:
     """Charge ``order_id`` once. Returns (payment, created); a second call returns the first
-    outcome unchanged, so a retried request never charges twice."""
+    outcome unchanged, so a retried request never charges twice. ``refused``: decline with this
+    reason without asking the processor (the request does not match the order)."""
     existing = await session.get(Payment, order_id, with_for_update=True)
     if existing is not None:
         return existing, False
-    reason = processor_decision(card_number)
+    reason = refused or processor.decision(card_token)
     payment = Payment(order_id=order_id, user_id=user_id, amount_cents=amount_cents,
-                      status="declined" if reason else "authorized", card_last4=card_number[-4:], reason=reason)
+                      status="declined" if reason else "authorized", card_last4=card_last4[-4:], reason=reason)
     session.add(payment)
     await session.flush()  # the primary key makes a concurrent second charge fail here
     return payment, True

@@ -12,11 +12,14 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.auth import AdminUser
 from services.common.logging import get_logger
-from services.common.types import IdPath, Text
+from services.common.types import Identifier, IdPath, Text
 from services.product.models import ProductCreate, ProductList, ProductPublic, ProductUpdate, to_public
 
 log = get_logger("cloudmart.product")
 router = APIRouter(prefix="/api/products", tags=["products"])
+
+#: For other services (not behind the gateway): reads straight from the store, never the cache.
+internal = APIRouter(prefix="/internal", tags=["internal"])
 
 PRODUCT_TTL_S = 300
 LIST_TTL_S = 60
@@ -109,3 +112,20 @@ async def update_product(product_id: IdPath, body: ProductUpdate, request: Reque
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"product {product_id!r} not found")
     await _invalidate(request, product_id)
     return to_public(doc)
+
+
+@internal.get("/prices", summary="Current prices from the catalog store (never the cache), for pricing orders",
+              description="`ids` may repeat up to 50 times; unknown ids are left out of the answer.")
+async def prices(request: Request,
+                 ids: Annotated[list[Identifier], Query(min_length=1, max_length=50)]) -> dict[str, dict[str, int]]:
+    store = request.app.state.store
+
+    def lookup() -> dict[str, int]:
+        found = {}
+        for product_id in dict.fromkeys(ids):
+            doc = store.get(product_id)
+            if doc is not None:
+                found[product_id] = int(doc["price_cents"])
+        return found
+
+    return {"prices": await run_in_threadpool(lookup)}

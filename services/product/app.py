@@ -26,5 +26,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings=settings, title="CloudMart product",
         description="The catalog: public list/search/get cached in Redis (cache-aside), admin create/update. "
                     "Storage: montydb (embedded) or MongoDB when MONGO_URL is set.",
-        routers=[api.router], uses_redis=True, on_startup=[startup], readiness={"catalog": catalog_ready},
+        routers=[api.router, api.internal], uses_redis=True, on_startup=[startup], readiness={"catalog": catalog_ready},
     ))

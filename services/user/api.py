@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from sqlalchemy.exc import IntegrityError
 
-from services.common.auth import CurrentUser
+from services.common.auth import CurrentUser, Principal, service_caller
 from services.common.bus import publish_committed
 from services.common.db import SessionDep, add_to_outbox
 from services.common.demo import DEMO_ACCOUNTS, DEMO_CLIENTS
-from services.common.passwords import hash_password
-from services.user import events
-from services.user.models import UserAccount, UserCreate, UserPublic, UserUpdate
+from services.common.passwords import hash_password_async
+from services.user import credentials, events
+from services.user.models import (Credential, CredentialCheck, CredentialResult, UserAccount, UserCreate,
+                                  UserPublic, UserUpdate)
 
 router = APIRouter(prefix="/api/users", tags=["users"])
+
+#: Routes for other services only (not behind the gateway; a service token is required).
+internal = APIRouter(prefix="/internal", tags=["internal"])
 
 _RESERVED = set(DEMO_ACCOUNTS) | set(DEMO_CLIENTS) | {"client"}
 
@@ -23,9 +29,11 @@ _RESERVED = set(DEMO_ACCOUNTS) | set(DEMO_CLIENTS) | {"client"}
 async def register(body: UserCreate, session: SessionDep, request: Request) -> UserAccount:
     if body.username in _RESERVED:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"username {body.username!r} is taken")
+    password_hash = await hash_password_async(body.password)  # in the hashing pool, off the event loop
     user = UserAccount(username=body.username, email=body.email, full_name=body.full_name)
     session.add(user)
-    add_to_outbox(session, events.user_registered(body.username, hash_password(body.password)))
+    session.add(Credential(username=body.username, password_hash=password_hash, roles="customer"))
+    add_to_outbox(session, events.user_registered(body.username))
     try:
         await session.commit()
     except IntegrityError:
@@ -61,3 +69,15 @@ async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) ->
     await session.commit()
     await session.refresh(account)
     return account
+
+
+@internal.post("/credentials/check", response_model=CredentialResult,
+               summary="Check a registered customer's password (for the auth service)",
+               responses={401: {"description": "Wrong username or password"},
+                          403: {"description": "The caller is not the auth service"}})
+async def check_credentials(body: CredentialCheck, session: SessionDep,
+                            _: Annotated[Principal, Depends(service_caller("auth"))]) -> CredentialResult:
+    roles = await credentials.check(session, body.username, body.password)
+    if roles is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong username or password")
+    return CredentialResult(username=body.username, roles=roles)

@@ -26,6 +26,33 @@ class UserAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Credential(Base):
+    """A registered customer's password hash and roles: the system of record for logins.
+
+    Roles are set here, never taken from a request or an event: registration makes a customer."""
+
+    __tablename__ = "credentials"
+
+    username: Mapped[str] = mapped_column(String(32), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[str] = mapped_column(String(200), default="customer")  # comma separated
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CredentialCheck(BaseModel):
+    """What auth sends to check a password (internal route)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[Text, Field(min_length=1, max_length=64)]
+    password: Annotated[Text, Field(min_length=1, max_length=256)]
+
+
+class CredentialResult(BaseModel):
+    username: str
+    roles: list[str]
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

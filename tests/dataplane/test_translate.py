@@ -174,7 +174,8 @@ def test_authorization_policies_of_the_istio_component():
     # `cluster.local` in a policy is the mesh's own trust domain.
     assert order.principals == (m.StringMatch("exact", "spiffe://cloudmart.local/ns/cloudmart/sa/order"),)
     assert order.methods == ("GET",)
-    assert order.paths == (m.StringMatch("exact", "/api/products"), m.StringMatch("prefix", "/api/products/"))
+    assert order.paths == (m.StringMatch("exact", "/api/products"), m.StringMatch("prefix", "/api/products/"),
+                           m.StringMatch("exact", "/internal/prices"))
     # A workload no ALLOW policy selects still gets the namespace's allow-nothing: deny all.
     assert istio.authorization(objects, {"app.kubernetes.io/name": "other"}, "cloudmart.local") == (m.Rbac("ALLOW", ()),)
     assert istio.authorization([], labels, "cloudmart.local") == ()             # no policy: allow all

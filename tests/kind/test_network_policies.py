@@ -96,7 +96,7 @@ def graph(rendered):
 SERVICES = ["auth", "user", "product", "product-canary", "inventory", "order", "payment", "notification"]
 ALLOWED = (
     [(s, "auth", 8080) for s in SERVICES]
-    + [("order", "product", 8080), ("order", "product-canary", 8080)]
+    + [("order", "product", 8080), ("order", "product-canary", 8080), ("auth", "user", 8080)]
     + [(s, infra, port) for s in SERVICES for infra, port in (("postgres", 5432), ("redis", 6379), ("nats", 4222))]
     + [("product", "mongo", 27017), ("product-canary", "mongo", 27017)]
     + [("kong-proxy", s, 8080) for s in SERVICES]
@@ -104,7 +104,7 @@ ALLOWED = (
     + [("grafana", "prometheus", 9090), ("opencost", "prometheus", 9090), ("prometheus", "opencost", 9003)]
 )
 DENIED = [
-    ("product", "order", 8080), ("payment", "product", 8080), ("auth", "user", 8080), ("order", "mongo", 27017),
+    ("product", "order", 8080), ("payment", "product", 8080), ("auth", "order", 8080), ("order", "mongo", 27017),
     ("inventory", "mongo", 27017), ("postgres", "redis", 6379), ("nats", "postgres", 5432), ("order", "auth", 9999),
     ("kong-proxy", "postgres", 5432), ("prometheus", "postgres", 5432), ("grafana", "order", 8080),
     ("user", "notification", 8080),

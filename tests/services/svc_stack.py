@@ -87,6 +87,9 @@ class Stack:
             env["AUTH_JWKS_URL"] = self.services["auth"].url + "/api/auth/.well-known/jwks.json"
         if "product" in self.services:
             env["PRODUCT_URL"] = self.services["product"].url
+        if "user" in self.services:
+            env["USER_URL"] = self.services["user"].url
+        env.setdefault("CLOUDMART_API_DOCS", "1")  # the tests read /openapi.json
         env.update(extra or {})
         return env
 
@@ -101,6 +104,8 @@ class Stack:
     def start_all(self, names=SERVICE_NAMES) -> None:
         for name in names:  # auth and product first: others get their URLs
             self.add(name)
+        if "auth" in self.services and "user" in self.services:  # auth checks passwords with user
+            self.services["auth"].env["USER_URL"] = self.services["user"].url
         for name in names:
             self.services[name].start()
         for name in names:
@@ -108,6 +113,12 @@ class Stack:
 
     def url(self, name: str) -> str:
         return self.services[name].url
+
+    def scrape_headers(self) -> dict:
+        """What the metrics scraper sends: the scrape token of this state folder."""
+        from services.common.metrics import scrape_token_path
+
+        return {"Authorization": f"Bearer {scrape_token_path(self.infra.state_dir).read_text().strip()}"}
 
     def restart(self, name: str) -> None:
         svc = self.services[name]

@@ -140,7 +140,8 @@ def test_health_ready_metrics_and_version_header(stack, name):
     assert health.headers["x-service-version"] == "v1"
     ready = httpx.get(base + "/readyz").json()
     assert ready["status"] == "ready" and ready["checks"] and all(v == "ok" for v in ready["checks"].values())
-    text = httpx.get(base + "/metrics").text
+    assert httpx.get(base + "/metrics").status_code == 401  # for the scraper only
+    text = httpx.get(base + "/metrics", headers=stack.scrape_headers()).text
     assert f'http_requests_total{{method="GET",route="/healthz",service="{name}",status="200"}}' in text
     assert "http_request_duration_seconds_bucket" in text
 
@@ -150,9 +151,9 @@ def test_saga_step_counters_are_exported(stack, headers):
     wait_for(lambda: httpx.get(f"{stack.url('order')}/api/orders/{placed.json()['id']}",
                                headers=headers["alice"]).json()["status"] == "confirmed")
     assert 'saga_steps_total{outcome="ok",service="inventory",step="reserve_stock"}' in \
-        httpx.get(stack.url("inventory") + "/metrics").text
+        httpx.get(stack.url("inventory") + "/metrics", headers=stack.scrape_headers()).text
     assert 'saga_steps_total{outcome="ok",service="order",step="confirm_order"}' in \
-        httpx.get(stack.url("order") + "/metrics").text
+        httpx.get(stack.url("order") + "/metrics", headers=stack.scrape_headers()).text
 
 
 def test_fault_injection_is_per_replica_admin_only_and_resettable(stack, headers):

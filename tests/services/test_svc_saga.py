@@ -119,9 +119,9 @@ def test_relay_publishes_outbox_rows_left_behind_by_a_crash(stack, infra):
     from services.common.bus import Bus, make_event
 
     marker = f"relay-{uuid.uuid4()}"
-    # An event of the order service's own stream (it may publish on orders.* only), of a type no
-    # consumer subscribes to.
-    event = make_event("orders.relay_test", marker, {"user_id": "alice", "note": "left behind"})
+    # A subject of the order service's own stream (the only one its NATS user may publish on)
+    # that no consumer handles.
+    event = make_event("orders.audited", marker, {"user_id": "alice", "kind": "test", "message": "left behind"})
     with psycopg.connect(infra.database_url("order"), autocommit=True) as conn:
         conn.execute("INSERT INTO outbox (event_id, subject, data, created_at) VALUES (%s, %s, %s, now() - interval '10 s')",
                      (event["event_id"], event["type"], json.dumps(event)))
@@ -179,7 +179,7 @@ def _consumed(stack, service: str, subject: str) -> dict[str, float]:
     """events_consumed_total of a service for one subject, by outcome (from its /metrics)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(stack.url(service) + "/metrics").text
+    text = httpx.get(stack.url(service) + "/metrics", headers=stack.scrape_headers()).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
