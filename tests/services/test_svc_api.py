@@ -272,3 +272,38 @@ def test_bad_setting_is_a_one_line_error():
                             env={"PATH": "/usr/bin:/bin", "PORT": "not-a-port"}, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: PORT='not-a-port' is not an integer"
+
+
+def test_readiness_answers_within_the_probe_timeout_when_a_store_hangs(stack, tmp_path):
+    """A Redis that stalls (SIGSTOP: connections open, nothing answered): /readyz still answers
+    within the kubelet's 1 s probe timeout, with that check failed, instead of timing out."""
+    import signal
+    import subprocess
+    import time
+
+    from svc_stack import free_port
+
+    from services.infra import _redis_binary
+
+    port = free_port()
+    redis_proc = subprocess.Popen([_redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, start_new_session=True)
+    replica = stack.add("product-hang", {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}, module="product")
+    try:
+        replica.start()
+        replica.wait_ready()
+        redis_proc.send_signal(signal.SIGSTOP)
+        for _ in range(3):
+            started = time.monotonic()
+            ready = httpx.get(replica.url + "/readyz", timeout=5)
+            elapsed = time.monotonic() - started
+            assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "failed"
+            assert elapsed < 1.0, f"/readyz took {elapsed:.2f} s"
+        redis_proc.send_signal(signal.SIGCONT)
+        replica.wait_ready()   # and it comes back when the store does
+    finally:
+        redis_proc.send_signal(signal.SIGCONT)
+        redis_proc.kill()
+        redis_proc.wait()
+        replica.stop()
+        del stack.services["product-hang"]
