@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import os
+import time
+
 import psutil
 import pytest
 
@@ -19,15 +22,22 @@ from grading_fixtures import GOOD_PATTERNS_SOURCE, WRONG_PATTERNS, write_noteboo
 TIMEOUT_S = 45.0  # generous: kernel start and imports are slow on a busy 2-core machine
 
 
+# Grading's runners and kernels inherit the environment: this run's own carry this mark, so
+# another test run on the same machine (another checkout's CI) is not mistaken for a leftover.
+_RUN_MARK = f"{os.getpid()}-{time.time_ns()}"
+os.environ["CLOUDMART_TEST_RUN"] = _RUN_MARK
+
+
 def _grading_processes() -> list[psutil.Process]:
-    """Live processes started by batch grading (runner or kernel): they carry its results env."""
+    """Live processes started by this run's batch grading (runner or kernel)."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
             env = proc.environ()
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
-        if "cloudmart-grade-" in env.get("CLOUDMART_GRADING_RESULTS", ""):
+        if "cloudmart-grade-" in env.get("CLOUDMART_GRADING_RESULTS", "") and \
+                env.get("CLOUDMART_TEST_RUN") == _RUN_MARK:
             found.append(proc)
     return found
 

@@ -43,6 +43,13 @@ def _routes(name: str) -> list[tuple[str, str]]:
             for method in route.methods]
 
 
+def _internal_routes(name: str) -> list[tuple[str, str]]:
+    """Routes a service serves to other services only (`/internal/...`, not behind the gateway)."""
+    internal = getattr(importlib.import_module(f"services.{name}.api"), "internal", None)
+    return [(method, route.path) for route in (internal.routes if internal else []) if isinstance(route, APIRoute)
+            for method in route.methods]
+
+
 def test_one_context_per_service():
     assert sorted(CONTEXTS) == SERVICE_PACKAGES
 
@@ -81,7 +88,8 @@ def test_relationship_is_backed_by_an_event_or_a_route(rel):
     for via in rel["via"]:
         if " " in via:  # an HTTP call the upstream serves
             method, path = via.split(" ", 1)
-            assert (method, path) in _routes(rel["upstream"]), f"{rel['upstream']} does not serve {via}"
+            assert (method, path) in _routes(rel["upstream"]) + _internal_routes(rel["upstream"]), \
+                f"{rel['upstream']} does not serve {via}"
         else:
             assert via in up["publishes"], f"{rel['upstream']} does not publish {via}"
             assert via in down["consumes"], f"{rel['downstream']} does not consume {via}"

@@ -298,7 +298,9 @@ def test_readiness_answers_within_the_probe_timeout_when_a_store_hangs(stack, tm
             ready = httpx.get(replica.url + "/readyz", timeout=5)
             elapsed = time.monotonic() - started
             assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "failed"
-            assert elapsed < 1.0, f"/readyz took {elapsed:.2f} s"
+            # Checks in turn, each allowed 2 s, took over 2 s; at once, each 0.8 s, well under that
+            # (below 1 s on an idle machine; the bound leaves room for a loaded one).
+            assert elapsed < 1.8, f"/readyz took {elapsed:.2f} s"
         redis_proc.send_signal(signal.SIGCONT)
         replica.wait_ready()   # and it comes back when the store does
     finally:
