@@ -79,8 +79,11 @@ def test_login_flood_does_not_slow_the_gateways_token_check(stack, tokens):
         # (it counts every connection, not the idle ones), and a request the pool has just handed
         # that connection to then reads from a socket closed under it (httpx.ReadError). With the
         # default of 20 that happened in about one flood in six; it is the client, not the server.
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        # keepalive_expiry under uvicorn's 5 s keep-alive: the client never reuses a connection
+        # the server may be closing at that moment. The pool wait is unbounded (the flood queues
+        # 400 requests behind 200 connections); each request still has 60 s to be answered.
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, pool=None), limits=limits) as client:
             async def login(i):
                 r = await client.post(auth + "/api/auth/token", headers={"X-Forwarded-For": f"10.9.{i // 250}.{i % 250}"},
                                       data={"grant_type": "password", "username": f"nobody{i}", "password": "wrong"})
