@@ -33,7 +33,7 @@ CHAOS_DEPLOYMENTS = ("order", "payment")   # each runs 2 replicas during the soa
 MIN_KILLS = 6                # of the 8 replica kill attempts (one may find every replica down)
 #: Kill slot (0-based, one every KILL_EVERY_S) -> the server killed in it instead of a replica.
 INFRA_KILLS = {2: "postgres", 5: "nats", 8: "redis"}
-#: A server's own start is the machine's business (PostgreSQL's crash recovery took 0.5 to 14 s on
+#: A server's own start is the machine's business (PostgreSQL's crash recovery took 2 to 14 s on
 #: a 2-core machine at load 2 to 22); what CloudMart adds is bounded: noticing the death and
 #: starting the server again (the supervisor looks every INFRA_POLL_S = 1 s), then every replica
 #: reconnecting and passing its readiness probe. Measured 0.7 to 1.0 s and 0 s (replicas ready
