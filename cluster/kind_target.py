@@ -891,8 +891,10 @@ class KindCluster(CloudMart):
         """Events of a JetStream stream, oldest first (through a port-forward to the NATS Service)."""
         if stream.lower() not in STREAMS:
             raise ValueError(f"stream={stream!r} is unknown: valid are {', '.join(STREAMS)}")
+        from cluster.broker_config import course_nats_url   # NATS takes no anonymous client
+
         with port_forward("service/nats", 4222) as local_port:
-            return _run_coro(_read_stream(f"nats://127.0.0.1:{local_port}", stream.upper(), order_id, limit))
+            return _run_coro(_read_stream(course_nats_url("127.0.0.1", local_port), stream.upper(), order_id, limit))
 
     def mesh_fault(self, service: str, latency_ms: float = 0, error_rate: float = 0.0) -> dict:
         """Istio fault injection on calls to `service` from inside the mesh (istio gateway only)."""

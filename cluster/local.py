@@ -114,7 +114,7 @@ class LocalTarget:
             except RuntimeError as exc:
                 raise TargetError(str(exc)) from None
         private_folder(self.state_dir)
-        (self.state_dir / "logs").mkdir(exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True, mode=0o700)
         cmd = [sys.executable, "-m", "cluster.supervisor", "--state-dir", str(self.state_dir),
                "--gateway-port", str(port)]
         if mesh:
@@ -126,7 +126,7 @@ class LocalTarget:
         if os.environ.get("CLOUDMART_MANIFESTS"):
             cmd += ["--manifests", os.environ["CLOUDMART_MANIFESTS"]]
         log_path = self.state_dir / "logs" / "supervisor.log"
-        with open(log_path, "ab") as logf:
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as logf:   # owner only
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=str(REPO_ROOT))
         deadline = time.monotonic() + timeout_s

@@ -192,7 +192,7 @@ class Supervisor:
     async def start(self) -> None:
         """Bring everything up; returns once the processes are started (readiness comes later)."""
         for folder in (self.logs_dir, self.run_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)   # logs and configs: the owner's
         self.topology = topology.load(self.manifests)
         for name, count in self.replica_overrides.items():
             if name not in {d.name for d in self._deployments()}:

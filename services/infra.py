@@ -191,7 +191,7 @@ def _redis_binary() -> str:
 
 def _spawn(cmd: list[str], log_path: Path, user: str | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """Start ``cmd`` detached: own session/process group, output to ``log_path``."""
-    log = open(log_path, "ab")
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")   # owner only
     try:
         return subprocess.Popen(
             cmd,

@@ -52,6 +52,9 @@ class ServiceSpec:
     tables: list = field(default_factory=list)  # SQLAlchemy models; [] = no PostgreSQL
     uses_nats: bool = False
     uses_redis: bool = False
+    #: Redis is a cache the service can do without: readiness reports it but does not fail on it,
+    #: and the service starts without waiting for it.
+    redis_optional: bool = False
     outbox: bool = False  # publishes events through the transactional outbox
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
@@ -113,7 +116,8 @@ def _ops_router(spec: ServiceSpec) -> APIRouter:
         named = _readiness_checks(spec)
         results = await asyncio.gather(*(run(name, check) for name, check in named.items()))
         checks = dict(zip(named, results))
-        ready = all(v == "ok" for v in checks.values())
+        optional = {"redis"} if spec.redis_optional else set()
+        ready = all(v == "ok" for name, v in checks.items() if name not in optional)
         if not ready:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {**health("ready" if ready else "not ready"), "checks": checks}
@@ -191,9 +195,17 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         if spec.uses_redis:
             if not s.redis_url:
                 raise RuntimeError(f"{s.service_name}: REDIS_URL is not set")
+            # An optional cache must not cost more than a store read when Redis hangs.
+            timeout_s = 0.5 if spec.redis_optional else 5
             app.state.redis = aioredis.from_url(s.redis_url, decode_responses=True,
-                                                socket_connect_timeout=2, socket_timeout=5)
-            await _retry("redis", app.state.redis.ping)
+                                                socket_connect_timeout=min(2, timeout_s), socket_timeout=timeout_s)
+            if spec.redis_optional:   # the client connects on first use; until then, no cache
+                try:
+                    await asyncio.wait_for(app.state.redis.ping(), timeout=READINESS_CHECK_TIMEOUT_S)
+                except Exception as exc:
+                    log.warning("redis unavailable: serving without the cache", extra={"fields": {"error": str(exc)[:200]}})
+            else:
+                await _retry("redis", app.state.redis.ping)
         if spec.uses_nats:
             if not s.nats_url:
                 raise RuntimeError(f"{s.service_name}: NATS_URL is not set")

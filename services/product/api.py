@@ -42,6 +42,17 @@ async def _cache_set(request: Request, key: str, value, ttl_s: int) -> None:
         log.warning("cache write failed", extra={"fields": {"error": str(exc)}})
 
 
+async def _cache_writable(request: Request) -> None:
+    """Refuse a catalog write while Redis is down: its cached copy could not be invalidated, and
+    Redis keeps its data over a restart, so readers would get the old product for up to 5 min."""
+    try:
+        await request.app.state.redis.ping()
+    except Exception as exc:
+        log.warning("catalog write refused: cache unavailable", extra={"fields": {"error": str(exc)[:200]}})
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"},
+                            detail="the catalog cannot change while its cache is unavailable, retry later") from exc
+
+
 async def _invalidate(request: Request, product_id: str) -> None:
     redis = request.app.state.redis
     await redis.delete(f"product:{product_id}")
@@ -93,8 +104,9 @@ async def get_product(product_id: IdPath, request: Request, response: Response) 
 
 
 @router.post("", response_model=ProductPublic, status_code=status.HTTP_201_CREATED, summary="Create a product (admin)",
-             responses={409: {"description": "Id taken"}})
+             responses={409: {"description": "Id taken"}, 503: {"description": "Cache unavailable: not written"}})
 async def create_product(body: ProductCreate, request: Request, _: AdminUser) -> dict:
+    await _cache_writable(request)
     product_id = body.id or secrets.token_hex(5).upper()
     doc = {"_id": product_id, **body.model_dump(exclude={"id"})}
     if not await run_in_threadpool(request.app.state.store.insert, doc):
@@ -104,8 +116,9 @@ async def create_product(body: ProductCreate, request: Request, _: AdminUser) ->
 
 
 @router.patch("/{product_id}", response_model=ProductPublic, summary="Update a product (admin)",
-              responses={404: {"description": "No such product"}})
+              responses={404: {"description": "No such product"}, 503: {"description": "Cache unavailable: not written"}})
 async def update_product(product_id: IdPath, body: ProductUpdate, request: Request, _: AdminUser) -> dict:
+    await _cache_writable(request)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     doc = await run_in_threadpool(request.app.state.store.update, product_id, changes)
     if doc is None:

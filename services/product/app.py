@@ -1,4 +1,9 @@
-"""Product service wiring: catalog store (montydb or MongoDB), Redis cache."""
+"""Product service wiring: catalog store (montydb or MongoDB), Redis cache.
+
+Redis is only the cache: without it reads come from the store, so the service is ready without
+it (readiness names it, `"redis": "failed"`); admin writes answer 503 until it is back, since a
+write whose cache entry cannot be invalidated would be served stale once Redis returns.
+"""
 
 from __future__ import annotations
 
@@ -26,5 +31,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings=settings, title="CloudMart product",
         description="The catalog: public list/search/get cached in Redis (cache-aside), admin create/update. "
                     "Storage: montydb (embedded) or MongoDB when MONGO_URL is set.",
-        routers=[api.router, api.internal], uses_redis=True, on_startup=[startup], readiness={"catalog": catalog_ready},
+        routers=[api.router, api.internal], uses_redis=True, redis_optional=True, on_startup=[startup], readiness={"catalog": catalog_ready},
     ))

@@ -25,8 +25,9 @@ class CatalogStore:
         else:
             from montydb import MontyClient, set_storage
 
+            (Path(state_dir) / "product").mkdir(parents=True, mode=0o700, exist_ok=True)   # the owner's catalog
             path = Path(state_dir) / "product" / "montydb"
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
             if not (path / "monty.storage.cfg").exists():
                 set_storage(str(path), storage="sqlite", use_bson=False)
             self.client = MontyClient(str(path))

@@ -1,7 +1,10 @@
-"""Chaos soak: 60 s of open-loop checkout load while a replica is killed every 5 s.
+"""Chaos soak: 60 s of open-loop checkout load while something is killed every 5 s.
 
-Afterwards every accepted order is confirmed or cancelled, no order is charged twice, stock is
-conserved, at least 8 kills really happened, and the gateway's error rate during the run is
+Eight of the eleven kills hit an order or payment replica, three hit the infrastructure:
+PostgreSQL, NATS and Redis are each `kill -9`ed once under load, and the supervisor starts them
+again with no manual step. Afterwards every accepted order is confirmed or cancelled, no order is
+charged twice, stock is conserved, at least 6 replica kills really happened, CloudMart was ready
+again within a bound after each server kill, and the gateway's error rate during the run is
 bounded (and reported, printed as JSON).
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
 import random
 import threading
 import time
@@ -17,6 +22,7 @@ import pytest
 
 from cluster.handle import CloudMart
 from cluster.local import TargetError
+from services.infra import load_infra, pid_alive
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -24,7 +30,19 @@ SOAK_S = 60
 KILL_EVERY_S = 5
 RPS = 10
 CHAOS_DEPLOYMENTS = ("order", "payment")   # each runs 2 replicas during the soak
-MIN_KILLS = 8
+MIN_KILLS = 6                # of the 8 replica kill attempts (one may find every replica down)
+#: Kill slot (0-based, one every KILL_EVERY_S) -> the server killed in it instead of a replica.
+INFRA_KILLS = {2: "postgres", 5: "nats", 8: "redis"}
+#: A server's own start is the machine's business (PostgreSQL's crash recovery took 2 to 14 s on
+#: a 2-core machine at load 2 to 22); what CloudMart adds is bounded: noticing the death and
+#: starting the server again (the supervisor looks every INFRA_POLL_S = 1 s), then every replica
+#: reconnecting and passing its readiness probe. Measured 0.7 to 1.0 s and 0 s (replicas ready
+#: again as soon as the server was back; one soak at load 6).
+MAX_RESTART_OVERHEAD_S = 5.0
+MAX_READY_AFTER_BACK_S = 10.0
+#: Requests sent from this long before a server kill until this long after CloudMart was ready
+#: again count as that outage's (the load's clock starts a moment after the test's).
+OUTAGE_GRACE_S = (1.0, 3.0)
 # Measured 2.7 % and 2.4 % (15 and 13 of 548 checkouts, 11 and 12 kills) on a busy 2-core machine; the
 # Little's-law bound below is the sharper one, this one catches a gateway that fails wholesale.
 MAX_ERROR_RATE = 0.10
@@ -34,6 +52,36 @@ def _restarts(cm: CloudMart) -> int:
     """Restarts of every order and payment replica so far (the supervisor counts them)."""
     deps = cm.status()["deployments"]
     return sum(r["restarts"] for name in CHAOS_DEPLOYMENTS for r in deps[name]["replicas"])
+
+
+def _kill_server(cm: CloudMart, kind: str, timeout_s: float = 60.0) -> dict:
+    """SIGKILL one infrastructure server of a ready CloudMart; when it ran again and when every
+    replica was ready again (seconds after the kill), and how long the server itself took to start."""
+    wait_for_ready(cm, timeout_s)   # a replica killed just before must not count as this outage's
+    before = cm.status()["infra"][kind]
+    killed_at = time.monotonic()
+    os.kill(before["pid"], signal.SIGKILL)
+    back_s = None
+    while time.monotonic() - killed_at < timeout_s:
+        status = cm.target.status()
+        info = status["infra"][kind]
+        if back_s is None and info["alive"] and info["pid"] != before["pid"]:
+            back_s = time.monotonic() - killed_at
+            assert info["restarts"] == before["restarts"] + 1, (kind, before, info)
+            assert not pid_alive(before["pid"]), f"the dead {kind} was reaped"
+        if back_s is not None and status["ready"]:
+            start_s = load_infra(cm.target.state_dir).startup_s[kind]   # the restart's own measure
+            return {"back_s": round(back_s, 2), "ready_s": round(time.monotonic() - killed_at, 2),
+                    "server_start_s": round(start_s, 2)}
+        time.sleep(0.1)
+    raise AssertionError(f"{kind} not back and ready {timeout_s:.0f} s after its kill: {cm.target.status()['infra']}")
+
+
+def wait_for_ready(cm: CloudMart, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cm.target.status()["ready"]:
+        assert time.monotonic() < deadline, f"CloudMart not ready within {timeout_s:.0f} s"
+        time.sleep(0.1)
 
 
 def _all_pages(admin: CloudMart, path: str) -> list[dict]:
@@ -78,18 +126,31 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
         rng = random.Random(5)
         restarts_before = _restarts(cm)
         kills, refused = [], []
-        while time.monotonic() - start < SOAK_S - 1:
-            time.sleep(KILL_EVERY_S)
-            name = rng.choice(CHAOS_DEPLOYMENTS)
-            try:
-                kills.append(cm.kill(name)["killed"])
-            except TargetError as exc:   # every replica of it is down right now: note it, go on
-                refused.append(f"{name}: {exc}")
+        outages: dict[str, tuple[float, float]] = {}   # server -> (killed at, ready again at), load clock
+        recovery: dict[str, dict] = {}
+        for slot in range(SOAK_S // KILL_EVERY_S - 1):   # at 5, 10, ... 55 s
+            time.sleep(max(0.0, start + KILL_EVERY_S * (slot + 1) - time.monotonic()))
+            if slot in INFRA_KILLS:
+                kind = INFRA_KILLS[slot]
+                recovery[kind] = _kill_server(cm, kind)
+                t_ready = time.monotonic() - start
+                outages[kind] = (t_ready - recovery[kind]["ready_s"], t_ready)
+            else:
+                name = rng.choice(CHAOS_DEPLOYMENTS)
+                try:
+                    kills.append(cm.kill(name)["killed"])
+                except TargetError as exc:   # every replica of it is down right now: note it, go on
+                    refused.append(f"{name}: {exc}")
         load.join(SOAK_S + 60)
         assert not load.is_alive(), "the load generator stops by itself"
         result = box["result"]
-        # The chaos happened: at least 8 of the 11 kill attempts hit an order or payment replica,
-        # and the supervisor restarted each one it killed.
+        # The chaos happened: each server was killed once and CloudMart was ready again with no
+        # manual step, within bounds past the server's own start; at least 6 of the 8 replica kill
+        # attempts hit an order or payment replica, and the supervisor restarted each one it killed.
+        assert set(outages) == set(INFRA_KILLS.values()), outages
+        for kind, r in recovery.items():
+            assert r["back_s"] - r["server_start_s"] <= MAX_RESTART_OVERHEAD_S, (kind, recovery)
+            assert r["ready_s"] - r["back_s"] <= MAX_READY_AFTER_BACK_S, (kind, recovery)
         assert len(kills) >= MIN_KILLS, (kills, refused)
         assert all(k.split("-")[0] in CHAOS_DEPLOYMENTS for k in kills), kills
         wait_for(lambda: _restarts(cm) - restarts_before >= len(kills), 60, 1.0)
@@ -99,13 +160,26 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
         # may fail three times that, plus 2 sent on a kept-alive connection before the gateway
         # saw the replica die (measured over three soaks: 7 to 15 failures for 6 order kills),
         # and the gateway answers them 502/503/504, never a 4xx/500.
+        # A server's outage fails what reaches it (its clients answer 503 "database unavailable"
+        # and the like, readiness takes the replicas out, the gateway answers 503); outside the
+        # outages only the replica kills fail requests. Never a 4xx or a 500.
         df = result.requests
         df_failed = df[~df["ok"]]
         assert set(df_failed["status"]) <= {0, 502, 503, 504}, result.summary["status_counts"]
+        in_outage = df["t_s"].apply(lambda t: any(a - OUTAGE_GRACE_S[0] <= t <= b + OUTAGE_GRACE_S[1]
+                                                  for a, b in outages.values()))
+        outage_failed = {kind: int(((~df["ok"]) & df["t_s"].between(a - OUTAGE_GRACE_S[0], b + OUTAGE_GRACE_S[1])).sum())
+                         for kind, (a, b) in outages.items()}
+        replica_failed = df_failed[~in_outage[~df["ok"]]]
         order_kills = sum(k.startswith("order-") for k in kills)
-        in_flight = RPS / 2 * df["latency_ms"].mean() / 1000
-        assert len(df_failed) <= order_kills * (3 * in_flight + 2), (order_kills, in_flight, result.summary)
-        assert result.summary["error_rate"] <= MAX_ERROR_RATE, result.summary
+        in_flight = RPS / 2 * df.loc[~in_outage, "latency_ms"].mean() / 1000
+        outside_error_rate = len(replica_failed) / max(1, int((~in_outage).sum()))
+        print(json.dumps({"server_recovery_s": recovery, "failed_in_server_outage": outage_failed,
+                          "failed_outside": len(replica_failed), "order_kills": order_kills,
+                          "failed_statuses": {int(k): int(v) for k, v in df_failed["status"].value_counts().items()}}))
+        assert len(replica_failed) <= order_kills * (3 * in_flight + 2), (order_kills, in_flight, result.summary)
+        # Within an outage every request may fail: the bounds there are on its length, above.
+        assert outside_error_rate <= MAX_ERROR_RATE, (outside_error_rate, result.summary)
         accepted = [ref for ref in df.loc[df["status"] == 202, "ref"] if ref]
         assert len(accepted) > SOAK_S * RPS * 0.5, result.summary
 
@@ -150,11 +224,12 @@ def test_chaos_soak_keeps_orders_payments_and_stock_consistent(cloudmart, wait_f
             assert after["reserved"] == before["reserved"], (pid, before, after)
             assert after["sold"] - before["sold"] == confirmed_units[pid], (pid, before, after)
 
-        report = {"soak_s": SOAK_S, "offered_rps": RPS, "kills": len(kills), "order_kills": order_kills, "refused_kills": len(refused),
+        report = {"soak_s": SOAK_S, "offered_rps": RPS, "kills": len(kills), "server_recovery_s": recovery,
+                  "failed_in_server_outage": outage_failed, "failed_outside": len(replica_failed), "order_kills": order_kills, "refused_kills": len(refused),
                   "failed": len(df_failed), "failed_bound": round(order_kills * (3 * in_flight + 2), 1),
                   "sent": result.summary["sent"],
                   "accepted": len(accepted), "orders_created": len(new_orders), "confirmed": states["confirmed"], "cancelled": states["cancelled"],
-                  "gateway_error_rate": result.summary["error_rate"], "status_counts": result.summary["status_counts"],
+                  "gateway_error_rate": result.summary["error_rate"], "error_rate_outside_outages": round(outside_error_rate, 4), "status_counts": result.summary["status_counts"],
                   "p50_ms": result.summary["p50_ms"], "p99_ms": result.summary["p99_ms"]}
         print(json.dumps(report))
         record_property("chaos_soak", json.dumps(report))

@@ -252,8 +252,8 @@ def test_product_keeps_serving_from_the_store_when_redis_dies(stack, tmp_path):
         assert degraded.status_code == 200 and degraded.headers["x-cache"] == "miss"
         listed = httpx.get(replica.url + "/api/products", params={"q": "mug"}, timeout=10).json()["items"]
         assert any(p["id"] == "6E92ZMYYFZ" for p in listed)
-        ready = httpx.get(replica.url + "/readyz", timeout=10)
-        assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("failed")
+        ready = httpx.get(replica.url + "/readyz", timeout=10)   # it serves, so it stays ready
+        assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "failed"
     finally:
         if redis_proc.poll() is None:
             redis_proc.kill()
@@ -297,12 +297,18 @@ def test_readiness_answers_within_the_probe_timeout_when_a_store_hangs(stack, tm
             started = time.monotonic()
             ready = httpx.get(replica.url + "/readyz", timeout=5)
             elapsed = time.monotonic() - started
-            assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "failed"
+            # Product serves from its catalog without the cache: ready, with the cache's check failed.
+            assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "failed"
             # Checks in turn, each allowed 2 s, took over 2 s; at once, each 0.8 s, well under that
             # (below 1 s on an idle machine; the bound leaves room for a loaded one).
             assert elapsed < 1.8, f"/readyz took {elapsed:.2f} s"
+            # And a read does not wait for the hung cache (0.5 s a call) longer than a few calls.
+            started = time.monotonic()
+            listed = httpx.get(replica.url + "/api/products", timeout=10)
+            assert listed.status_code == 200 and listed.headers["x-cache"] == "miss"
+            assert time.monotonic() - started < 3.0
         redis_proc.send_signal(signal.SIGCONT)
-        replica.wait_ready()   # and it comes back when the store does
+        wait_for(lambda: httpx.get(replica.url + "/readyz").json()["checks"]["redis"] == "ok", 15)  # and back
     finally:
         redis_proc.send_signal(signal.SIGCONT)
         redis_proc.kill()
