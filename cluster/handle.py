@@ -257,12 +257,19 @@ class CloudMart:
         df = pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
         return df
 
-    def usage(self) -> pd.DataFrame:
+    def usage(self, window_s: float | None = None) -> pd.DataFrame:
         """CPU seconds and memory per process: replicas, sidecars, gateway, infra servers, supervisor.
 
         `rss_mb` is each process tree's resident set; `pss_mb` shares shared pages fairly among
         processes, so its column sum is the honest total.
+
+        With `window_s`, the supervisor's recorded time series of the last `window_s` seconds
+        instead (about one sample a second per replica; see `cluster/usage.py`): columns t, t_s,
+        replica, deployment, service, container, pid, cpu_s, cpu_cores, pss_mb, rss_mb and the
+        container's requests and limits.
         """
+        if window_s is not None:
+            return self.usage_series(window_s)
         status = self.status()
         procs = [("supervisor", "supervisor", status["supervisor_pid"]), ("gateway", "gateway", status["gateway_pid"])]
         for dep in status["deployments"].values():
@@ -299,6 +306,13 @@ class CloudMart:
             rows.append({"name": name, "kind": kind, "pid": pid, "processes": len(tree),
                          "cpu_s": round(cpu_s, 3), "rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1)})
         return pd.DataFrame(rows, columns=["name", "kind", "pid", "processes", "cpu_s", "rss_mb", "pss_mb"])
+
+    def usage_series(self, window_s: float = 60.0) -> pd.DataFrame:
+        """The usage recorder's samples of the last `window_s` seconds (see :meth:`usage`)."""
+        from cluster import usage
+
+        usage.check_window(window_s)
+        return usage.to_frame(self.target._request("GET", f"/usage?window_s={float(window_s)}", timeout_s=30))
 
     def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
         """Events of a JetStream stream, oldest first (of one order if `order_id`).

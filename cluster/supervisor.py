@@ -785,6 +785,9 @@ async def _main(args: argparse.Namespace) -> int:
                      replicas=replicas, manifests=Path(args.manifests))
     app = web.Application(middlewares=[sup._auth])
     app.add_routes(sup.routes())
+    from cluster import usage
+
+    usage.attach(sup, app)   # sup.usage: CPU and PSS per replica, GET /usage
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # Port 0: the kernel picks the port as the socket is bound, so no other process can take it first.
@@ -797,7 +800,7 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await sup.start()
         tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
-                 asyncio.create_task(sup._infra_loop())]
+                 asyncio.create_task(sup._infra_loop()), asyncio.create_task(sup.usage.run(sup._stopping))]
         await sup._stopping.wait()
     except Exception:
         log.exception("supervisor failed")
