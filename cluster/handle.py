@@ -26,6 +26,7 @@ from services.common.bus import STREAMS as BUS_STREAMS
 
 # The JetStream streams the services create (services.common.bus), by their lower-case names.
 STREAMS = tuple(name.lower() for name in BUS_STREAMS)
+MAX_LOAD_USERS = 200
 
 
 # The status contract of both targets (`LocalTarget.status()`, `KindTarget.status()`): the keys the
@@ -175,11 +176,16 @@ class CloudMart:
             self._admin_token = self.token_for("admin")
         return {"Authorization": f"Bearer {self._admin_token}"}
 
-    def _fault(self, service: str, method: str, body: dict | None = None) -> list[dict]:
+    def _fault(self, service: str, method: str, body: dict | None = None, replica: str | None = None) -> list[dict]:
         out = []
-        for name in self._deployments_of(service):
+        names = self._deployments_of(service)
+        if replica is not None:
+            ids = [r["id"] for n in names for r in self._status["deployments"][n]["replicas"]]
+            if replica not in ids:
+                raise ValueError(f"replica={replica!r} is not a replica of {service}; valid: {', '.join(ids)}")
+        for name in names:
             for rep in self._status["deployments"][name]["replicas"]:
-                if not rep["ready"]:
+                if not rep["ready"] or (replica is not None and rep["id"] != replica):
                     continue
                 resp = httpx.request(method, f"http://127.0.0.1:{rep['port']}/admin/fault", json=body,
                                      headers=self._admin_headers(), timeout=10)
@@ -188,27 +194,51 @@ class CloudMart:
                 out.append({"replica": rep["id"], **(resp.json() if resp.content else {})})
         return out
 
-    def inject(self, service: str, latency_ms: float = 0, error_rate: float = 0.0) -> list[dict]:
-        """Add latency and/or an error rate to every ready replica of a service."""
+    def inject(self, service: str, latency_ms: float = 0, error_rate: float = 0.0,
+               replica: str | None = None) -> list[dict]:
+        """Add latency and/or an error rate to every ready replica of a service (or to the one
+        named `replica`, e.g. "product-1")."""
         if latency_ms < 0:
             raise ValueError(f"latency_ms={latency_ms!r}: must be >= 0")
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError(f"error_rate={error_rate!r}: must be within 0..1")
-        return self._fault(service, "PUT", {"latency_ms": latency_ms, "error_rate": error_rate})
+        return self._fault(service, "PUT", {"latency_ms": latency_ms, "error_rate": error_rate}, replica)
 
-    def reset(self, service: str) -> list[dict]:
-        """Remove injected faults from every replica of a service."""
-        return self._fault(service, "DELETE")
+    def reset(self, service: str, replica: str | None = None) -> list[dict]:
+        """Remove injected faults from every replica of a service (or from `replica` only)."""
+        return self._fault(service, "DELETE", None, replica)
 
     def canary(self, service: str, weight: int) -> dict:
         """Send `weight` percent (0..100) of a service's traffic to its canary (version v2)."""
         return self.target.canary(service, weight)
 
-    def load(self, rps: float, seconds: float, scenario: str = "browse", *, seed: int | None = None,
-             user: str = "loadgen", **kw) -> LoadResult:
-        """Open-loop Poisson load through the gateway; per-request latency and status as data."""
+    def load(self, rps: float | None, seconds: float, scenario: str = "browse", *, seed: int | None = None,
+             user: str = "loadgen", users: int | None = None, **kw) -> LoadResult:
+        """Load through the gateway; per-request latency, status and response headers as data.
+
+        Open-loop Poisson at `rps`, or with `concurrency=N` (and rps=None) a closed loop. With
+        `users=N`, N registered load-test users each with a token of their own (sticky
+        `cohorts=` optional); else every request is sent as `user`. See `cluster/load.py`."""
+        if users is not None:
+            if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_LOAD_USERS:
+                raise ValueError(f"users={users!r} is out of range: must be an integer 1..{MAX_LOAD_USERS}")
+            kw["tokens"] = self.user_tokens(users)
         token = self.token if user == self.user else self.token_for(user)
         return run_load(self.gateway_url, rps, seconds, scenario, token=token, seed=seed, **kw)
+
+    def user_tokens(self, n: int) -> list[str]:
+        """Tokens of the load-test users `loaduser-0` … `loaduser-{n-1}` (registered on first use)."""
+        cache = self.__dict__.setdefault("_user_tokens", {})
+        password = f"{_demo_password()}-load-user"
+        for i in range(n):
+            name = f"loaduser-{i}"
+            if name in cache:
+                continue
+            reg = self._send("POST", "/api/users", {}, {"json": {"username": name, "password": password}})
+            if reg.status_code not in (201, 409):
+                raise TargetError(f"cannot register {name}: HTTP {reg.status_code} {reg.text[:200]}")
+            cache[name] = self.token_for(name, password)
+        return [cache[f"loaduser-{i}"] for i in range(n)]
 
     # ----- observation -----------------------------------------------------------------------
     def _scrape_targets(self) -> list[tuple[str, str, str, str]]:
