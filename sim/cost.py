@@ -462,3 +462,7 @@ def simulate_spot(nodes: int, pods_per_node: int, instance_type="general.xlarge"
         cost_usd=nodes * inst.price_usd_per_h("spot") * hours,
         on_demand_cost_usd=nodes * inst.price_usd_per_h("on_demand") * hours,
     )
+
+
+# Right-sizing, purchase plans, unit cost and diurnal load live in sim.finops; here too, as sim.cost.*.
+from .finops import diurnal_load, hpa_node_hours, optimal_reserved, purchase_plan, rightsize, unit_cost  # noqa: E402
