@@ -344,6 +344,22 @@ class CloudMart:
         usage.check_window(window_s)
         return usage.to_frame(self.target._request("GET", f"/usage?window_s={float(window_s)}", timeout_s=30))
 
+    @property
+    def opencost(self):
+        """Client of this CloudMart's OpenCost-compatible API (allocation, metrics, budgets)."""
+        from cluster.finops.client import OpenCostClient
+        from cluster.finops.server import PORT_FILE
+
+        state_dir = getattr(self.target, "state_dir", None)
+        try:
+            port = json.loads((state_dir / "run" / PORT_FILE).read_text())["port"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise TargetError("this CloudMart serves no OpenCost-compatible API (started before it existed?); "
+                              "run 'cloudmart down' and 'cloudmart up'") from None
+        if getattr(self, "_opencost", None) is None or not self._opencost.base_url.endswith(f":{port}"):
+            self._opencost = OpenCostClient(f"http://127.0.0.1:{port}")
+        return self._opencost
+
     def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
         """Events of a JetStream stream, oldest first (of one order if `order_id`).
 

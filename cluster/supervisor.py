@@ -786,6 +786,7 @@ async def _main(args: argparse.Namespace) -> int:
     app = web.Application(middlewares=[sup._auth])
     app.add_routes(sup.routes())
     from cluster import usage
+    from cluster.finops import server as finops_server
 
     usage.attach(sup, app)   # sup.usage: CPU and PSS per replica, GET /usage
     runner = web.AppRunner(app, access_log=None)
@@ -800,7 +801,8 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await sup.start()
         tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
-                 asyncio.create_task(sup._infra_loop()), asyncio.create_task(sup.usage.run(sup._stopping))]
+                 asyncio.create_task(sup._infra_loop()), asyncio.create_task(sup.usage.run(sup._stopping)),
+                 asyncio.create_task(finops_server.serve(sup))]   # OpenCost-compatible API, budgets
         await sup._stopping.wait()
     except Exception:
         log.exception("supervisor failed")

@@ -353,13 +353,16 @@ def attach(sup, app) -> UsageRecorder:
     from aiohttp import web
 
     manifest_resources: dict[str, Resources] = {}
+    objects: list[dict] = []
     try:
         from cluster import topology
 
-        manifest_resources = resources_from_objects(topology.render(Path(sup.manifests)))
+        objects = topology.render(Path(sup.manifests))
+        manifest_resources = resources_from_objects(objects)
     except Exception as exc:   # the supervisor still runs; utilisation reports no request
         log.warning("resources not read from the manifests: %s", exc)
     recorder = UsageRecorder(supervisor_targets(sup, manifest_resources))
+    recorder.manifest_objects = objects   # for the cost allocation's namespaces and labels
     sup.usage = recorder
 
     async def usage_route(request):
