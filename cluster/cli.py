@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="gateway port (default $CLOUDMART_GATEWAY_PORT or 8080)")
     up.add_argument("--gateway", choices=["kong", "istio"], default=None, help="kind target: Kong or Istio at the edge")
     up.add_argument("--with", dest="with_components", default="", metavar="COMPONENTS",
-                    help="kind target: gatekeeper,argocd,opencost,observability")
+                    help="kind target: gatekeeper,argocd,opencost,observability; local: observability")
 
     doctor = sub.add_parser("doctor", help="check that CloudMart can run here (starts nothing)")
     doctor.add_argument("--port", type=int, default=None, help="gateway port to check (default $CLOUDMART_GATEWAY_PORT or 8080)")
@@ -167,7 +167,17 @@ def cmd_up(args) -> int:
                            f"{'on' if running['mesh'] else 'off'}); run 'cloudmart down' first to change mode")
         for name, n in args.replicas.items():
             target.scale(name, n)
-    status = target.up(mesh=args.mesh, monolith=args.monolith, replicas=args.replicas, port=args.port)
+    extras = tuple(c for c in (args.with_components or "").split(",") if c)
+    if set(extras) - {"observability"}:
+        raise CliError(f"--with {','.join(extras)}: the local target adds only 'observability' "
+                       f"(gatekeeper, argocd and opencost are kind components)")
+    if "observability" in extras:
+        from cluster.observability import binaries, missing_reason
+
+        if binaries() is None:
+            print(f"note: {missing_reason()}", file=sys.stderr)
+    status = target.up(mesh=args.mesh, monolith=args.monolith, replicas=args.replicas, port=args.port,
+                       with_components=extras)
     if already:
         print(f"CloudMart is already up at {status['gateway_url']}")
     else:

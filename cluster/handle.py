@@ -360,6 +360,22 @@ class CloudMart:
             self._opencost = OpenCostClient(f"http://127.0.0.1:{port}")
         return self._opencost
 
+    @property
+    def prometheus(self):
+        """Client of the local Prometheus started with `cloudmart up --with observability`."""
+        from cluster.observability import INFO_FILE, missing_reason
+        from cluster.observability.client import PrometheusClient
+
+        state_dir = getattr(self.target, "state_dir", None)
+        try:
+            info = json.loads((state_dir / "run" / INFO_FILE).read_text())
+        except (OSError, ValueError, TypeError):
+            from cluster.observability import binaries
+
+            why = missing_reason() if binaries() is None else "it was not started with --with observability"
+            raise TargetError(f"no Prometheus runs for this CloudMart: {why}") from None
+        return PrometheusClient(info, state_dir)
+
     def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
         """Events of a JetStream stream, oldest first (of one order if `order_id`).
 

@@ -95,7 +95,8 @@ class LocalTarget:
 
     # ----- lifecycle ---------------------------------------------------------------------
     def up(self, *, mesh: bool = False, monolith: bool = False, replicas: dict[str, int] | None = None,
-           port: int | None = None, wait: bool = True, timeout_s: float = UP_TIMEOUT_S) -> dict:
+           port: int | None = None, wait: bool = True, timeout_s: float = UP_TIMEOUT_S,
+           with_components: tuple[str, ...] = ()) -> dict:
         """Start the supervisor if it is not running, and wait until every replica is ready."""
         if self.is_up():
             return self.wait_ready(timeout_s) if wait else self.status()
@@ -123,6 +124,8 @@ class LocalTarget:
             cmd.append("--monolith")
         if replicas:
             cmd += ["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())]
+        if with_components:
+            cmd += ["--with", ",".join(with_components)]
         if os.environ.get("CLOUDMART_MANIFESTS"):
             cmd += ["--manifests", os.environ["CLOUDMART_MANIFESTS"]]
         log_path = self.state_dir / "logs" / "supervisor.log"

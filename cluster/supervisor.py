@@ -642,6 +642,8 @@ class Supervisor:
         }
 
     def _write_state(self) -> None:
+        if getattr(self, "observability", None) is not None:
+            self.observability.write_targets()   # Prometheus' file_sd follows the replicas
         data = {"pid": os.getpid(), "control_port": self.control_port, "token": self.token,
                 "gateway_port": self.gateway_port, "status": self.status()}
         path = self.state_dir / STATE_FILE
@@ -736,6 +738,8 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Stop every process this supervisor started, then the infrastructure."""
         self._stopping.set()
+        if getattr(self, "observability", None) is not None:
+            await self.observability.stop()
         everything = [r for rs in self.replicas.values() for r in rs]
         for rep in everything:
             rep.stopping = True
@@ -800,6 +804,11 @@ async def _main(args: argparse.Namespace) -> int:
     tasks = []
     try:
         await sup.start()
+        if "observability" in args.with_components.split(","):
+            from cluster.observability import Observability
+
+            sup.observability = Observability(sup)   # Prometheus + Alertmanager, when installed
+            await sup.observability.start()
         tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
                  asyncio.create_task(sup._infra_loop()), asyncio.create_task(sup.usage.run(sup._stopping)),
                  asyncio.create_task(finops_server.serve(sup))]   # OpenCost-compatible API, budgets
@@ -825,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mesh", action="store_true")
     parser.add_argument("--monolith", action="store_true")
     parser.add_argument("--replicas", default="")
+    parser.add_argument("--with", dest="with_components", default="", help="observability")
     parser.add_argument("--manifests", default=str(topology.BASE_DIR), help="kustomization to read")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

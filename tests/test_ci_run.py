@@ -1,4 +1,5 @@
-"""`.ci/run`: it exports CI=true for the tests, and stops after three failed Chromium installs."""
+"""`.ci/run`: it exports CI=true for the tests, and stops after three failed installs of Chromium or
+of Prometheus and Alertmanager."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _stub(folder: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def _run(tmp_path: Path, chromium: bool, apt_ok: bool) -> tuple[subprocess.CompletedProcess, Path]:
+def _run(tmp_path: Path, chromium: bool, apt_ok: bool, prometheus: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
     """Run a copy of .ci/run with stand-ins for apt-get, make, sleep (and chromium) on PATH."""
     repo = tmp_path / "repo"
     (repo / ".ci").mkdir(parents=True)
@@ -29,6 +30,8 @@ def _run(tmp_path: Path, chromium: bool, apt_ok: bool) -> tuple[subprocess.Compl
     _stub(bin_dir, "sleep", f'echo "sleep $*" >> {log}')
     if chromium:
         _stub(bin_dir, "chromium", "exit 0")
+    if prometheus:
+        _stub(bin_dir, "prometheus", "exit 0")
     for tool in ("bash", "dirname", "env"):
         os.symlink(shutil.which(tool), bin_dir / tool)
     proc = subprocess.run(["bash", str(repo / ".ci" / "run")], env={"PATH": str(bin_dir)},
@@ -81,3 +84,20 @@ def test_a_missing_piece_skips_locally_and_fails_under_ci(tmp_path):
     assert "1 skipped" in _pytest_outcome(tmp_path, None)
     for value in ("true", "1"):
         assert "1 failed" in _pytest_outcome(tmp_path, value), value
+
+
+def test_ci_run_fails_after_three_failed_prometheus_installs(tmp_path):
+    proc, log = _run(tmp_path, chromium=True, apt_ok=False, prometheus=False)
+    assert proc.returncode != 0
+    calls = log.read_text().splitlines()
+    assert [c for c in calls if c.startswith("apt-get update")] == ["apt-get update -qq"] * 3
+    assert not any(c.startswith("make") for c in calls)
+    assert "prometheus prometheus-alertmanager could not be installed after 3 attempts" in proc.stderr
+
+
+def test_ci_run_installs_prometheus_then_tests(tmp_path):
+    proc, log = _run(tmp_path, chromium=True, apt_ok=True, prometheus=False)
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines()
+    assert any("install" in c and "prometheus-alertmanager" in c for c in calls)
+    assert calls[-1] == "make test CI=true"
