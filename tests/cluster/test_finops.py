@@ -238,8 +238,10 @@ def test_live_allocation_reconciles_to_the_bill(cloudmart, wait_for):
     assert "deployment:product" in lines and "__idle__" in lines
     assert bill["totalCost"] > 0
     assert sum(v["totalCost"] for v in lines.values()) == pytest.approx(bill["totalCost"], rel=1e-9)
-    product = lines["deployment:product"]
-    # averages are over the set's billed time; product ran for `minutes` of it at its 50 m request
+    # averages are over the set's billed time; a pod ran for `minutes` of it at its 50 m request
+    # (per pod: other tests may have run a second product replica in the window)
+    pods = oc.allocation("2m", aggregate="pod")["data"][0]
+    product = pods["product-0"]
     assert product["cpuCoreRequestAverage"] * bill["minutes"] / product["minutes"] == pytest.approx(0.05, rel=0.02)
     show = oc.showback("2m", aggregate="namespace")
     assert show.cents.sum() == show.attrs["bill_cents"]
