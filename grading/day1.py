@@ -287,8 +287,9 @@ _EXISTING = frozenset(DOMAIN_MODEL["entities"])
 _ACCESS_WEIGHT = {("w", "w"): 3.0, ("w", "r"): 1.0, ("r", "w"): 1.0, ("r", "r"): 0.5}
 
 # CloudMart's contexts: one per service, each owning its data (database per service). The
-# credential may sit with identity (CloudMart's choice: auth owns it, learning it from a
-# users.registered event) or with the customer who registers it; both are accepted.
+# credential may sit with the customer who registers it (CloudMart's choice: the user service
+# stores the password hashes and auth asks it) or with identity (tokens and keys); both are
+# accepted.
 _IDENTITY_OWNS_CREDENTIAL = (
     frozenset({"Credential", "OAuthClient", "SigningKey"}),
     frozenset({"Customer", "Address"}),

@@ -105,9 +105,9 @@ def test_decomposition_graph_follows_the_domain_model():
         set(day1.DOMAIN_MODEL["entities"]) | set(day1.DOMAIN_MODEL["extension"]["entities"]))
     assert set(day1.NEW_ENTITIES) == set(day1.DOMAIN_MODEL["extension"]["entities"])
     assert not set(day1.NEW_ENTITIES) & set(day1.DOMAIN_MODEL["entities"])
-    # reserve_stock and release_stock both write StockItem and Reservation: 3 + 3.
+    # checkout and cancel_order both write StockItem and Reservation: 3 + 3.
     assert graph["StockItem"]["Reservation"]["weight"] == 6
-    # Only read together by issue_token (0.5) and written/read by register_client (1).
+    # Only read together by client_log_in (0.5) and written/read by register_client (1).
     assert graph["OAuthClient"]["SigningKey"]["weight"] == 1.5
     # The new operations count too: record_scan writes both (3), track_shipment reads both (0.5).
     assert graph["Shipment"]["TrackingEvent"]["weight"] == 3.5
