@@ -1136,7 +1136,7 @@ def check_communication(answer: Any, g: Grader) -> None:
     isolation is scored by seeded simulations, the shown seed and hidden ones: user-facing p99
     within the SLO and error rate within ``max_error_rate`` on every seed (7 points; one of the
     two: 2), and no waiting on a callee whose result is not needed (3 points, 1.5 lost per
-    such edge).
+    such edge; 1 point only while the incident is not contained).
     """
     s = scenario("day1.communication")
     shape = ('{("order", callee): "sync"|"sync_retry"|"request_reply"|"async"} for callees '
@@ -1197,8 +1197,13 @@ def check_communication(answer: Any, g: Grader) -> None:
             g.partial(points, msg)
         else:
             g.miss(msg)
-    else:
+    elif p99_ok and err_ok:
         g.award(3, "order waits only where it needs the result")
+    else:
+        # decoupling earns its points together with the incident contained: waiting only
+        # where needed, with the flapping callee unprotected, is half a design
+        g.partial(1, "order waits only where it needs the result, but the incident is not "
+                     "contained: 1 of the 3 points")
 
 
 # --------------------------------------------------------------------------------------------
