@@ -287,8 +287,9 @@ _EXISTING = frozenset(DOMAIN_MODEL["entities"])
 _ACCESS_WEIGHT = {("w", "w"): 3.0, ("w", "r"): 1.0, ("r", "w"): 1.0, ("r", "r"): 0.5}
 
 # CloudMart's contexts: one per service, each owning its data (database per service). The
-# credential may sit with identity (CloudMart's choice: auth owns it, learning it from a
-# users.registered event) or with the customer who registers it; both are accepted.
+# credential may sit with the customer who registers it (CloudMart's choice: the user service
+# stores the password hashes and auth asks it) or with identity (tokens and keys); both are
+# accepted.
 _IDENTITY_OWNS_CREDENTIAL = (
     frozenset({"Credential", "OAuthClient", "SigningKey"}),
     frozenset({"Customer", "Address"}),
@@ -522,45 +523,57 @@ def check_decomposition(answer: Any, g: Grader) -> None:
 
 PATTERNS: tuple[str, ...] = (
     "saga", "outbox", "idempotency_key", "event_sourcing", "cqrs", "api_composition",
-    "database_per_service",
+    "database_per_service", "two_phase_commit", "shared_database",
 )
-"""The patterns an answer to ``day1.patterns`` may name."""
+"""The patterns an answer to ``day1.patterns`` may name. More patterns than problems: two of
+them (``two_phase_commit``, ``shared_database``) are what the other patterns replace between
+microservices, and a variant need not use every pattern, so elimination does not solve it."""
 
-PATTERN_PROBLEMS: dict[str, str] = {
-    "order_spans_services": (
-        "Placing an order must reserve stock, authorise the card and confirm the order, each "
-        "in a different service with its own database; if the payment fails the reserved stock "
-        "must be released."),
-    "lost_events": (
+# Two descriptions per pattern, none naming it. A variant draws six patterns and one
+# description of each, in a shuffled order under neutral ids; variant 0 shows the first
+# description of every pattern.
+_PROBLEM_POOL: dict[str, tuple[str, str]] = {
+    "saga": (
+        "Placing an order must set stock aside, take the payment and confirm the order, each in "
+        "a different service with its own database; when the payment is refused, the stock set "
+        "aside must be given back.",
+        "Booking a trip books a flight, a hotel and a car with three providers, each with its "
+        "own records; if the car cannot be booked, the flight and hotel already booked must be "
+        "cancelled."),
+    "outbox": (
         "The order service commits the order row and then publishes OrderCreated; if the "
-        "process dies between the two, the event is lost and the order is stuck."),
-    "double_charge": (
+        "process dies between the two, the event is lost and the order is stuck.",
+        "After saving a new customer, the user service sends a message to the broker; when the "
+        "broker is briefly unreachable, the customer exists but no other service ever hears of "
+        "them."),
+    "idempotency_key": (
         "A mobile client times out and retries POST /api/orders; the customer must not end up "
-        "with two orders or two charges."),
-    "audit_history": (
+        "with two orders or two charges.",
+        "A payment provider's webhook is delivered again whenever it does not see a 200 in "
+        "time; each payment must still be booked exactly once."),
+    "event_sourcing": (
         "Support must see exactly how an order reached its current state and rebuild it as it "
-        "was at any past moment."),
-    "read_heavy_history": (
-        "The order-history page joins orders, payments and shipments, is read a hundred times "
-        "more often than written, and needs its own denormalised read model."),
-    "product_page": (
+        "was at any past moment.",
+        "Auditors require every change to an account's balance to be kept for seven years, and "
+        "the current balance must always be derivable from that record alone."),
+    "cqrs": (
+        "The order-history page joins orders, payments and shipments and is read a hundred "
+        "times more often than they are written; its queries slow the writes down, and it needs "
+        "a shape none of the tables that take the writes has.",
+        "Search needs products by price, stock and rating at once, thousands of times per "
+        "second, while product updates are rare and must be validated strictly."),
+    "api_composition": (
         "The product page shows details, stock and reviews, owned by three services, in one "
-        "response to the browser."),
-    "shared_schema": (
+        "response to the browser.",
+        "A customer's account page shows the profile, the last five orders and the unread "
+        "messages, each kept by a different service, fetched fresh on every visit."),
+    "database_per_service": (
         "Teams block each other because every service reads and writes the same tables, and a "
-        "column change needs four teams to agree."),
+        "column change needs four teams to agree.",
+        "The inventory team cannot change how stock is stored, because the order service's "
+        "code reads the stock table directly."),
 }
-"""Problems to match with a pattern (notebook 03): ``{problem_id: description}``."""
-
-_PATTERN_KEY: dict[str, str] = {
-    "order_spans_services": "saga",
-    "lost_events": "outbox",
-    "double_charge": "idempotency_key",
-    "audit_history": "event_sourcing",
-    "read_heavy_history": "cqrs",
-    "product_page": "api_composition",
-    "shared_schema": "database_per_service",
-}
+_PATTERNS_PER_VARIANT = 6
 
 SAGA_FAILURE_PROFILE: dict[str, Any] = {
     # The checkout saga's steps in order, with the probability that each step fails.
@@ -573,13 +586,39 @@ SAGA_FAILURE_PROFILE: dict[str, Any] = {
 _SAGA = copy.deepcopy(SAGA_FAILURE_PROFILE)
 
 
+def _problems(v: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The problems of variant ``v`` under neutral ids, and the key: ``({id: text}, {id:
+    pattern})``."""
+    if v == 0:
+        chosen = [(pattern, texts[0]) for pattern, texts in _PROBLEM_POOL.items()]
+    else:
+        r = variants.rng("day1.patterns.problems", v)
+        names = list(_PROBLEM_POOL)
+        picked = [names[i] for i in r.permutation(len(names))[:_PATTERNS_PER_VARIANT]]
+        chosen = [(pattern, _PROBLEM_POOL[pattern][int(r.integers(0, 2))]) for pattern in picked]
+    ids = [f"problem_{chr(ord('a') + i)}" for i in range(len(chosen))]
+    return ({i: text for i, (_, text) in zip(ids, chosen)},
+            {i: pattern for i, (pattern, _) in zip(ids, chosen)})
+
+
+PATTERN_PROBLEMS: dict[str, str] = _problems(0)[0]
+"""Problems to match with a pattern in variant 0 (notebook 03 shows the learner's own,
+``scenario("day1.patterns")["problems"]``): ``{problem_id: description}``."""
+_PATTERN_KEY: dict[str, str] = _problems(0)[1]
+
+
+def _pattern_key() -> dict[str, str]:
+    return _problems(variants.variant("day1.patterns"))[1]
+
+
 @_scenario_builder("day1.patterns")
 def _patterns_scenario(v: int) -> dict[str, Any]:
+    problems = _problems(v)[0]
     if v == 0:
-        return _SAGA
+        return dict(_SAGA, problems=problems)
     r = variants.rng("day1.patterns", v)
-    return dict(_SAGA, failure_probability=[float(x) for x in
-                                            np.round(r.uniform(0.01, 0.15, 3), 3)])
+    return dict(_SAGA, problems=problems,
+                failure_probability=[float(x) for x in np.round(r.uniform(0.01, 0.15, 3), 3)])
 
 
 _RATE_TOLERANCE = 0.05
@@ -617,7 +656,8 @@ def _rate_of(fn: Any, profile: list[float]) -> float | None:
 
 @exercise("day1.patterns", max_score=10)
 def check_patterns(answer: Any, g: Grader) -> None:
-    """Match each problem of :data:`PATTERN_PROBLEMS` with a pattern, and predict a saga's cost.
+    """Match each problem of the learner's ``scenario("day1.patterns")["problems"]`` with a
+    pattern of :data:`PATTERNS`, and predict a saga's cost.
 
     Answer shape::
 
@@ -627,9 +667,11 @@ def check_patterns(answer: Any, g: Grader) -> None:
                                                    # failure profile, or a function of a list
                                                    # of step failure probabilities returning it
 
-    One point per correctly matched problem (7). The compensation rate earns 3 points as a
+    The matching earns 7 points, shared equally by the problems (seven in variant 0, six drawn
+    from a larger pool in the others, under neutral ids). The compensation rate earns 3 points as a
     function that is right (within 5%, relative) on the learner's profile and on hidden
-    profiles of other lengths; a number right for the learner's profile earns 1.5.
+    profiles of other lengths; a number right for the learner's profile earns 1.5. The two
+    criteria are earned together: the rate's points count in the share of problems matched.
     """
     shape = '{"patterns": {problem_id: pattern}, "compensation_rate": float or function}'
     answer = _require_mapping(answer, shape)
@@ -638,10 +680,11 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not isinstance(chosen, Mapping):
         raise AnswerShapeError(f"'patterns' must be a dict {{problem_id: pattern}}; got "
                                f"{type(chosen).__name__}")
-    unknown = sorted(str(k) for k in chosen if k not in _PATTERN_KEY)
+    key = _pattern_key()
+    unknown = sorted(str(k) for k in chosen if k not in key)
     if unknown:
-        raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; the ids are "
-                               f"{', '.join(_PATTERN_KEY)}")
+        raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; your problems are "
+                               f"{', '.join(key)} (scenario('day1.patterns')['problems'])")
     bad = sorted(f"{k}={v!r}" for k, v in chosen.items() if v not in PATTERNS)
     if bad:
         raise AnswerShapeError(f"unknown pattern(s) {', '.join(bad)}; choose from "
@@ -652,39 +695,59 @@ def check_patterns(answer: Any, g: Grader) -> None:
                                "between 0 and 1, or a function of the failure probabilities")
 
     wrong = []
-    for problem, pattern in _PATTERN_KEY.items():
+    each = 7 / len(key)
+    right = 0
+    for problem, pattern in key.items():
         if chosen.get(problem) == pattern:
-            g.award(1, f"{problem}: {pattern} fits")
+            right += 1
+            g.right.append(f"{problem}: {pattern} fits")
         elif problem not in chosen:
             wrong.append(problem)
             g.miss(f"{problem}: no pattern chosen")
         else:
             wrong.append(problem)
             g.miss(f"{problem}: {chosen[problem]} does not solve this problem")
+    g.score += round(each * right, 2)
     if wrong:
         g.suggest(f"Re-read {wrong[0]!r}: which failure or coupling does it describe, and which "
                   "pattern exists to remove exactly that?")
 
+    # The saga's cost counts as much as the problems are matched: a right formula under a
+    # guessed matching is not a command of the patterns.
+    share = right / len(key)
+    rate_grader = Grader(g.exercise_id, g.max_score)
+    _score_rate(rate, rate_grader)
+    g.score += round(share * rate_grader.score, 2)
+    g.right += rate_grader.right
+    g.wrong += rate_grader.wrong
+    if share < 0.999 and rate_grader.score:
+        g.wrong.append(f"the compensation rate counts {_pct(share)} of its "
+                       f"{rate_grader.score:g} points, as much as the problems are matched")
+    if rate_grader.hint:
+        g.suggest(rate_grader.hint)
+
+
+def _score_rate(rate: Any, rg: Grader) -> None:
     profile = scenario("day1.patterns")["failure_probability"]
     ref = compensation_rate(profile)
     shown = _rate_of(rate, profile) if callable(rate) else float(rate)
     total_failure = 1 - math.prod(1 - p for p in profile)
     if shown is None or abs(shown - ref) > _RATE_TOLERANCE * ref:
         if shown is None:
-            g.miss("compensation_rate(...) raised or returned no number for your profile")
+            rg.miss("compensation_rate(...) raised or returned no number for your profile")
         elif abs(shown - total_failure) <= 0.05 * total_failure:
-            g.miss(f"compensation rate {_pct(shown)} counts every failed saga")
-            g.suggest("A saga whose very first step fails has nothing to undo.")
+            rg.miss(f"compensation rate {_pct(shown)} counts every failed saga")
+            rg.suggest("A saga whose very first step fails has nothing to undo.")
         else:
-            g.miss(f"compensation rate {_pct(shown)} is off the prediction by more than "
+            rg.miss(f"compensation rate {_pct(shown)} is off the prediction by more than "
                    f"{_pct(_RATE_TOLERANCE)}")
-        g.suggest("Compensation happens when some step fails after an earlier one succeeded: "
+        rg.suggest("Compensation happens when some step fails after an earlier one succeeded: "
                   "write the probability of each such path, or simulate many sagas.")
         return
     if not callable(rate):
-        g.partial(1.5, f"compensation rate {_pct(shown)} matches the prediction for your "
+        rg.partial(1.5, f"compensation rate {_pct(shown)} matches the prediction for your "
                        "profile; as a function of the failure probabilities it would earn 3")
-        g.suggest("Write the rate as a function of the list of step failure probabilities: it is "
+        rg.suggest("Write the rate as a function of the list of step failure probabilities: it is "
                   "also checked on sagas with other numbers of steps.")
         return
     hidden = _hidden_profiles()
@@ -692,12 +755,12 @@ def check_patterns(answer: Any, g: Grader) -> None:
                 if (got := _rate_of(rate, p)) is not None
                 and abs(got - compensation_rate(p)) <= _RATE_TOLERANCE * compensation_rate(p))
     if right == len(hidden):
-        g.award(3, f"compensation rate {_pct(shown)} matches the prediction, and your function "
+        rg.award(3, f"compensation rate {_pct(shown)} matches the prediction, and your function "
                    f"is right on {len(hidden)} hidden sagas of other lengths too")
     else:
-        g.partial(1.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
+        rg.partial(1.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
                        f"function is right on only {right} of {len(hidden)} hidden sagas")
-        g.suggest("Does your function work for any number of steps, not only three?")
+        rg.suggest("Does your function work for any number of steps, not only three?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,23 +1012,52 @@ COMMUNICATION_SCENARIO: dict[str, Any] = {
 _COMMUNICATION = copy.deepcopy(COMMUNICATION_SCENARIO)
 
 
+# What a variant's shop needs before it answers the user. CloudMart reserves stock in its saga
+# and answers 202 pending; another shop refuses an out-of-stock order at once. A shop that
+# answers "confirmed" or "declined" must wait for the card's authorisation (which then comes
+# from a fast synchronous processor API).
+_INVENTORY_PURPOSE = {
+    True: "availability check (the response says whether every item is in stock)",
+    False: "reserve the stock (the order is answered 202 pending, as CloudMart does)",
+}
+_PAYMENT_PURPOSE = {
+    True: "authorise the card (the order is answered confirmed or declined)",
+    False: "authorise the card (the order is answered 202 pending)",
+}
+
+
 @_scenario_builder("day1.communication")
 def _communication_scenario(v: int) -> dict[str, Any]:
     if v == 0:
         return _COMMUNICATION
     r = variants.rng("day1.communication", v)
     s = copy.deepcopy(_COMMUNICATION)
-    flapping = str(r.choice(["product", "inventory"]))
-    slow = str(r.choice(["payment", "notification"]))
+    inventory_needed, payment_needed = (bool(x) for x in r.integers(0, 2, 2))
+    slow = str(r.choice(["payment", "notification"])) if not payment_needed else "notification"
     for (_, b), spec in s["edges"].items():
         spec["latency_ms"] = float(round(spec["latency_ms"] * r.uniform(0.7, 1.3), 1))
         spec["error_rate"] = 0.0 if b == "product" else float(round(r.uniform(0.005, 0.02), 3))
+    inventory, payment = s["edges"][("order", "inventory")], s["edges"][("order", "payment")]
+    inventory.update(needs_result=inventory_needed, purpose=_INVENTORY_PURPOSE[inventory_needed])
+    payment.update(needs_result=payment_needed, purpose=_PAYMENT_PURPOSE[payment_needed])
+    if payment_needed:
+        payment["latency_ms"] = float(round(r.uniform(15, 30), 1))
+    # the flapping callee is one whose result the order needs: the incident must be contained
+    # on the user's path, not moved off it
+    needed = [b for (_, b), spec in s["edges"].items() if spec["needs_result"]]
+    flapping = str(r.choice(needed))
     s["edges"][("order", flapping)]["error_rate"] = float(round(r.uniform(0.03, 0.10), 3))
     s["edges"][("order", slow)]["latency_ms"] = float(round(r.uniform(1000, 3000)))
     s.update(flapping=flapping, slowed_down=slow,
              rate_per_s=float(round(r.uniform(10, 40))),
              slo_p99_ms=float(r.choice([250.0, 300.0, 400.0])))
     return s
+
+
+def communication_reference(s: Mapping[str, Any] | None = None) -> dict[tuple[str, str], str]:
+    """A full-marks choice: wait (with timeout and retry) only where the result is needed."""
+    s = scenario("day1.communication") if s is None else s
+    return {e: ("sync_retry" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
 
 
 def _edge_key(key: Any) -> tuple[str, str] | None:
@@ -1044,7 +1136,7 @@ def check_communication(answer: Any, g: Grader) -> None:
     isolation is scored by seeded simulations, the shown seed and hidden ones: user-facing p99
     within the SLO and error rate within ``max_error_rate`` on every seed (7 points; one of the
     two: 2), and no waiting on a callee whose result is not needed (3 points, 1.5 lost per
-    such edge).
+    such edge; 1 point only while the incident is not contained).
     """
     s = scenario("day1.communication")
     shape = ('{("order", callee): "sync"|"sync_retry"|"request_reply"|"async"} for callees '
@@ -1105,8 +1197,13 @@ def check_communication(answer: Any, g: Grader) -> None:
             g.partial(points, msg)
         else:
             g.miss(msg)
-    else:
+    elif p99_ok and err_ok:
         g.award(3, "order waits only where it needs the result")
+    else:
+        # decoupling earns its points together with the incident contained: waiting only
+        # where needed, with the flapping callee unprotected, is half a design
+        g.partial(1, "order waits only where it needs the result, but the incident is not "
+                     "contained: 1 of the 3 points")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1405,16 +1502,23 @@ def _decomposition_trivial(v: int) -> dict[str, Any]:
 
 @grading.trivial("day1.patterns")
 def _patterns_trivial(v: int) -> dict[str, Any]:
-    shown_rate = compensation_rate(scenario("day1.patterns", v)["failure_probability"])
+    s = scenario("day1.patterns", v)
+    shown_rate = compensation_rate(s["failure_probability"])
+    problems = s["problems"]
     out: dict[str, Any] = {"empty": {"patterns": {}, "compensation_rate": 0.0}}
     for pattern in ("saga", "outbox", "cqrs"):
         out[f"uniform: {pattern} everywhere, rate 0"] = {
-            "patterns": {p: pattern for p in PATTERN_PROBLEMS}, "compensation_rate": 0.0}
+            "patterns": {p: pattern for p in problems}, "compensation_rate": 0.0}
         out[f"copied: {pattern} everywhere, the rate the notebook shows"] = {
-            "patterns": {p: pattern for p in PATTERN_PROBLEMS},
+            "patterns": {p: pattern for p in problems},
             "compensation_rate": shown_rate}
     out["extreme: every saga compensates"] = {
-        "patterns": {p: "saga" for p in PATTERN_PROBLEMS}, "compensation_rate": 1.0}
+        "patterns": {p: "saga" for p in problems}, "compensation_rate": 1.0}
+    # the notebook's variant-0 answer, copied into another variant
+    out["copied: the published variant's matching and rate function"] = {
+        "patterns": ({p: _PATTERN_KEY[p] for p in problems if p in _PATTERN_KEY} if v
+                     else {p: "shared_database" for p in problems}),
+        "compensation_rate": (lambda fp: compensation_rate(list(fp))) if v else 1.0}
     return out
 
 

@@ -61,10 +61,10 @@ def correct_answers() -> dict[str, object]:
             {"Shipment", "TrackingEvent"}, {"Coupon", "CouponRedemption"},
         ],
         "day1.patterns": {
-            "patterns": {"order_spans_services": "saga", "lost_events": "outbox",
-                         "double_charge": "idempotency_key", "audit_history": "event_sourcing",
-                         "read_heavy_history": "cqrs", "product_page": "api_composition",
-                         "shared_schema": "database_per_service"},
+            "patterns": {"problem_a": "saga", "problem_b": "outbox",
+                         "problem_c": "idempotency_key", "problem_d": "event_sourcing",
+                         "problem_e": "cqrs", "problem_f": "api_composition",
+                         "problem_g": "database_per_service"},
             "compensation_rate": brute_force_compensation_rate,
         },
         "day1.lab1_cost": copy.deepcopy(LAB1_CHEAPEST_PLAN),
@@ -96,7 +96,7 @@ def correct_answers() -> dict[str, object]:
 SOLUTION_CODE = """import math
 failure = [0.02, 0.05, 0.03]
 all_ok = math.prod(1 - p for p in failure)
-answer = {"patterns": {"order_spans_services": "saga"},
+answer = {"patterns": {"problem_a": "saga"},
           "compensation_rate": (1 - failure[0]) - all_ok}
 helper_total, helper_count = 41 + 1, 7 * 6
 """
@@ -108,7 +108,7 @@ def synthetic_solution_notebook() -> nbformat.NotebookNode:
     """A small solution notebook with every kind of tagged cell."""
     check_cell = new_code_cell('import grading\ngrading.check("day1.patterns", answer)')
     check_cell.outputs = [new_output("execute_result", data={
-        "text/plain": "day1.patterns: 3/10\n  [ok] order_spans_services: saga fits"})]
+        "text/plain": "day1.patterns: 3/10\n  [ok] problem_a: saga fits"})]
     check_cell.execution_count = 3
     solution = new_code_cell(SOLUTION_CODE, metadata={"tags": ["solution"]})
     solution.outputs = [new_output("stream", name="stdout", text="0.07693 computed here\n")]

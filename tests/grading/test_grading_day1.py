@@ -105,9 +105,9 @@ def test_decomposition_graph_follows_the_domain_model():
         set(day1.DOMAIN_MODEL["entities"]) | set(day1.DOMAIN_MODEL["extension"]["entities"]))
     assert set(day1.NEW_ENTITIES) == set(day1.DOMAIN_MODEL["extension"]["entities"])
     assert not set(day1.NEW_ENTITIES) & set(day1.DOMAIN_MODEL["entities"])
-    # reserve_stock and release_stock both write StockItem and Reservation: 3 + 3.
+    # checkout and cancel_order both write StockItem and Reservation: 3 + 3.
     assert graph["StockItem"]["Reservation"]["weight"] == 6
-    # Only read together by issue_token (0.5) and written/read by register_client (1).
+    # Only read together by client_log_in (0.5) and written/read by register_client (1).
     assert graph["OAuthClient"]["SigningKey"]["weight"] == 1.5
     # The new operations count too: record_scan writes both (3), track_shipment reads both (0.5).
     assert graph["Shipment"]["TrackingEvent"]["weight"] == 3.5
@@ -226,11 +226,13 @@ def test_compensation_rate_matches_a_monte_carlo_saga():
 
 def test_patterns_partial_credit(answers):
     answer = copy.deepcopy(answers["day1.patterns"])
-    answer["patterns"]["lost_events"] = "saga"
-    del answer["patterns"]["shared_schema"]
+    answer["patterns"]["problem_b"] = "saga"   # the lost event after the commit
+    del answer["patterns"]["problem_g"]         # the shared tables
     fb = check("day1.patterns", answer)
-    assert fb.score == 8
+    # 5 of 7 problems matched: 5 of the 7 matching points, and the rate's 3 count 5/7
+    assert fb.score == pytest.approx(round(5 + 3 * 5 / 7, 1))
     _assert_partial(fb)
+    assert any("as much as the problems are matched" in w for w in fb.wrong), fb.wrong
     # counting every failed saga as compensated earns nothing of the 3
     total_failure = 1 - math.prod(1 - p for p in day1.SAGA_FAILURE_PROFILE["failure_probability"])
     fb2 = check("day1.patterns", dict(answers["day1.patterns"], compensation_rate=total_failure))
@@ -242,9 +244,42 @@ def test_patterns_partial_credit(answers):
         assert not re.search(r"\d", fb_.hint), fb_.hint  # no figure of the rate
 
 
+def test_patterns_right_rate_under_a_guessed_matching_earns_little(answers):
+    """The two criteria are earned together: a perfect rate function with no problem matched
+    scores nothing, with one matched a seventh of the rate's points."""
+    rate = answers["day1.patterns"]["compensation_rate"]
+    none = {p: "two_phase_commit" for p in day1.PATTERN_PROBLEMS}
+    assert check("day1.patterns", {"patterns": none, "compensation_rate": rate}).score == 0
+    one = dict(none, problem_a="saga")
+    assert check("day1.patterns", {"patterns": one, "compensation_rate": rate}).score == \
+        pytest.approx(round(1 + 3 / 7, 1))
+
+
+def test_problem_texts_do_not_name_their_pattern():
+    """No description gives its answer away by naming the pattern (or its key word)."""
+    words = {"saga": "saga", "outbox": "outbox", "idempotency_key": "idempot",
+             "event_sourcing": "event sourc", "cqrs": "read model", "api_composition": "compos",
+             "database_per_service": "per service"}
+    for pattern, texts in day1._PROBLEM_POOL.items():
+        for text in texts:
+            for word in words.values():
+                assert word not in text.lower(), (pattern, word, text)
+
+
+def test_patterns_variants_draw_other_problems_under_neutral_ids():
+    keys = [day1._problems(v)[1] for v in range(1, 30)]
+    assert all(len(k) == 6 and len(set(k.values())) == 6 for k in keys)
+    assert all(set(k) == {f"problem_{c}" for c in "abcdef"} for k in keys)
+    # the same id means different patterns in different variants
+    assert len({k["problem_a"] for k in keys}) >= 5
+    texts = {t for v in range(1, 30) for t in day1._problems(v)[0].values()}
+    assert len(texts) > len(day1._PROBLEM_POOL)  # both descriptions of a pattern are used
+    assert set(day1.PATTERNS) > set(day1._PROBLEM_POOL)  # distractors: not a one-to-one quiz
+
+
 @pytest.mark.parametrize("answer, words", [
     ({"patterns": {"nope": "saga"}, "compensation_rate": 0.1}, "unknown problem"),
-    ({"patterns": {"lost_events": "2pc"}, "compensation_rate": 0.1}, "unknown pattern"),
+    ({"patterns": {"problem_b": "2pc"}, "compensation_rate": 0.1}, "unknown pattern"),
     ({"patterns": {}, "compensation_rate": 1.5}, "compensation_rate"),
     ({"patterns": ["saga"], "compensation_rate": 0.1}, "'patterns' must be a dict"),
     ({"patterns": {}}, "compensation_rate"),
@@ -334,10 +369,12 @@ def test_communication_flapping_callee_called_synchronously(answers):
     answer = dict(answers["day1.communication"])
     answer[("order", "inventory")] = "sync"
     fb = check("day1.communication", answer)
-    assert fb.score == 5 and "error rate" in " ".join(fb.wrong)  # 2 of 7 + the coupling's 3
+    # 2 of 7, and the decoupling's 3 count 1 while the incident is not contained
+    assert fb.score == 3 and "error rate" in " ".join(fb.wrong)
+    assert any("not contained" in w for w in fb.wrong), fb.wrong
     # core NATS request-reply redelivers nothing: no better than a plain call
     answer[("order", "inventory")] = "request_reply"
-    assert check("day1.communication", answer).score == 5
+    assert check("day1.communication", answer).score == 3
 
 
 @pytest.mark.parametrize("answer, words", [

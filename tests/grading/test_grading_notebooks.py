@@ -59,7 +59,7 @@ def test_no_solution_line_leaks(solution_notebook: Path, tmp_path: Path):
     secret = solution_lines(nb)
     # the leak detector looks for the right lines: every significant solution line, minus
     # text shared with non-solution cells
-    assert 'answer = {"patterns": {"order_spans_services": "saga"},' in secret
+    assert 'answer = {"patterns": {"problem_a": "saga"},' in secret
     assert SOLUTION_PLOT in secret and SOLUTION_PROSE in secret
     assert "import math" not in secret  # also in a non-solution cell: no secret
     out = tmp_path / "students"

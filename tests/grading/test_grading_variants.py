@@ -78,7 +78,7 @@ def _reference_answer(eid: str, v: int):
         return day1._tradeoffs_reference(s)
     if eid == "day1.lab1_cost":
         return day1.cheapest_capacity_plan(s)[0]
-    return {"patterns": dict(day1._PATTERN_KEY),
+    return {"patterns": day1._problems(v)[1],
             "compensation_rate": day1.compensation_rate(s["failure_probability"])}
 
 
@@ -92,9 +92,9 @@ def test_an_answer_copied_from_another_variant_fails(eid):
             assert check(eid, own).score >= (8.5 if eid == "day1.patterns" else 10)
         with testing.as_variant(eid, b):
             copied.append(check(eid, own).score)
-    # the matching part of day1.patterns (7 points) is the same in every variant: only the
-    # compensation rate differs
-    assert max(copied) < 10 and sum(copied) / len(copied) <= (7.5 if eid == "day1.patterns"
+    # day1.patterns: each variant has its own problems under the same neutral ids, and the
+    # (general) rate function counts only as much as the problems are matched
+    assert max(copied) < 10 and sum(copied) / len(copied) <= (3 if eid == "day1.patterns"
                                                               else 7), copied
 
 
@@ -309,3 +309,21 @@ def test_batch_grading_verifies_stamps_and_grades_the_verified_variant(tmp_path,
     assert grades.loc["eve/lab.ipynb", "stamp"] == "moved"
     assert grades.loc["mallory/lab.ipynb", "stamp"] == "forged"
     assert grades.loc["eve/lab.ipynb", "day1.lab1_cost"] < 10
+
+
+def test_communication_answer_copied_from_another_variant_fails():
+    """What the order must wait for differs by variant (CloudMart's 202 pending, an at-once
+    stock check, a confirmed-or-declined answer), so another learner's right choice is wrong
+    here: an event where a result is needed scores 0, waiting where none is needed loses."""
+    pairs = [(1, 2), (2, 1), (4, 1), (8, 2), (0, 1), (0, 8)]
+    copied = []
+    for a, b in pairs:
+        own = day1.communication_reference(day1.scenario("day1.communication", a))
+        with testing.as_variant("day1.communication", a):
+            assert check("day1.communication", own).score == 10
+        with testing.as_variant("day1.communication", b):
+            copied.append(check("day1.communication", own).score)
+    assert max(copied) < 10 and sum(copied) / len(copied) <= 3, copied
+    flags = {tuple(spec["needs_result"] for spec in day1.scenario("day1.communication", v)["edges"].values())
+             for v in range(12)}
+    assert len(flags) >= 3, flags

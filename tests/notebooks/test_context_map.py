@@ -84,6 +84,18 @@ def test_every_consumed_subject_has_a_publisher():
 @pytest.mark.parametrize("rel", CONTEXT_MAP["relationships"],
                          ids=lambda r: f"{r['upstream']}->{r['downstream']}")
 def test_relationship_is_backed_by_an_event_or_a_route(rel):
+    external = CONTEXT_MAP.get("external", {})
+    assert rel["downstream"] in CONTEXTS, rel
+    if rel["upstream"] in external:  # a system outside CloudMart: its stand-in offers the call
+        system = external[rel["upstream"]]
+        assert system["used_by"] == rel["downstream"], rel
+        stand_in = importlib.import_module(system["code"])
+        for via in rel["via"]:
+            assert callable(getattr(stand_in, via, None)), f"{system['code']} has no {via}()"
+        # the downstream really calls it (the anti-corruption layer is in its code)
+        source = "".join(f.read_text() for f in (ROOT / "services" / rel["downstream"]).glob("*.py"))
+        assert system["code"].rsplit(".", 1)[1] + "." in source, rel
+        return
     up, down = CONTEXTS[rel["upstream"]], CONTEXTS[rel["downstream"]]
     for via in rel["via"]:
         if " " in via:  # an HTTP call the upstream serves
@@ -93,6 +105,24 @@ def test_relationship_is_backed_by_an_event_or_a_route(rel):
         else:
             assert via in up["publishes"], f"{rel['upstream']} does not publish {via}"
             assert via in down["consumes"], f"{rel['downstream']} does not consume {via}"
+
+
+def test_relationship_directions_follow_the_patterns():
+    """Customer-supplier: the downstream (customer) consumes what the upstream supplies; the
+    order is the customer of inventory's reservations and payment's authorisations. The
+    anti-corruption layer sits in the downstream, in front of a model it does not control."""
+    by_pair = {(r["upstream"], r["downstream"]): r["pattern"] for r in CONTEXT_MAP["relationships"]}
+    assert by_pair[("inventory", "order")] == "customer-supplier"
+    assert by_pair[("payment", "order")] == "customer-supplier"
+    acl = [r for r in CONTEXT_MAP["relationships"] if r["pattern"] == "anti-corruption-layer"]
+    assert acl and all(r["upstream"] in CONTEXT_MAP.get("external", {}) for r in acl), acl
+
+
+def test_credentials_live_where_the_code_keeps_them():
+    """The user service stores password hashes (its `credentials` table); auth only asks it."""
+    models = (ROOT / "services" / "user" / "models.py").read_text()
+    assert "credentials" in models
+    assert "Credential" in CONTEXTS["user"]["owns"] and "Credential" not in CONTEXTS["auth"]["owns"]
 
 
 def test_every_domain_entity_has_exactly_one_owner():
