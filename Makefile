@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+SEMGREP_VENV := .venv-semgrep
+SEMGREP_STAMP := $(SEMGREP_VENV)/.installed
 LAB_ARGS ?=
 # Jupyter refuses to run as root (containers, CI boxes) unless told it is meant.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -15,7 +17,7 @@ NBVAL_ARGS ?=
 
 .PHONY: install lab test test-notebooks bench book clean
 
-install: $(STAMP) $(CHECKOV_STAMP)
+install: $(STAMP) $(CHECKOV_STAMP) $(SEMGREP_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +31,13 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"
 	@touch $(CHECKOV_STAMP)
+
+# semgrep pins an old OpenTelemetry that the services' FastAPI refuses: its own virtualenv too (cloudmart scan).
+$(SEMGREP_STAMP):
+	@test -x $(SEMGREP_VENV)/bin/python || $(PYTHON) -m venv $(SEMGREP_VENV)
+	$(SEMGREP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SEMGREP_VENV)/bin/python -m pip install --quiet "semgrep==1.185.0"
+	@touch $(SEMGREP_STAMP)
 
 # CloudMart starts before JupyterLab and stops when it exits (also on Ctrl-C).
 lab: install
@@ -55,7 +64,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/local_target.py --json
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SEMGREP_VENV) .pytest_cache
 
 environment.yml: pyproject.toml
 	$(PYTHON) scripts/sync_environment.py

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seed", type=int, default=None)
     load.add_argument("--json", action="store_true")
 
+    from cluster import scan
+    scan.add_parser(sub)
+
     try:
         from grading import cli as grading_cli
     except ImportError:
@@ -307,6 +310,15 @@ def cmd_doctor(args) -> int:
 
 COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
             "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load}
+
+
+def _cmd_scan(args) -> int:
+    from cluster import scan
+
+    return scan.run_command(args)
+
+
+COMMANDS["scan"] = _cmd_scan
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -212,6 +212,18 @@ class CloudMart:
         """Send `weight` percent (0..100) of a service's traffic to its canary (version v2)."""
         return self.target.canary(service, weight)
 
+    def rotate_signing_key(self, overlap: bool = True) -> dict:
+        """Rotate auth's JWT signing key (services/auth/keyring.py): ``overlap=True`` lets the
+        published next key sign; ``overlap=False`` signs with a never-published key at once."""
+        if not isinstance(overlap, bool):
+            raise ValueError(f"overlap={overlap!r}: must be True or False")
+        self._admin_token = None                         # a rotation without overlap voids the old one
+        resp = self._send("POST", "/api/auth/keys/rotate", self._admin_headers(), {"json": {"overlap": overlap}})
+        self._admin_token = None
+        if resp.status_code != 200:
+            raise TargetError(f"key rotation refused: HTTP {resp.status_code} {resp.text[:200]}")
+        return resp.json()
+
     def load(self, rps: float | None, seconds: float, scenario: str = "browse", *, seed: int | None = None,
              user: str = "loadgen", users: int | None = None, **kw) -> LoadResult:
         """Load through the gateway; per-request latency, status and response headers as data.

@@ -7,6 +7,8 @@ from fastapi import FastAPI
 
 from services.auth import api
 from services.auth.credentials import UserServiceCredentials
+from services.auth.keyring import KeyRing, RingKeySource
+from services.auth.revocation import DenyList, RevocationAwareVerifier
 from services.auth.ratelimit import TokenBucket
 from services.auth.throttle import LoginThrottle
 from services.common import auth
@@ -15,16 +17,19 @@ from services.common.settings import Settings
 
 
 def install_token_issuer(app: FastAPI, signing_key, settings: Settings, credentials=None) -> None:
-    """What issuing and checking tokens needs on app.state: the key, its JWKS, the rate limiter,
-    the login throttle and the credential store (default: the user service at ``USER_URL``)."""
-    app.state.signing_key = signing_key
-    app.state.key_id = auth.key_id(signing_key.public_key())
-    app.state.jwks = auth.jwks_for(signing_key.public_key())
+    """What issuing and checking tokens needs on app.state: the key ring (``signing_key`` is its
+    first current key), the ``jti`` deny list, the rate limiter, the login throttle and the
+    credential store (default: the user service at ``USER_URL``). This process's own checks use
+    the ring's published keys and the deny list."""
+    app.state.keyring = KeyRing(settings.state_dir, retire_after_s=settings.token_ttl_s, initial_key=signing_key)
+    app.state.deny_list = DenyList(app.state.redis)
+    auth.configure(RevocationAwareVerifier(RingKeySource(app.state.keyring), settings.jwt_issuer,
+                                           settings.jwt_audience, app.state.deny_list))
     app.state.rate_limiter = TokenBucket(app.state.redis, settings.rate_limit_rps, settings.rate_limit_burst)
     app.state.login_throttle = LoginThrottle(app.state.redis, settings.login_max_failures_account,
                                              settings.login_max_failures_ip, settings.login_failure_window_s)
     app.state.credentials = credentials or UserServiceCredentials(
-        settings.user_url, signing_key, app.state.key_id, settings.jwt_issuer)
+        settings.user_url, app.state.keyring, settings.jwt_issuer)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

@@ -25,19 +25,19 @@ class CredentialStoreUnavailable(Exception):
 class UserServiceCredentials:
     """``check(username, password)`` → roles or None, asked of ``USER_URL``'s internal route."""
 
-    def __init__(self, user_url: str | None, signing_key, kid: str, issuer: str, timeout_s: float = 5.0):
+    def __init__(self, user_url: str | None, keyring, issuer: str, timeout_s: float = 5.0):
         self.user_url = user_url
-        self.signing_key = signing_key
-        self.kid = kid
+        self.keyring = keyring                  # services.auth.keyring.KeyRing: signs with its current key
         self.issuer = issuer
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.session: aiohttp.ClientSession | None = None
-        self._token: tuple[str, float] | None = None
+        self._token: tuple[str, float, str] | None = None
 
     def _service_token(self) -> str:
         now = time.monotonic()
-        if self._token is None or self._token[1] < now:
-            self._token = (auth.service_token(self.signing_key, self.kid, self.issuer, "auth", ttl_s=60), now + 30)
+        key, kid = self.keyring.signing()
+        if self._token is None or self._token[1] < now or self._token[2] != kid:
+            self._token = (auth.service_token(key, kid, self.issuer, "auth", ttl_s=60), now + 30, kid)
         return self._token[0]
 
     async def check(self, username: str, password: str) -> list[str] | None:

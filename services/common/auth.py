@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.common import metrics
+
 ALGORITHM = "RS256"
 
 
@@ -100,17 +102,42 @@ class KeysUnavailable(Exception):
     """The signing keys cannot be fetched (the auth service is down): not the caller's fault."""
 
 
+def parse_jwks(document) -> tuple[dict[str, object], set[str]]:
+    """The RS256 signing keys of a JWKS document by ``kid``, and the ``kid`` values it publishes
+    more than once (ambiguous: no key is trusted under such a ``kid``). ``ValueError`` if the
+    document is not a JWKS at all."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWKS is a JSON object with a 'keys' list")
+    counts: dict[str, int] = {}
+    for jwk in document["keys"]:
+        if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
+            counts[jwk["kid"]] = counts.get(jwk["kid"], 0) + 1
+    ambiguous = {kid for kid, n in counts.items() if n > 1}
+    keys: dict[str, object] = {}
+    for jwk in document["keys"]:
+        if not isinstance(jwk, dict) or jwk.get("kid") in ambiguous or not jwk.get("kid"):
+            continue
+        if jwk.get("kty") != "RSA" or jwk.get("alg", ALGORITHM) != ALGORITHM or jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+            continue                                       # one unusable key does not spoil the set
+    return keys, ambiguous
+
+
 class KeySource:
-    """Public keys by ``kid``, from a JWKS URL (cached, refetched at most every 5 s on a miss)."""
+    """Public keys by ``kid``, from a JWKS URL (cached, refetched at most every 5 s on a miss;
+    each fetch replaces the cached set, so a key the JWKS stops publishing is no longer trusted)."""
 
     def __init__(self, jwks_url: str | None, state_dir: Path, local_key=None):
         self.jwks_url = jwks_url
         self.state_dir = Path(state_dir)
-        self.keys: dict[str, object] = {}
+        self._local: dict[str, object] = {} if local_key is None else {key_id(local_key): local_key}
+        self.keys: dict[str, object] = dict(self._local)
+        self.ambiguous: set[str] = set()
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
-        if local_key is not None:
-            self.keys[key_id(local_key)] = local_key
 
     def _load_file(self) -> None:
         path = key_path(self.state_dir)
@@ -130,17 +157,19 @@ class KeySource:
                 async with httpx.AsyncClient(timeout=3.0) as client:
                     response = await client.get(self.jwks_url)
                     response.raise_for_status()
-                    jwk_set = jwt.PyJWKSet.from_dict(response.json())
+                    keys, ambiguous = parse_jwks(response.json())
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
                 self._fetched_at = time.monotonic() - 4.0  # retry after a second, not on every request
                 raise KeysUnavailable(f"cannot fetch signing keys: {exc}") from exc
-            for key in jwk_set.keys:
-                if key.key_id and key.algorithm_name == ALGORITHM:
-                    self.keys[key.key_id] = key.key
+            # The JWKS is the whole truth: a key it no longer publishes (rotated out) is dropped.
+            self.keys = {**self._local, **keys}
+            self.ambiguous = ambiguous
 
     async def get(self, kid: str):
         if kid not in self.keys:
             await self._refresh()
+        if kid in self.ambiguous:
+            raise InvalidToken(f"key id {kid[:64]!r} is published more than once in the JWKS: ambiguous, refused")
         if kid not in self.keys:
             raise InvalidToken("token signed by an unknown key")
         return self.keys[kid]
@@ -208,6 +237,7 @@ async def optional_user(
     try:
         return await get_verifier().verify(credentials.credentials)
     except InvalidToken as exc:
+        metrics.authz_decision("deny", "invalid_token")
         raise _unauthorized(f"invalid token: {exc}") from None
     except KeysUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "1"}) from None
@@ -216,6 +246,7 @@ async def optional_user(
 async def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
     """The authenticated caller; 401 without a valid token."""
     if user is None:
+        metrics.authz_decision("deny", "unauthenticated")
         raise _unauthorized("not authenticated: send 'Authorization: Bearer <token>'")
     return user
 
@@ -223,8 +254,35 @@ async def current_user(user: Annotated[Principal | None, Depends(optional_user)]
 async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     """The caller, who must have the admin role (403 otherwise)."""
     if not user.is_admin:
+        metrics.authz_decision("deny", "forbidden")
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin role required")
+    metrics.authz_decision("allow", "token")
     return user
+
+
+def token_scopes(user: Principal) -> set[str]:
+    """The scopes a token grants: its ``scope`` claim, space-separated (RFC 8693 §4.2, RFC 9068)."""
+    scope = user.claims.get("scope", "")
+    return set(scope.split()) if isinstance(scope, str) else set()
+
+
+def require_scope(*needed: str):
+    """Dependency: the caller's token must grant every scope in ``needed`` (403 otherwise, with
+    ``WWW-Authenticate: Bearer error="insufficient_scope"`` as RFC 6750 §3.1 says)."""
+    if not needed or not all(isinstance(s, str) and s and " " not in s for s in needed):
+        raise ValueError(f"require_scope needs one or more scope names without spaces, got {needed!r}")
+
+    async def dependency(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+        missing = [s for s in needed if s not in token_scopes(user)]
+        if missing:
+            metrics.authz_decision("deny", "insufficient_scope")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"token lacks scope: {' '.join(missing)}",
+                                headers={"WWW-Authenticate":
+                                         f'Bearer error="insufficient_scope", scope="{" ".join(needed)}"'})
+        metrics.authz_decision("allow", "token")
+        return user
+
+    return dependency
 
 
 #: Audience of the tokens one service presents to another (never accepted by public routes,

@@ -29,6 +29,10 @@ EVENTS_CONSUMED = Counter(
     "events_consumed_total", "Events handled by a consumer.", ["service", "subject", "outcome"]
 )
 EVENTS_PUBLISHED = Counter("events_published_total", "Events published from the outbox.", ["service", "subject"])
+AUTHZ_DECISIONS = Counter(
+    "authz_decisions_total", "Decisions of this service's authentication and authorization checks.",
+    ["service", "decision", "reason"],
+)
 
 _service = {"name": ""}
 
@@ -49,6 +53,13 @@ def event_consumed(subject: str, outcome: str) -> None:
 
 def event_published(subject: str) -> None:
     EVENTS_PUBLISHED.labels(_service["name"], subject).inc()
+
+
+def authz_decision(decision: str, reason: str) -> None:
+    """Count one check's outcome: ``decision`` "allow" or "deny", ``reason`` from a fixed set
+    (``token``, ``anonymous``, ``invalid_token``, ``unauthenticated``, ``forbidden``,
+    ``insufficient_scope``, ``rate_limited``), so the label's values stay bounded."""
+    AUTHZ_DECISIONS.labels(_service["name"], decision, reason).inc()
 
 
 def observe_request(route: str, method: str, status: int, duration_s: float) -> None:
