@@ -6,6 +6,7 @@
     cloudmart chaos SERVICE (--latency-ms N | --error-rate P | --kill | --reset)
     cloudmart canary SERVICE --weight W
     cloudmart load --scenario {browse,checkout} --rps R --seconds S [--json]
+    cloudmart proxy-config {listeners,routes,clusters,secrets} NAME [--json]
 
 Errors are one line on stderr and a non-zero exit code.
 """
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seconds", type=float, required=True)
     load.add_argument("--seed", type=int, default=None)
     load.add_argument("--json", action="store_true")
+
+    from cluster.dataplane import cli as proxy_cli
+
+    proxy_cli.add_parser(sub)
 
     try:
         from grading import cli as grading_cli
@@ -297,6 +302,16 @@ def cmd_doctor(args) -> int:
 
 COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
             "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load}
+
+
+
+def cmd_proxy_config(args) -> int:
+    from cluster.dataplane import cli as proxy_cli
+
+    return proxy_cli.run(args)
+
+
+COMMANDS["proxy-config"] = cmd_proxy_config
 
 
 def main(argv: list[str] | None = None) -> int:

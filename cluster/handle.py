@@ -61,7 +61,7 @@ class CloudMart:
     """A local CloudMart: HTTP through the gateway as one user, plus operations on the replicas."""
 
     # Status keys this handle's methods read beyond the contract (metrics, usage, events, _fault).
-    STATUS_EXTRA_KEYS: tuple[str, ...] = ("gateway_admin_port", "gateway_pid", "supervisor_pid", "infra")
+    STATUS_EXTRA_KEYS: tuple[str, ...] = ("gateway_admin_socket", "gateway_pid", "supervisor_pid", "infra")
     REPLICA_EXTRA_KEYS: tuple[str, ...] = ("pid", "port")
 
     def __init__(self, target: LocalTarget, user: str | None = "alice", password: str | None = None):
@@ -214,7 +214,8 @@ class CloudMart:
     def _scrape_targets(self) -> list[tuple[str, str, str, str]]:
         """(source, kind, service, url) of every /metrics endpoint: replicas, sidecars, gateway."""
         status = self.status()
-        targets = [("gateway", "gateway", "gateway", f"http://127.0.0.1:{status['gateway_admin_port']}/metrics")]
+        # The gateway is Envoy: its own stats, from its admin interface (a Unix socket).
+        targets = [("gateway", "gateway", "gateway", f"unix:{status['gateway_admin_socket']}")]
         for dep in status["deployments"].values():
             for rep in dep["replicas"]:
                 if rep["pid"]:
@@ -226,6 +227,8 @@ class CloudMart:
 
     def metrics(self) -> pd.DataFrame:
         """Parsed Prometheus samples of every replica, sidecar and the gateway (one row a sample).
+
+        The gateway's rows are Envoy's own stats (`/stats/prometheus`), names unchanged.
 
         Sidecar request counts are also given under Envoy's names, as an Istio sidecar would
         expose them: `envoy_cluster_upstream_rq_total` and `envoy_cluster_upstream_rq_time_ms_sum`
@@ -244,8 +247,12 @@ class CloudMart:
         with httpx.Client(timeout=5) as client:
             for source, kind, service, url in self._scrape_targets():
                 try:
-                    text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
-                except httpx.HTTPError:
+                    if url.startswith("unix:"):
+                        with httpx.Client(transport=httpx.HTTPTransport(uds=url[5:]), timeout=5) as admin:
+                            text = admin.get("http://envoy-admin/stats/prometheus").text
+                    else:
+                        text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
+                except (httpx.HTTPError, OSError):
                     continue
                 for family in text_string_to_metric_families(text):
                     for s in family.samples:

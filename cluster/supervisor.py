@@ -1,10 +1,10 @@
 """The local target's supervisor: one detached process that owns every part of a local CloudMart.
 
 It starts the embedded infrastructure (`services.infra`), one process per replica of each
-Deployment read from the kustomize base, a Caddy sidecar per replica in mesh mode, and the Caddy
-gateway; it polls readiness, restarts crashed replicas with a back-off (like a kubelet), and
-pushes the ready endpoints to Caddy through its admin API, so scaling, kills and canary weights
-apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
+Deployment read from the kustomize base, a Caddy sidecar per replica in mesh mode, and the Envoy
+gateway (`cluster.dataplane.local`); it polls readiness, restarts crashed replicas with a
+back-off (like a kubelet), and pushes the ready endpoints to Envoy (file-based xDS, validated
+first) and to the sidecars, so scaling, kills and canary weights apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
 kept in the state folder (`supervisor.json`).
 
     python -m cluster.supervisor --state-dir .cloudmart --gateway-port 8080 [--mesh] [--monolith]
@@ -156,13 +156,13 @@ class Supervisor:
         self.run_dir = self.state_dir / "run"
         self.token = secrets.token_urlsafe(24)
         self.control_port = 0                  # set once the control channel is bound
-        self.gateway_admin_port = free_port()
         self.topology: Topology | None = None
         self.replicas: dict[str, list[Replica]] = {}       # deployment name -> replicas
         self.wanted: dict[str, int] = {}
         self.weights: dict[str, int] = {}                   # k8s Service -> weight override
+        self.extra_objects: list[dict] = []                  # applied on top of the manifests
         self.cluster_ports: dict[str, int] = {}             # k8s Service -> in-cluster port (no mesh)
-        self.gateway: Proc | None = None
+        self.gateway = None                                  # dataplane.local.Gateway (Envoy)
         self._gateway_task: asyncio.Task | None = None
         self._routed_endpoints: dict[str, list[str]] | None = None   # what the gateway last loaded
         self.infra = None
@@ -218,10 +218,10 @@ class Supervisor:
 
         self.infra, _ = await asyncio.gather(timed("infrastructure up", start_infra, self.state_dir),
                                              timed("fork server warm", warm_up, apps))
-        self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
-        await self._write_caddy_config("gateway", self._gateway_config())
-        self._gateway_task = asyncio.create_task(self._keep_caddy(self.gateway, "gateway", lambda: False,
-                                                                  self._reclaim_gateway_ports))
+        from cluster.dataplane.local import Gateway
+
+        self.gateway = Gateway(self.run_dir / "gateway")
+        self._gateway_task = asyncio.create_task(self._keep_gateway())
         for dep in self._deployments():
             self.wanted[dep.name] = self.replica_overrides.get(dep.name, dep.replicas)
             self.replicas[dep.name] = []
@@ -335,9 +335,6 @@ class Supervisor:
         if not port_is_free(self.gateway_port):
             log.error("the gateway port 127.0.0.1:%d is held by another process; the gateway cannot "
                       "start until it is free (or CloudMart is started with another port)", self.gateway_port)
-        if not port_is_free(self.gateway_admin_port):
-            self.gateway_admin_port, note = self._moved("gateway admin port", self.gateway_admin_port)
-            moved.append(note)
         for svc, port in list(self.cluster_ports.items()):
             if not port_is_free(port):
                 self.cluster_ports[svc], note = self._moved(f"in-cluster port of {svc}", port)
@@ -348,9 +345,31 @@ class Supervisor:
                         if svc in self._peers_of(rep.deployment).values() and rep.app.alive:
                             kill_group(rep.app.pid, signal.SIGTERM)
         if moved:
-            await self._write_caddy_config("gateway", self._gateway_config())
             self._write_state()
         return moved
+
+    async def _keep_gateway(self) -> None:
+        """Run the gateway's Envoy from the current config; start it again if it dies (a port that
+        another process took moves first, see `_reclaim_gateway_ports`)."""
+        while not self._stopping.is_set():
+            try:
+                await self.gateway.start(self._gateway_config())
+            except Exception as exc:   # e.g. a port another process holds: move it, try again
+                moved = await self._reclaim_gateway_ports()
+                log.warning("the gateway did not start (%s)%s; trying again", exc,
+                            f" ({'; '.join(moved)})" if moved else "")
+                self.gateway.kill()
+                await asyncio.sleep(0.5)
+                continue
+            self._routed_endpoints = self._endpoints_of(self.gateway.plane)
+            self._write_state()
+            code = await self.gateway.wait()
+            if self._stopping.is_set():
+                return
+            moved = await self._reclaim_gateway_ports()
+            log.warning("the gateway exited with %s; starting it again%s", code,
+                        f" ({'; '.join(moved)})" if moved else "")
+            await asyncio.sleep(0.2)
 
     async def _reclaim_sidecar_ports(self, rep: Replica) -> list[str]:
         moved = []
@@ -549,7 +568,7 @@ class Supervisor:
             try:
                 await self._reconfigure()
             except Exception:  # keep supervising even if one reload fails
-                log.exception("reconfiguring Caddy failed")
+                log.exception("reconfiguring the data plane failed")
 
     def _endpoints(self) -> dict[str, list[str]]:
         endpoints = {}
@@ -559,14 +578,25 @@ class Supervisor:
             endpoints[svc] = [f"127.0.0.1:{port_of(r)}" for r in self.replicas.get(target, []) if r.ready]
         return endpoints
 
-    def _gateway_config(self) -> dict:
-        auth_service = next((s for s, d in self.topology.services.items()
-                             if self.topology.deployments[d].service == "auth"), "auth")
-        server_names = {svc: self.topology.deployment_for_service(svc).service for svc in self.topology.services}
-        return caddy.gateway_config(
-            self.topology.rules, self._endpoints(), listen_port=self.gateway_port,
-            admin_port=self.gateway_admin_port, auth_service=auth_service, weights=self.weights,
-            tls=self.gateway_tls, server_names=server_names, cluster_ports=self.cluster_ports)
+    def _gateway_config(self):
+        """The gateway's Envoy config (`dataplane.local.render`) for the endpoints ready now."""
+        from cluster.dataplane.build import MeshIdentity
+        from cluster.dataplane.local import render
+
+        identity = None
+        if self.gateway_tls is not None:
+            identity = MeshIdentity(self.gateway_tls.ca_file, self.gateway_tls.cert_file, self.gateway_tls.key_file)
+        return render(self.topology, self.extra_objects, endpoints=self._endpoints(), port=self.gateway_port,
+                      cluster_ports=self.cluster_ports, weights=self.weights, identity=identity)
+
+    def _endpoints_of(self, plane) -> dict[str, list[str]]:
+        """What a gateway config routes to, in `_endpoints()`'s shape."""
+        from cluster.dataplane.build import outbound
+
+        by_name = {c.name: c for c in plane.clusters}
+        return {svc: [f"{e.host}:{e.port}" if not e.pipe else f"unix:{e.pipe}"
+                      for e in by_name[outbound(svc)].endpoints] if outbound(svc) in by_name else []
+                for svc in self.topology.services}
 
     async def _load_config(self, admin_port: int, config: dict) -> None:
         url = f"http://127.0.0.1:{admin_port}/load"
@@ -581,10 +611,8 @@ class Supervisor:
         raise RuntimeError(f"Caddy admin API on port {admin_port} did not answer")
 
     async def _reconfigure(self) -> None:
-        endpoints = self._endpoints()
         config = self._gateway_config()
-        await self._write_caddy_config("gateway", config)
-        jobs = [self._load_config(self.gateway_admin_port, config)]
+        jobs = [self.gateway.update(config)]
         if self.mesh:
             for reps in self.replicas.values():
                 for rep in reps:
@@ -596,8 +624,8 @@ class Supervisor:
         for result in results:
             if isinstance(result, Exception):
                 log.warning("config reload: %s", result)
-        if not isinstance(results[0], Exception):
-            self._routed_endpoints = endpoints
+        if not isinstance(results[0], Exception) and self.gateway.alive:
+            self._routed_endpoints = self._endpoints_of(config)
         self._write_state()
 
     # ----- state and control ---------------------------------------------------------------------
@@ -624,16 +652,18 @@ class Supervisor:
             "target": "local", "mode": "monolith" if self.monolith else "microservices",
             "mesh": self.mesh, "gateway_url": f"http://127.0.0.1:{self.gateway_port}",
             "gateway_pid": self.gateway.pid if self.gateway else None,
-            "gateway_admin_port": self.gateway_admin_port,
+            "gateway_admin_socket": self.gateway.admin_socket if self.gateway else None,
             "cluster_ports": self.cluster_ports,
             "supervisor_pid": os.getpid(), "control_port": self.control_port,
             "state_dir": str(self.state_dir), "weights": self.weights,
             "all_ready_s": self.all_ready_s,
             # Ready: every server and wanted replica is up AND the gateway routes to exactly those.
-            "routed": self.topology is not None and self._routed_endpoints == self._endpoints(),
+            "routed": self.topology is not None and self._routed_endpoints == self._endpoints()
+            and self.gateway is not None and self.gateway.alive,
             "ready": bool(self.replicas) and all(d["ready"] >= d["wanted"] for d in deployments.values())
             and all(v.get("alive") for v in infra.get("servers", {}).values())
-            and self.topology is not None and self._routed_endpoints == self._endpoints(),
+            and self.topology is not None and self._routed_endpoints == self._endpoints()
+            and self.gateway is not None and self.gateway.alive,
             "deployments": deployments,
             "infra": {k: {"pid": v.get("pid"), "port": v.get("port"), "alive": v.get("alive"),
                           "restarts": self.infra_restarts.get(k, 0)}
@@ -740,10 +770,11 @@ class Supervisor:
         for rep in everything:
             rep.stopping = True
         await asyncio.gather(*(self._stop_replica(r) for r in everything), return_exceptions=True)
+        if self._gateway_task:
+            self._gateway_task.cancel()
+            await asyncio.gather(self._gateway_task, return_exceptions=True)
         if self.gateway:
             await self.gateway.stop()
-        if self._gateway_task:
-            await asyncio.gather(self._gateway_task, return_exceptions=True)
         from cluster.spawn import shutdown as stop_fork_server
 
         await asyncio.to_thread(stop_fork_server)
