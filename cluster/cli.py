@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start CloudMart (harmless if already up)")
-    up.add_argument("--mesh", action="store_true", help="a Caddy sidecar per replica, mTLS between services")
+    up.add_argument("--mesh", action="store_true", help="an Envoy sidecar per replica, mTLS between services")
     up.add_argument("--replicas", type=_replicas, default={}, help="e.g. order=2,payment=2")
     up.add_argument("--monolith", action="store_true", help="run services.monolith behind the same gateway")
     up.add_argument("--target", choices=["local", "kind"], default=None)

@@ -220,9 +220,9 @@ class CloudMart:
             for rep in dep["replicas"]:
                 if rep["pid"]:
                     targets.append((rep["id"], "replica", dep["service"], f"http://127.0.0.1:{rep['port']}/metrics"))
-                if rep.get("sidecar_admin_port"):
+                if rep.get("sidecar_admin_socket"):
                     targets.append((f"{rep['id']}-sidecar", "sidecar", dep["service"],
-                                    f"http://127.0.0.1:{rep['sidecar_admin_port']}/metrics"))
+                                    f"unix:{rep['sidecar_admin_socket']}"))
         return targets
 
     def metrics(self) -> pd.DataFrame:
@@ -230,9 +230,9 @@ class CloudMart:
 
         The gateway's rows are Envoy's own stats (`/stats/prometheus`), names unchanged.
 
-        Sidecar request counts are also given under Envoy's names, as an Istio sidecar would
-        expose them: `envoy_cluster_upstream_rq_total` and `envoy_cluster_upstream_rq_time_ms_sum`
-        with `envoy_cluster_name` "inbound|8080||<service>" or "outbound|80||<peer>".
+        The gateway's and the sidecars' rows are Envoy's own stats (`/stats/prometheus`), names
+        and labels unchanged: `envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||product"}`,
+        `envoy_cluster_upstream_rq_pending_overflow`, `envoy_http_inbound_rbac_denied`, …
         """
         rows = []
         # Replicas serve /metrics to the scraper only: the token in the state folder.
@@ -249,6 +249,11 @@ class CloudMart:
                 try:
                     if url.startswith("unix:"):
                         with httpx.Client(transport=httpx.HTTPTransport(uds=url[5:]), timeout=5) as admin:
+                            # Envoy merges its histograms when its admin is read (stats_flush_on_admin):
+                            # the first read has it merge what its workers recorded, the second one
+                            # reports it, so a latency histogram includes the last requests.
+                            admin.get("http://envoy-admin/stats/prometheus")
+                            time.sleep(0.1)
                             text = admin.get("http://envoy-admin/stats/prometheus").text
                     else:
                         text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
@@ -258,9 +263,6 @@ class CloudMart:
                     for s in family.samples:
                         rows.append({"source": source, "kind": kind, "service": service, "metric": s.name,
                                      "labels": dict(s.labels), "value": float(s.value)})
-                        if kind == "sidecar" and family.name == "caddy_http_request_duration_seconds" \
-                                and s.name.endswith(("_count", "_sum")):
-                            rows.append(_envoy_row(source, service, s))
         df = pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
         return df
 
@@ -335,24 +337,6 @@ class CloudMart:
     def close(self) -> None:
         """Close the HTTP client (CloudMart keeps running)."""
         self._client.close()
-
-
-def _envoy_row(source: str, service: str, sample) -> dict:
-    server = sample.labels.get("server", "")
-    if server.startswith("outbound-"):
-        cluster = f"outbound|80||{server[len('outbound-'):]}"
-    else:
-        cluster = f"inbound|8080||{service}"
-    if sample.name.endswith("_count"):
-        metric = "envoy_cluster_upstream_rq_total"
-        value = float(sample.value)
-    else:
-        metric = "envoy_cluster_upstream_rq_time_ms_sum"
-        value = float(sample.value) * 1000.0
-    labels = {"envoy_cluster_name": cluster, "envoy_response_code": sample.labels.get("code", ""),
-              "method": sample.labels.get("method", "")}
-    return {"source": source, "kind": "sidecar", "service": service, "metric": metric, "labels": labels,
-            "value": value}
 
 
 async def _read_stream(url: str, stream: str, order_id: str | None, limit: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """The local target's supervisor: one detached process that owns every part of a local CloudMart.
 
 It starts the embedded infrastructure (`services.infra`), one process per replica of each
-Deployment read from the kustomize base, a Caddy sidecar per replica in mesh mode, and the Envoy
+Deployment read from the kustomize base, an Envoy sidecar per replica in mesh mode, and the Envoy
 gateway (`cluster.dataplane.local`); it polls readiness, restarts crashed replicas with a
 back-off (like a kubelet), and pushes the ready endpoints to Envoy (file-based xDS, validated
 first) and to the sidecars, so scaling, kills and canary weights apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
@@ -122,9 +122,8 @@ class Replica:
     index: int
     app_port: int
     app: Proc
-    sidecar: Proc | None = None
+    sidecar: object | None = None        # dataplane.local.Sidecar (Envoy), in mesh mode
     inbound_port: int | None = None
-    sidecar_admin_port: int | None = None
     outbound_ports: dict[str, int] = field(default_factory=dict)   # peer k8s Service -> local port
     ready: bool = False
     probe_failures: int = 0
@@ -292,21 +291,48 @@ class Supervisor:
         rep = Replica(dep, index, free_port(),
                       Proc(f"{dep.name}-{index}", "replica", self.logs_dir / f"{dep.name}-{index}.log"))
         if self.mesh:
+            from cluster.dataplane.local import Sidecar
+
             rep.inbound_port = free_port()
-            rep.sidecar_admin_port = free_port()
             rep.outbound_ports = {svc: free_port() for svc in set(self._peers_of(dep).values())}
-            rep.sidecar = Proc(f"{rep.id}-sidecar", "sidecar", self.logs_dir / f"{rep.id}-sidecar.log")
+            rep.sidecar = Sidecar(self.run_dir / f"sidecar-{rep.id}", node_id=rep.id)
         return rep
 
-    def _sidecar_config(self, rep: Replica) -> dict:
-        identity = self.ca.issue(rep.id, rep.deployment.service)
-        outbound = {}
+    def _sidecar_config(self, rep: Replica):
+        """The Envoy config of a replica's sidecar (`dataplane.local.render_sidecar`)."""
+        from cluster.dataplane.build import MeshIdentity
+        from cluster.dataplane.local import render_sidecar
+
+        tls = self.ca.issue(rep.id, rep.deployment.service)
+        peers = {}
         for svc, port in rep.outbound_ports.items():
             target = self._endpoint_deployment(svc)
-            dials = [f"127.0.0.1:{r.inbound_port}" for r in self.replicas.get(target, []) if r.ready]
-            outbound[port] = (self.topology.deployment_for_service(svc).service, dials)
-        return caddy.sidecar_config(admin_port=rep.sidecar_admin_port, inbound_port=rep.inbound_port,
-                                    app_port=rep.app_port, identity=identity, outbound=outbound)
+            peers[svc] = (port, [f"127.0.0.1:{r.inbound_port}" for r in self.replicas.get(target, []) if r.ready])
+        return render_sidecar(self.topology, self.extra_objects, service=rep.deployment.service,
+                              labels=rep.deployment.labels, app=f"127.0.0.1:{rep.app_port}",
+                              inbound_port=rep.inbound_port, identity=MeshIdentity(tls.ca_file, tls.cert_file, tls.key_file),
+                              peers=peers, app_port=rep.deployment.container_port)
+
+    async def _keep_sidecar(self, rep: Replica) -> None:
+        """Run a replica's Envoy sidecar; start it again if it dies (moving a port another process took)."""
+        while not rep.stopping and not self._stopping.is_set():
+            try:
+                await rep.sidecar.start(self._sidecar_config(rep))
+            except Exception as exc:
+                moved = await self._reclaim_sidecar_ports(rep)
+                log.warning("sidecar of %s did not start (%s)%s; trying again", rep.id, exc,
+                            f" ({'; '.join(moved)})" if moved else "")
+                rep.sidecar.kill()
+                await asyncio.sleep(0.5)
+                continue
+            self._write_state()
+            code = await rep.sidecar.wait()
+            if rep.stopping or self._stopping.is_set():
+                return
+            moved = await self._reclaim_sidecar_ports(rep)
+            log.warning("sidecar of %s exited with %s; starting it again%s", rep.id, code,
+                        f" ({'; '.join(moved)})" if moved else "")
+            await asyncio.sleep(0.2)
 
     async def _keep_caddy(self, proc: Proc, config_name: str, done, reclaim) -> None:
         """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies.
@@ -377,9 +403,6 @@ class Supervisor:
             rep.inbound_port, note = self._moved(f"{rep.id} sidecar inbound port", rep.inbound_port)
             moved.append(note)
             self._dirty.set()   # its endpoint moved: the gateway and the other sidecars follow
-        if not port_is_free(rep.sidecar_admin_port):
-            rep.sidecar_admin_port, note = self._moved(f"{rep.id} sidecar admin port", rep.sidecar_admin_port)
-            moved.append(note)
         restart_app = False
         for svc, port in list(rep.outbound_ports.items()):
             if not port_is_free(port):
@@ -387,7 +410,6 @@ class Supervisor:
                 moved.append(note)
                 restart_app = True
         if moved:
-            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
             self._write_state()
         if restart_app and rep.app.alive:
             kill_group(rep.app.pid, signal.SIGTERM)   # it was given the old outbound addresses
@@ -395,21 +417,16 @@ class Supervisor:
 
     async def _restart_sidecar(self, rep: Replica) -> None:
         """The replica moved to a new port: point its sidecar's inbound listener at it."""
-        cfg = self._sidecar_config(rep)
-        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
         if rep.sidecar and rep.sidecar.alive:
             try:
-                await self._load_config(rep.sidecar_admin_port, cfg)
-            except RuntimeError as exc:
+                await rep.sidecar.update(self._sidecar_config(rep))
+            except Exception as exc:
                 log.warning("sidecar of %s: %s", rep.id, exc)
 
     async def _run_replica(self, rep: Replica) -> None:
         """Keep one replica running: start it, wait for it to exit, restart with back-off."""
         if rep.sidecar:
-            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
-            rep.sidecar_task = asyncio.create_task(
-                self._keep_caddy(rep.sidecar, f"sidecar-{rep.id}", lambda: rep.stopping,
-                                 lambda: self._reclaim_sidecar_ports(rep)))
+            rep.sidecar_task = asyncio.create_task(self._keep_sidecar(rep))
         cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
             else list(rep.deployment.command)
         crash_streak = 0
@@ -482,21 +499,38 @@ class Supervisor:
         await rep.app.stop()
         if rep.task:
             await asyncio.gather(rep.task, return_exceptions=True)
+        if rep.sidecar_task:
+            rep.sidecar_task.cancel()
+            await asyncio.gather(rep.sidecar_task, return_exceptions=True)
         if rep.sidecar:
             await rep.sidecar.stop()
-        if rep.sidecar_task:
-            await asyncio.gather(rep.sidecar_task, return_exceptions=True)
 
     # ----- readiness and configuration ---------------------------------------------------------
     async def _probe(self, rep: Replica) -> bool:
         if not rep.app.alive:
             return False
         try:
-            url = f"http://127.0.0.1:{rep.app_port}{rep.deployment.readiness_path}"
-            async with self._http.get(url) as resp:
+            if self.mesh and rep.sidecar is not None:
+                # Through the sidecar, over mTLS with the gateway's identity: a replica whose sidecar
+                # cannot serve (dead, or a certificate expired) is not ready.
+                url = f"https://127.0.0.1:{rep.inbound_port}{rep.deployment.readiness_path}"
+                extra = {"ssl": self._probe_ssl()}
+            else:
+                url = f"http://127.0.0.1:{rep.app_port}{rep.deployment.readiness_path}"
+                extra = {}
+            async with self._http.get(url, **extra) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return False
+
+    def _probe_ssl(self):
+        if getattr(self, "_probe_context", None) is None:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.gateway_tls.ca_file)
+            context.load_cert_chain(self.gateway_tls.cert_file, self.gateway_tls.key_file)
+            self._probe_context = context
+        return self._probe_context
 
     async def _infra_loop(self) -> None:
         """Restart a dead PostgreSQL, Redis or NATS (like a kubelet restarts a crashed container).
@@ -617,9 +651,7 @@ class Supervisor:
             for reps in self.replicas.values():
                 for rep in reps:
                     if rep.sidecar and rep.sidecar.alive and rep.outbound_ports:
-                        cfg = self._sidecar_config(rep)
-                        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
-                        jobs.append(self._load_config(rep.sidecar_admin_port, cfg))
+                        jobs.append(rep.sidecar.update(self._sidecar_config(rep)))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
@@ -643,7 +675,8 @@ class Supervisor:
                     "state": _replica_state(r), "last_exit": r.last_exit, "last_reason": r.last_reason,
                     "backoff_until": r.backoff_until,
                     "sidecar_pid": r.sidecar.pid if r.sidecar else None,
-                    "sidecar_inbound_port": r.inbound_port, "sidecar_admin_port": r.sidecar_admin_port,
+                    "sidecar_inbound_port": r.inbound_port,
+                    "sidecar_admin_socket": r.sidecar.admin_socket if r.sidecar else None,
                     "sidecar_outbound_ports": r.outbound_ports,
                 } for r in reps],
             }
@@ -854,6 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifests", default=str(topology.BASE_DIR), help="kustomization to read")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # not a line per admin request to Envoy
     return asyncio.run(_main(args))
 
 

@@ -617,6 +617,9 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
     return {
         "node": {"id": node_id, "cluster": "cloudmart"},
         "admin": {"address": {"pipe": {"path": admin_socket, "mode": 0o600}}},
+        # Histograms are merged when the admin interface is read (not every 5 s): a latency
+        # histogram read right after a run includes the run's last requests.
+        "stats_flush_on_admin": True,
         "dynamic_resources": {"lds_config": _source(xds_folder, "lds.json"),
                               "cds_config": _source(xds_folder, "cds.json")},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {

@@ -202,7 +202,11 @@ class LocalEnvoy:
         process = self.proxy.process
         if process is None:
             return None
-        return await asyncio.to_thread(process.wait)
+        # Polled, not waited for in a thread: one blocked thread per Envoy (a gateway and a sidecar
+        # per replica) would use up the default executor that validation and swaps run in.
+        while process.poll() is None:
+            await asyncio.sleep(0.25)
+        return process.returncode
 
     def kill(self) -> None:
         if self.alive:
