@@ -23,6 +23,7 @@ from cluster.dataplane import envoy as render
 from cluster.dataplane.model import DataPlane
 
 READY_TIMEOUT_S = 15.0
+MAX_SOCKET_PATH = 100      # bytes; the kernel's limit is 107 (sun_path is 108 with the NUL)
 APPLY_TIMEOUT_S = 10.0
 
 
@@ -87,6 +88,12 @@ class EnvoyProxy:
         self.xds = self.folder / "xds"
         self.xds.mkdir(exist_ok=True)
         self.admin_socket = str(self.folder / "admin.sock")
+        self._socket_dir: str | None = None
+        if len(self.admin_socket.encode()) > MAX_SOCKET_PATH:
+            # A Unix socket path has at most 107 bytes: under a deep state folder, the socket goes
+            # to a short private folder of its own (mkdtemp makes it 0700), removed on stop().
+            self._socket_dir = tempfile.mkdtemp(prefix="cm-envoy-")
+            self.admin_socket = os.path.join(self._socket_dir, "admin.sock")
         self.node_id = node_id
         self.log_level = log_level
         self.concurrency = concurrency
@@ -313,6 +320,10 @@ class EnvoyProxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self._socket_dir:
+            import shutil
+
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> "EnvoyProxy":
         return self

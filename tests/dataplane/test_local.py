@@ -163,3 +163,23 @@ def test_render_sidecar_is_strict_by_default_and_takes_applied_policies(topo, tm
     assert plane.listener("inbound").tls.mode == "PERMISSIVE"
     (rbac,) = plane.listener("inbound").rbac
     assert rbac.action == "DENY"
+
+
+def test_a_deep_state_folder_still_gets_a_private_admin_socket(tmp_path):
+    import os
+    import stat
+
+    from cluster.dataplane.proxy import EnvoyProxy
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    proxy = EnvoyProxy(deep / "sidecar-product-canary-0", "deep")
+    plane = m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(
+        m.Route("r", m.RouteMatch("/"), direct_response=m.DirectResponse(200, "ok")),)),))], [])
+    try:
+        proxy.start(plane)
+        assert len(proxy.admin_socket.encode()) <= 100
+        assert stat.S_IMODE(os.stat(os.path.dirname(proxy.admin_socket)).st_mode) == 0o700
+        assert proxy.admin("/ready").status_code == 200
+    finally:
+        proxy.stop()
+    assert not os.path.exists(os.path.dirname(proxy.admin_socket))
