@@ -113,7 +113,7 @@ class CloudMart:
         try:
             return self._client.request(method, path, headers=headers, **kw)
         except httpx.RemoteProtocolError:
-            # A kept-alive connection the gateway closed as we reused it (Caddy closes idle
+            # A kept-alive connection the gateway closed as we reused it (a proxy closes idle
             # connections on a config reload): the request never got in; send it once more.
             return self._client.request(method, path, headers=headers, **kw)
 

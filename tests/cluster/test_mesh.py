@@ -10,7 +10,7 @@ import asyncio
 
 import httpx
 import pytest
-from caddy_proc import free_port
+from echo_proc import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
