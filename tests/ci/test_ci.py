@@ -320,3 +320,39 @@ def test_parity_table_names_the_known_differences():
     for known in ("fail-fast", "services:", "`on` filters", "actions/cache", "setup-python", "OIDC"):
         assert known in features, known
     assert table.notna().all().all() and len(table) >= 10
+
+
+MATRIX = """\
+    name: pool
+    on: workflow_dispatch
+    jobs:
+      shard:
+        runs-on: ubuntu-latest
+        strategy:
+          max-parallel: {p}
+          matrix:
+            i: [1, 2, 3, 4]
+        steps:
+          - run: sleep 0.6
+    """
+
+
+def test_matrix_makespan_follows_the_pipeline_model(tmp_path):
+    """act's measured makespan at max-parallel 1, 2 and 4 against sim.delivery: ceil(4/p) shards in
+    series, each the step plus act's measured per-shard overhead (fitted on p = 4 alone)."""
+    from sim.delivery import Job, PipelineScenario, RunnerPool
+    import sim
+
+    measured = {}
+    for p in (4, 2, 1):
+        repo = make_repo(tmp_path / f"p{p}", {"pool.yml": MATRIX.format(p=p)})
+        run = ci.run_workflow(repo / ".github/workflows/pool.yml", "workflow_dispatch", {}, timeout_s=TIMEOUT_S)
+        assert run.ok, run.output()
+        measured[p] = run.jobs["end_s"].max() - run.jobs["start_s"].min()
+    shard_s = measured[4]                                     # one wave: the step plus act's overhead
+    assert shard_s >= 0.6
+    for p in (2, 1):
+        predicted = sim.run(PipelineScenario({"shard": Job(shard_s, shards=4, max_parallel=p)}, RunnerPool(count=8)), seed=0).makespan_s
+        assert predicted == pytest.approx(4 / p * shard_s)
+        assert measured[p] == pytest.approx(predicted, rel=0.3), measured
+    assert measured[1] > measured[2] > measured[4]
