@@ -5,7 +5,7 @@
     run.ok, run.wall_s
     run.jobs      # one row per job (matrix shards apart): start_s, end_s, duration_s, result
     run.steps     # one row per step: job, stage, step, start_s, end_s, duration_s, act_s, result
-    ci.dry_run(".github/workflows/ci.yml", "push", {"ref": "refs/tags/v1.0"})   # {job: result}
+    ci.dry_run(".github/workflows/ci.yml", "push", {"ref": "refs/tags/v1.0"})   # {job: result}, nothing runs
     ci.parity_table()                                  # what differs from GitHub's runners
 
 act runs with `-P ubuntu-latest=-self-hosted` (every step on this host, no Docker),
@@ -63,6 +63,7 @@ PARITY = [
     ("cache version", "hash of paths, compression and OS", "hash of the paths only (one OS here)"),
     ("actions/setup-python", "downloads any version to the tool cache", "puts a host interpreter first on PATH; a version the host lacks fails; `cache: pip` is ignored"),
     ("upload-artifact v4", "zip in GitHub storage, immutable names, retention days", "a folder per run; immutable names unless `overwrite`; no retention"),
+    ("dry run (`act -n`)", "-", "act -n still executes `run:` steps on the host; `cluster.ci.dry_run` runs an inert copy"),
     ("`fail-fast` with queued shards", "queued shards are cancelled", "act starts them and reports them failed"),
     ("matrix without `max-parallel`", "as many shards as runners allow", "at most about 4 at a time were measured"),
     ("`concurrency:`", "cancels or queues runs in a group", "one act run at a time: not enforced (evaluate the group expression instead)"),
@@ -298,7 +299,7 @@ def parse_log(lines: list[tuple[float, dict]]) -> tuple[pd.DataFrame, pd.DataFra
     return jobs_df[JOB_COLUMNS], steps_df[STEP_COLUMNS]
 
 
-def _act_command(workflow: Path, repo: Path, event: str, event_file: Path, work: Path, *, dry_run: bool,
+def _act_command(workflow: Path, repo: Path, event: str, event_file: Path, work: Path, *,
                  job: str | None, matrix: dict | None, text: str) -> list[str]:
     empty = work / "empty"
     empty.write_text("")
@@ -308,8 +309,6 @@ def _act_command(workflow: Path, repo: Path, event: str, event_file: Path, work:
            "--action-offline-mode", "--json", "--no-cache-server",
            "--action-cache-path", str(work / "act"), "--env-file", str(empty), "--secret-file", str(empty),
            "--var-file", str(empty)]
-    if dry_run:
-        cmd.append("-n")
     if job:
         cmd += ["-j", job]
     for k, v in (matrix or {}).items():
@@ -321,7 +320,7 @@ def run_workflow(path: str | os.PathLike, event: str = "push", payload: dict | N
                  repo: str | os.PathLike | None = None, job: str | None = None, matrix: dict | None = None,
                  changed_files: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
                  artifact_dir: str | os.PathLike | None = None, env: dict[str, str] | None = None,
-                 secrets: dict[str, str] | None = None, timeout_s: float = 120.0, dry_run: bool = False) -> WorkflowRun:
+                 secrets: dict[str, str] | None = None, timeout_s: float = 120.0) -> WorkflowRun:
     """Run one workflow file with act for `event` and its payload; timings per job and per step.
 
     `repo` is the checkout the workflow runs in (default: the folder holding `.github/`).
@@ -345,7 +344,7 @@ def run_workflow(path: str | os.PathLike, event: str = "push", payload: dict | N
         event_file.write_text(json.dumps(payload or {}))
         cache = Path(cache_dir) if cache_dir else work / "cache"
         artifacts = Path(artifact_dir) if artifact_dir else work / "artifacts"
-        cmd = _act_command(path.resolve(), repo_path, event, event_file, work, dry_run=dry_run, job=job, matrix=matrix,
+        cmd = _act_command(path.resolve(), repo_path, event, event_file, work, job=job, matrix=matrix,
                            text=path.read_text())
         step_env = {"CLOUDMART_CI_PYTHON": sys.executable, "CLOUDMART_CI_STANDIN": str(STANDINS / "standin.py"),
                     "CLOUDMART_CI_CACHE_DIR": str(cache.resolve()), "CLOUDMART_CI_ARTIFACT_DIR": str(artifacts.resolve()),
@@ -393,13 +392,36 @@ def _run_act(cmd: list[str], env: dict, workflow: str, event: str, timeout_s: fl
     return WorkflowRun(workflow, event, True, proc.returncode, wall, jobs, steps, [d for _, d in lines])
 
 
+def inert_copy(workflow: dict) -> str:
+    """The workflow with every step replaced by `run: "true"` (job `if`, `needs`, matrices kept).
+
+    act's `-n` is no dry run in host mode: act 0.2.89 still executes `run:` steps on the host
+    (a step that touches a file creates it). Dry runs therefore run this copy.
+    """
+    jobs = {}
+    for name, job in workflow["jobs"].items():
+        job = dict(job or {})
+        if "steps" in job:
+            job["steps"] = [{"name": (step or {}).get("name") or f"step {i}", "run": "true"}
+                            for i, step in enumerate(job.get("steps") or [])] or [{"run": "true"}]
+        jobs[name] = job
+    return yaml.safe_dump({**workflow, "jobs": jobs}, sort_keys=False)
+
+
 def dry_run(path: str | os.PathLike, event: str = "push", payload: dict | None = None, **kwargs) -> dict[str, str]:
-    """Which jobs the event starts: `{job_id: result}` from `act -n` after the `on` filters.
+    """Which jobs the event starts: `{job_id: result}` from act on an inert copy, after the `on` filters.
 
     A job skipped by its `if:` is absent; an event the workflow does not take gives `{}`.
-    Matrix shards collapse into their job id (the worst result wins).
+    Matrix shards collapse into their job id (the worst result wins). Nothing of the workflow's
+    steps runs (see :func:`inert_copy`).
     """
-    run = run_workflow(path, event, payload, dry_run=True, **kwargs)
+    path = Path(path)
+    workflow = load_workflow(path)
+    kwargs.setdefault("repo", _repo_root(path))
+    with tempfile.TemporaryDirectory(prefix="cloudmart-dry-") as tmp:
+        inert = Path(tmp) / path.name
+        inert.write_text(inert_copy(workflow))
+        run = run_workflow(inert, event, payload, **kwargs)
     out: dict[str, str] = {}
     for job_id, result in zip(run.jobs["job_id"], run.jobs["result"]):
         out[job_id] = result if out.get(job_id, "success") == "success" else out[job_id]

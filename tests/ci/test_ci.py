@@ -172,6 +172,20 @@ def test_dry_run_job_sets_per_event(pipeline_repo):
     assert ci.dry_run(wf, "push", {"ref": "refs/heads/feature"}, timeout_s=TIMEOUT_S) == {}
 
 
+def test_dry_run_executes_no_step(tmp_path):
+    marker = tmp_path / "ran"
+    repo = make_repo(tmp_path / "repo", {"touch.yml": f"""\
+        on: workflow_dispatch
+        jobs:
+          a:
+            runs-on: ubuntu-latest
+            steps:
+              - run: touch {marker}
+        """})
+    assert ci.dry_run(repo / ".github/workflows/touch.yml", "workflow_dispatch", {}, timeout_s=TIMEOUT_S) == {"a": "success"}
+    assert not marker.exists()                                 # `act -n` alone would have created it
+
+
 def test_real_run_times_jobs_and_steps(pipeline_repo):
     run = ci.run_workflow(pipeline_repo / ".github/workflows/pipeline.yml", "push", {"ref": "refs/heads/main"},
                           timeout_s=TIMEOUT_S)
