@@ -64,6 +64,7 @@ PARITY = [
     ("actions/setup-python", "downloads any version to the tool cache", "puts a host interpreter first on PATH; a version the host lacks fails; `cache: pip` is ignored"),
     ("upload-artifact v4", "zip in GitHub storage, immutable names, retention days", "a folder per run; immutable names unless `overwrite`; no retention"),
     ("dry run (`act -n`)", "-", "act -n still executes `run:` steps on the host; `cluster.ci.dry_run` runs an inert copy"),
+    ("when a job starts", "as soon as the jobs it `needs` are done", "act runs the DAG in stages (one per depth) and starts a stage when the previous one is done: sim.delivery's `stages=True`"),
     ("`fail-fast` with queued shards", "queued shards are cancelled", "act starts them and reports them failed"),
     ("matrix without `max-parallel`", "as many shards as runners allow", "at most about 4 at a time were measured"),
     ("`concurrency:`", "cancels or queues runs in a group", "one act run at a time: not enforced (evaluate the group expression instead)"),
@@ -426,6 +427,37 @@ def dry_run(path: str | os.PathLike, event: str = "push", payload: dict | None =
     for job_id, result in zip(run.jobs["job_id"], run.jobs["result"]):
         out[job_id] = result if out.get(job_id, "success") == "success" else out[job_id]
     return out
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def scratch_repo(dest: str | os.PathLike, paths: list[str], workflows: list[str | os.PathLike] = (), *,
+                 branch: str = "main") -> Path:
+    """A fresh git repository at `dest` holding copies of the course repo's `paths` and the given
+    workflow files under `.github/workflows/`, committed on `branch` (so act has a real checkout)."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"dest: {dest} is not empty; valid: a new or empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in paths:
+        src = REPO_ROOT / rel
+        if not src.exists():
+            raise ValueError(f"paths: {rel!r} is not in the course repository")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / rel)
+    (dest / ".github/workflows").mkdir(parents=True, exist_ok=True)
+    for wf in workflows:
+        shutil.copy2(wf, dest / ".github/workflows" / Path(wf).name)
+    git = ["git", "-C", str(dest), "-c", "user.email=ci@cloudmart.example", "-c", "user.name=CloudMart CI"]
+    for args in (["init", "-q", "-b", branch], ["add", "-A"], ["commit", "-qm", "scratch copy"]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=60)
+    return dest
+
+
+def tools_env() -> dict[str, str]:
+    """Step environment with this interpreter's tools (act, actionlint, zizmor, kubectl) first on PATH."""
+    return {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
 
 
 def parity_table() -> pd.DataFrame:

@@ -179,10 +179,16 @@ class PipelineResult:
 
 @dataclass(frozen=True)
 class PipelineScenario:
-    """A workflow as a DAG of :class:`Job` on a :class:`RunnerPool`."""
+    """A workflow as a DAG of :class:`Job` on a :class:`RunnerPool`.
+
+    GitHub starts a job as soon as the jobs it ``needs`` are done. act plans a run in stages
+    (the jobs at each depth of the DAG) and starts a stage only when the previous one is done:
+    ``stages=True`` models that, so a measured act run can be compared like for like.
+    """
 
     jobs: dict
     runners: RunnerPool = field(default_factory=RunnerPool)
+    stages: bool = False
 
     def __post_init__(self):
         if not self.jobs:
@@ -203,14 +209,28 @@ class PipelineScenario:
             g.add_edges_from((need, name) for need in job.needs)
         return g
 
+    def levels(self) -> dict[str, int]:
+        """Depth of each job in the DAG (0 for jobs that need nothing): act's stages."""
+        depth: dict[str, int] = {}
+        for name in nx.topological_sort(self.graph()):
+            depth[name] = max((depth[n] + 1 for n in self.jobs[name].needs), default=0)
+        return depth
+
+    def _waits_for(self) -> dict[str, tuple[str, ...]]:
+        if not self.stages:
+            return {name: job.needs for name, job in self.jobs.items()}
+        depth = self.levels()
+        return {name: tuple(n for n in self.jobs if depth[n] == depth[name] - 1) for name in self.jobs}
+
     def critical_path_s(self) -> float:
         """The longest path through mean job times (each matrix at its own ``max-parallel``)."""
         finish: dict[str, float] = {}
+        waits = self._waits_for()
         for name in nx.topological_sort(self.graph()):
             job = self.jobs[name]
             t = _duration(job.duration, "duration").mean_s + self.runners.start_s
             own = matrix_makespan_s(job.shards, job.max_parallel or job.shards, t)
-            finish[name] = max((finish[n] for n in job.needs), default=0.0) + own
+            finish[name] = max((finish[n] for n in waits[name]), default=0.0) + own
         return max(finish.values())
 
     def _run(self, seed: int = 0, pipelines_per_h: float | None = None, n_pipelines: int = 1) -> PipelineResult:
@@ -221,6 +241,7 @@ class PipelineScenario:
         env = simpy.Environment()
         pool = simpy.Resource(env, capacity=self.runners.count)
         order = list(nx.topological_sort(self.graph()))
+        waits_for = self._waits_for()
         records: list[dict] = []
         makespans, waits = [], []
         busy = [0.0]
@@ -254,7 +275,7 @@ class PipelineScenario:
 
             def run_job(name):
                 job = self.jobs[name]
-                yield env.all_of([done[n] for n in job.needs])
+                yield env.all_of([done[n] for n in waits_for[name]])
                 limit = simpy.Resource(env, capacity=job.max_parallel or job.shards)
                 yield env.all_of([env.process(shard(pid, name, i, limit)) for i in range(job.shards)])
                 done[name].succeed()

@@ -370,3 +370,26 @@ def test_matrix_makespan_follows_the_pipeline_model(tmp_path):
         assert predicted == pytest.approx(4 / p * shard_s)
         assert measured[p] == pytest.approx(predicted, rel=0.3), measured
     assert measured[1] > measured[2] > measured[4]
+
+
+def test_act_runs_the_dag_in_stages(tmp_path):
+    """The parity table's claim: a job starts when its whole stage's predecessors are done, not its needs."""
+    repo = make_repo(tmp_path, {"st.yml": """\
+        on: workflow_dispatch
+        jobs:
+          slow:
+            runs-on: ubuntu-latest
+            steps: [{run: sleep 1.5}]
+          fast:
+            runs-on: ubuntu-latest
+            steps: [{run: "true"}]
+          after_fast:
+            needs: fast
+            runs-on: ubuntu-latest
+            steps: [{run: "true"}]
+        """})
+    run = ci.run_workflow(repo / ".github/workflows/st.yml", "workflow_dispatch", {}, timeout_s=TIMEOUT_S)
+    assert run.ok
+    t = run.jobs.set_index("job_id")
+    assert t.loc["fast", "end_s"] < t.loc["slow", "end_s"] - 0.5
+    assert t.loc["after_fast", "start_s"] >= t.loc["slow", "end_s"] - 0.05

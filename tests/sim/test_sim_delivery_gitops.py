@@ -38,6 +38,15 @@ def test_fewer_runners_than_max_parallel_stretch_the_matrix():
     assert r.makespan_s > r.critical_path_s
 
 
+def test_act_stages_wait_for_the_whole_previous_level():
+    jobs = {"slow": Job(100), "fast": Job(10), "after_fast": Job(10, needs=("fast",))}
+    github = sim.run(PipelineScenario(jobs, RunnerPool(count=5)), seed=0)
+    act = sim.run(PipelineScenario(jobs, RunnerPool(count=5), stages=True), seed=0)
+    assert github.makespan_s == pytest.approx(100)                  # after_fast runs beside slow
+    assert act.makespan_s == pytest.approx(110) == act.critical_path_s
+    assert PipelineScenario(jobs, stages=True).levels() == {"slow": 0, "fast": 0, "after_fast": 1}
+
+
 @pytest.mark.parametrize("n, p", [(6, 1), (6, 2), (6, 3), (6, 4), (6, 6), (7, 3), (1, 1)])
 def test_matrix_makespan_is_ceil_n_over_p(n, p):
     r = sim.run(PipelineScenario({"m": Job(10, shards=n, max_parallel=p)}, RunnerPool(count=50)), seed=0)
