@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cluster import scan
     scan.add_parser(sub)
+    from cluster import ci_cli
+    ci_cli.add_parser(sub)
 
     try:
         from grading import cli as grading_cli

@@ -393,3 +393,24 @@ def test_act_runs_the_dag_in_stages(tmp_path):
     t = run.jobs.set_index("job_id")
     assert t.loc["fast", "end_s"] < t.loc["slow", "end_s"] - 0.5
     assert t.loc["after_fast", "start_s"] >= t.loc["slow", "end_s"] - 0.05
+
+
+def test_cli_yaml_error_is_one_line_and_exit_1(tmp_path, capsys):
+    from cluster.cli import main
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs: [\n")
+    assert main(["ci", "run", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cloudmart: error: ") and "invalid YAML" in err
+    assert main(["ci", "dry-run", str(bad), "--payload", str(tmp_path / "missing.json")]) == 1
+    assert "cannot read the payload" in capsys.readouterr().err
+
+
+def test_cli_dry_run_lists_the_jobs_of_a_tag_push(pipeline_repo, tmp_path, capsys):
+    from cluster.cli import main
+
+    payload = tmp_path / "tag.json"
+    payload.write_text(json.dumps({"ref": "refs/tags/v2.1"}))
+    assert main(["ci", "dry-run", str(pipeline_repo / ".github/workflows/pipeline.yml"), "--payload", str(payload), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"lint", "test", "release"}
