@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     from cluster.dataplane import cli as proxy_cli
 
     proxy_cli.add_parser(sub)
+    from cluster import ci_cli
+    ci_cli.add_parser(sub)
 
     try:
         from grading import cli as grading_cli

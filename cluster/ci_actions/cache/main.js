@@ -1,0 +1,2 @@
+process.argv[2] = "cache-restore";
+require("./shim.js");

@@ -1,0 +1,2 @@
+process.argv[2] = "cache-post-save";
+require("./shim.js");

@@ -1,0 +1,2 @@
+process.argv[2] = "cache-save";
+require("./shim.js");

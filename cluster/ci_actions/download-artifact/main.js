@@ -1,0 +1,2 @@
+process.argv[2] = "download-artifact";
+require("./shim.js");

@@ -1,0 +1,2 @@
+process.argv[2] = "setup-python";
+require("./shim.js");

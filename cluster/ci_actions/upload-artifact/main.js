@@ -1,0 +1,2 @@
+process.argv[2] = "upload-artifact";
+require("./shim.js");

@@ -1,0 +1,317 @@
+"""Day 4 exercises: GitHub Actions workflows, graded by actionlint, zizmor and act.
+
+==========================  ========  ============================================================
+exercise id                 notebook  answer shape
+==========================  ========  ============================================================
+``day4.workflow``           02        the workflow file's text (a ``str`` of YAML)
+==========================  ========  ============================================================
+
+**``day4.workflow``.** The learner's variant (:func:`scenario`) names the default branch, the
+release tag pattern, the Python versions of the test matrix and the artifact name. The workflow
+must run on pull requests to the default branch, pushes to it and pushes of release tags, and
+nothing else; jobs ``lint`` → ``test`` (a matrix over the Python versions, each with
+``actions/setup-python``) → ``render`` (``kubectl kustomize cluster/manifests/base`` into
+``rendered/all.yaml``, uploaded as the variant's artifact) → ``release`` (release tags only);
+least-privilege ``permissions``; a ``concurrency`` group that cancels superseded PR runs.
+
+Points (10): the jobs each hidden event starts, by ``act -n`` after GitHub's ``on`` filters (4:
+the share of the events that must start the pipeline, times the share of those that must
+not, so "never" and "always" both score 0); a real act run of a push to the default branch
+produces the artifact with the fixture's rendered manifests (2; the matrix runs on this host's
+Python); actionlint clean (1), no high zizmor finding offline (1), permissions that are neither
+missing nor write-all (1), and the concurrency group (1). The last four count in proportion to
+the event score: a tidy workflow that does not do the job earns little.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import grading
+from grading import AnswerShapeError, Grader, exercise, variants
+
+__all__ = ["WORKFLOW_SCENARIO", "scenario", "workflow_events", "EXAMPLE_WORKFLOW"]
+
+_BRANCHES = ("main", "trunk", "develop")
+_TAG_PATTERNS = (("v*", "v{major}.{minor}.{patch}", "nightly-{major}"), ("release-*", "release-{major}.{minor}", "v{major}.{minor}"))
+_PYTHONS = (("3.11", "3.12"), ("3.10", "3.11"), ("3.11", "3.12", "3.13"))
+_ARTIFACTS = ("rendered-manifests", "k8s-rendered", "manifests-all")
+_HIDDEN = 1
+JOBS_PIPELINE = ("lint", "test", "render")
+JOBS_RELEASE = (*JOBS_PIPELINE, "release")
+TIMEOUT_S = 120
+
+WORKFLOW_SCENARIO = {
+    "default_branch": "main", "release_tag_pattern": "v*", "python_versions": ["3.11", "3.12"],
+    "artifact": "rendered-manifests", "overlay": "cluster/manifests/base",
+}
+
+# the notebook's worked example: right anatomy, wrong events, no matrix, no artifact
+EXAMPLE_WORKFLOW = """\
+name: ci
+on:
+  push:
+  pull_request:
+permissions:
+  contents: read
+jobs:
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0
+        with:
+          persist-credentials: false
+      - run: actionlint .github/workflows/*.yml
+  test:
+    needs: lint
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0
+        with:
+          persist-credentials: false
+      - run: python -m pytest -q tests
+"""
+
+
+def scenario(exercise_id: str = "day4.workflow", variant: int | None = None) -> dict[str, Any]:
+    """The current learner's scenario (variant 0: :data:`WORKFLOW_SCENARIO`)."""
+    if exercise_id != "day4.workflow":
+        raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day4.workflow")
+    v = variants.variant(exercise_id) if variant is None else variant
+    if v == 0:
+        return dict(WORKFLOW_SCENARIO, python_versions=list(WORKFLOW_SCENARIO["python_versions"]))
+    rng = variants.rng(exercise_id, v)
+    tag = _TAG_PATTERNS[int(rng.integers(len(_TAG_PATTERNS)))]
+    return {"default_branch": _BRANCHES[int(rng.integers(len(_BRANCHES)))], "release_tag_pattern": tag[0],
+            "python_versions": list(_PYTHONS[int(rng.integers(len(_PYTHONS)))]),
+            "artifact": _ARTIFACTS[int(rng.integers(len(_ARTIFACTS)))], "overlay": "cluster/manifests/base"}
+
+
+def _tag_templates(pattern: str) -> tuple[str, str]:
+    for p, good, bad in _TAG_PATTERNS:
+        if p == pattern:
+            return good, bad
+    raise ValueError(f"release_tag_pattern: got {pattern!r}; valid: {', '.join(p for p, _, _ in _TAG_PATTERNS)}")
+
+
+def workflow_events(s: dict[str, Any], seed: int) -> list[tuple[str, str, dict, set[str]]]:
+    """(label, event, payload, expected job ids) for one hidden case of scenario ``s``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = {k: int(rng.integers(0, 20)) for k in ("major", "minor", "patch")}
+    good, bad = _tag_templates(s["release_tag_pattern"])
+    base = s["default_branch"]
+    other = str(rng.choice([b for b in _BRANCHES if b != base] + ["release/1.x"]))
+    feature = f"feature/cart-{int(rng.integers(100, 999))}"
+
+    def pr(action, to):
+        return {"action": action, "number": int(rng.integers(1, 500)),
+                "pull_request": {"head": {"ref": feature}, "base": {"ref": to}}}
+
+    return [
+        ("PR opened into the default branch", "pull_request", pr("opened", base), set(JOBS_PIPELINE)),
+        ("PR updated (synchronize)", "pull_request", pr("synchronize", base), set(JOBS_PIPELINE)),
+        ("push to the default branch", "push", {"ref": f"refs/heads/{base}"}, set(JOBS_PIPELINE)),
+        ("push of a release tag", "push", {"ref": "refs/tags/" + good.format(**n)}, set(JOBS_RELEASE)),
+        ("PR into another branch", "pull_request", pr("opened", other), set()),
+        ("push to a feature branch", "push", {"ref": f"refs/heads/{feature}"}, set()),
+        ("push of a tag that is no release", "push", {"ref": "refs/tags/" + bad.format(**n)}, set()),
+    ]
+
+
+def _fixture_repo(root: Path, workflow: str, configmap: str) -> Path:
+    (root / ".github/workflows").mkdir(parents=True)
+    (root / ".github/workflows/answer.yml").write_text(workflow)
+    base = root / "cluster/manifests/base"
+    base.mkdir(parents=True)
+    (base / "kustomization.yaml").write_text("resources:\n  - configmap.yaml\n")
+    (base / "configmap.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {configmap}\ndata:\n  k: v\n")
+    (root / "tests").mkdir()
+    (root / "tests/test_smoke.py").write_text("def test_smoke():\n    assert 1 + 1 == 2\n")
+    (root / "requirements.txt").write_text("pytest\n")
+    git = ["git", "-C", str(root), "-c", "user.email=grader@example.com", "-c", "user.name=grader"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "fixture"]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=30)
+    return root
+
+
+def _tool(name: str) -> str | None:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def _actionlint(path: Path) -> list[str]:
+    proc = subprocess.run([_tool("actionlint") or "actionlint", "-no-color", "-oneline", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    return [line for line in proc.stdout.splitlines() if line.strip()] if proc.returncode else []
+
+
+def _zizmor_high(path: Path) -> list[str]:
+    proc = subprocess.run([_tool("zizmor") or "zizmor", "--offline", "--format", "json", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    try:
+        findings = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return [f"zizmor could not read the workflow: {proc.stderr.strip().splitlines()[-1:]}"]
+    return sorted({f["ident"] for f in findings if f["determinations"]["severity"] == "High"})
+
+
+def _permissions_ok(wf: dict) -> bool:
+    """Top-level permissions listed one by one, none of them write (write-all and read-all are too broad)."""
+    perms = wf.get("permissions")
+    return isinstance(perms, dict) and bool(perms) and all(v in ("read", "none") for v in perms.values())
+
+
+def _concurrency_ok(wf: dict) -> bool:
+    c = wf.get("concurrency")
+    if not isinstance(c, dict) or "group" not in c:
+        return False
+    group, cancel = str(c.get("group", "")), str(c.get("cancel-in-progress", ""))
+    # per ref (or PR number) and cancelling: always, or only for pull requests
+    per_ref = any(tok in group for tok in ("github.ref", "github.head_ref", "pull_request.number"))
+    return per_ref and (cancel == "True" or cancel == "true" or "pull_request" in cancel)
+
+
+def _matrix_key(wf: dict, versions: list[str]) -> str | None:
+    test = (wf.get("jobs") or {}).get("test") or {}
+    matrix = ((test.get("strategy") or {}).get("matrix") or {})
+    for key, values in matrix.items():
+        if isinstance(values, list) and sorted(map(str, values)) == sorted(versions):
+            return key
+    return None
+
+
+@exercise("day4.workflow", max_score=10)
+def check_workflow(answer: Any, g: Grader) -> None:
+    """Answer: the workflow's YAML text (see the module docstring for the spec and the points)."""
+    from cluster import ci
+
+    if not isinstance(answer, str) or not answer.strip():
+        raise AnswerShapeError("answer: give the workflow file's text, a non-empty str of YAML")
+    s = scenario("day4.workflow")
+    work = Path(tempfile.mkdtemp(prefix="grade-day4-"))
+    try:
+        seeds = [0, *variants.hidden_seeds("day4.workflow", _HIDDEN)]
+        configmap = f"graded-{variants.hidden_seeds('day4.workflow.configmap', 1)[0] % 100000}"
+        repo = _fixture_repo(work / "repo", answer, configmap)
+        path = repo / ".github/workflows/answer.yml"
+        try:
+            wf = ci.load_workflow(path)
+        except ci.WorkflowError as err:
+            g.miss(f"the workflow does not load: {str(err).split(': ', 1)[-1]}")
+            g.suggest("Validate the YAML first: actionlint prints the line and column of the problem.")
+            return
+        # 1. which jobs each event starts (positives and negatives multiply)
+        pos_ok = pos_n = neg_ok = neg_n = 0
+        wrong = []
+        for seed in seeds:
+            for label, event, payload, expected in workflow_events(s, seed):
+                try:
+                    got = set(ci.dry_run(path, event, payload, repo=repo, timeout_s=TIMEOUT_S,
+                                         changed_files=["cluster/manifests/base/configmap.yaml"]))
+                except (ci.WorkflowError, ci.WorkflowTimeout) as err:
+                    got = {f"error: {err}"}
+                ok = got == expected
+                if expected:
+                    pos_n, pos_ok = pos_n + 1, pos_ok + ok
+                else:
+                    neg_n, neg_ok = neg_n + 1, neg_ok + ok
+                if not ok and label not in [w[0] for w in wrong]:
+                    wrong.append((label, sorted(got), sorted(expected)))
+        behaviour = (pos_ok / pos_n) * (neg_ok / neg_n)
+        if behaviour == 1:
+            g.award(4, "every event, shown and hidden, starts exactly the jobs it should")
+        elif behaviour > 0:
+            g.partial(4 * behaviour, f"{pos_ok}/{pos_n} events that must run the pipeline and {neg_ok}/{neg_n} that must not are right")
+        else:
+            g.miss("no event starts the right jobs" if not pos_ok else "every event that must start nothing starts jobs")
+        for label, got, expected in wrong[:3]:
+            g.miss(f"{label}: the jobs started were {got or 'none'}")
+        if wrong:
+            g.suggest("Filter in `on:` (branches, tags, types) and keep `if:` for the job that only tags run; "
+                      "`cluster.ci.dry_run(path, event, payload)` shows what an event starts.")
+        # 2. a real run of a push to the default branch produces the artifact
+        key = _matrix_key(wf, s["python_versions"])
+        produced = False
+        if key is None:
+            g.miss(f"the test job has no matrix over exactly the Python versions {s['python_versions']}")
+        elif behaviour > 0:
+            host = ".".join(map(str, sys.version_info[:2]))
+            artifacts = work / "artifacts"
+            try:
+                run = ci.run_workflow(path, "push", {"ref": f"refs/heads/{s['default_branch']}"}, repo=repo,
+                                      matrix={key: host}, artifact_dir=artifacts, timeout_s=TIMEOUT_S,
+                                      changed_files=["cluster/manifests/base/configmap.yaml"],
+                                      env={"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
+                files = list(artifacts.glob(f"*/{s['artifact']}/**/all.yaml"))
+                produced = run.ok and any(f"name: {configmap}" in f.read_text() for f in files)
+                if produced:
+                    g.award(2, f"a real act run uploads `{s['artifact']}` with the rendered manifests")
+                else:
+                    failed = run.steps[run.steps.result == "failure"]["step"].tolist()
+                    g.miss(f"the real act run did not upload `{s['artifact']}` with rendered/all.yaml"
+                           + (f" (failed steps: {failed[:3]})" if failed else ""))
+            except (ci.WorkflowError, ci.WorkflowTimeout) as err:
+                g.miss(f"the real act run failed: {err}")
+        # 3. hygiene, earned in proportion to the behaviour
+        lint = _actionlint(path)
+        high = _zizmor_high(path)
+        hygiene = [("actionlint is clean", not lint, f"actionlint: {lint[0] if lint else ''}"),
+                   ("zizmor finds nothing of high severity", not high, f"zizmor high findings: {', '.join(high)}"),
+                   ("permissions are least-privilege (contents: read)", _permissions_ok(wf),
+                    "permissions: missing or broader than contents: read"),
+                   ("a concurrency group per ref cancels superseded PR runs", _concurrency_ok(wf),
+                    "concurrency: no group per ref that cancels superseded pull-request runs")]
+        for good, ok, bad in hygiene:
+            if ok and behaviour == 1:
+                g.award(1, good)
+            elif ok and behaviour > 0:
+                g.partial(behaviour, good + " (counted in proportion to the events right)")
+            elif ok:
+                g.miss(good + ", but it counts only for a workflow that starts the right jobs")
+            else:
+                g.miss(bad)
+        if high:
+            g.suggest("Run `zizmor --offline` on the file: each finding links to its audit's page, which names the fix.")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@grading.trivial("day4.workflow")
+def _workflow_trivial(v: int) -> dict[str, Any]:
+    everything = """\
+on: [push, pull_request]
+permissions: write-all
+jobs:
+  lint: {runs-on: ubuntu-latest, steps: [{run: echo lint}]}
+  test:
+    needs: lint
+    runs-on: ubuntu-latest
+    strategy: {matrix: {python: ["3.11", "3.12", "3.10", "3.13"]}}
+    steps: [{run: echo test}]
+  render: {needs: test, runs-on: ubuntu-latest, steps: [{run: echo render}]}
+  release: {needs: render, runs-on: ubuntu-latest, steps: [{run: echo release}]}
+"""
+    never = """\
+on: workflow_dispatch
+permissions:
+  contents: read
+concurrency:
+  group: ci-${{ github.ref }}
+  cancel-in-progress: true
+jobs:
+  lint: {runs-on: ubuntu-latest, steps: [{run: echo lint}]}
+"""
+    return {"empty": " ", "uniform: every job on every event": everything,
+            "extreme: a tidy workflow that never runs on these events": never,
+            "copied: the notebook's example workflow": EXAMPLE_WORKFLOW}
