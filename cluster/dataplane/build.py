@@ -16,7 +16,7 @@ from cluster.dataplane import model as m
 IDENTITY_HEADERS = ("x-user-id", "x-user-roles", kong.CONSUMER_HEADER)
 # Roles come from the `scope` claim (the roles, space-separated): Envoy copies a list claim such as
 # `roles` as base64-encoded JSON, which no reader wants.
-CLAIM_HEADERS = (("x-user-id", "sub"), ("x-user-roles", "scope"))
+CLAIM_HEADERS = (("x-user-id", "sub"), ("x-user-roles", "cm_roles"))  # roles as one string
 NOT_FOUND = m.DirectResponse(404, '{"detail": "no route for this path"}')
 MESH_CA_SECRET = "mesh-ca"
 MESH_CERT_SECRET = "mesh-identity"

@@ -37,7 +37,10 @@ def sign_claims(request: Request, sub: str, roles: list[str], scopes: list[str])
     s = request.app.state.settings
     now = int(time.time())
     claims = {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": sub, "roles": roles, "iat": now,
-              "nbf": now, "exp": now + s.token_ttl_s, "jti": uuid.uuid4().hex, "scope": " ".join(scopes)}
+              "nbf": now, "exp": now + s.token_ttl_s, "jti": uuid.uuid4().hex, "scope": " ".join(scopes),
+              # The roles again as one string, for gateways that copy claims into headers
+              # (Envoy's claim_to_headers copies strings only): X-User-Roles as /verify sends it.
+              "cm_roles": ",".join(roles)}
     key, kid = request.app.state.keyring.signing()
     return jwt.encode(claims, key, algorithm=auth.ALGORITHM, headers={"kid": kid}), claims
 

@@ -187,7 +187,7 @@ def signing_key():
 
 def _token(key, *, sub="alice", iss="cloudmart-auth", exp_in=300, roles=("customer",)) -> str:
     now = int(time.time())
-    claims = {"iss": iss, "aud": "cloudmart", "sub": sub, "roles": list(roles), "scope": " ".join(roles),
+    claims = {"iss": iss, "aud": "cloudmart", "sub": sub, "roles": list(roles), "cm_roles": ",".join(roles),
               "iat": now, "nbf": now, "exp": now + exp_in}
     return pyjwt.encode(claims, key, algorithm="RS256", headers={"kid": cm_auth.key_id(key.public_key())})
 
@@ -210,7 +210,7 @@ def test_jwt_checked_by_envoy_against_the_auth_jwks(upstreams, envoys, signing_k
         assert ok.status_code == 200
         seen = ok.json()["headers"]
         assert seen["x-user-id"] == "alice"
-        assert seen["x-user-roles"] == "customer admin"
+        assert seen["x-user-roles"] == "customer,admin"
         assert seen["x-forwarded-for"] == "127.0.0.1"
         # A token signed by another key, an expired one, another issuer: Envoy answers 401 itself.
         forged = pyjwt.encode({"iss": "cloudmart-auth", "sub": "mallory", "exp": int(time.time()) + 60}, other_key,
