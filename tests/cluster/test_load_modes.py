@@ -143,9 +143,8 @@ def test_bad_input_is_a_value_error():
 
 
 def test_fault_on_one_replica_only(cloudmart, wait_for):
-    """product scaled to 2, every request to product-1 fails with 503. The gateway retries a 503
-    on another host (Istio's default policy), so the client sees every request answered, and
-    answered by product-0 only: the fault hit product-1 alone. After the reset both answer."""
+    """product scaled to 2, every request to product-1 fails: the failures are exactly the
+    requests that product-1 answered (its x-replica-id), product-0's all succeed."""
     cm = cloudmart.cm
     cm.scale("product", 2)
     try:
@@ -153,13 +152,15 @@ def test_fault_on_one_replica_only(cloudmart, wait_for):
             cm.inject("product", error_rate=1.0, replica="product-7")
         done = cm.inject("product", error_rate=1.0, replica="product-1")
         assert [d["replica"] for d in done] == ["product-1"]
-        df = cm.load(20, 3, "read", seed=2).requests
-        assert len(df) >= 20 and df.ok.all(), df.status.value_counts()
-        assert set(df["x-replica-id"]) == {"product-0"}, df["x-replica-id"].value_counts()
+        result = cm.load(20, 3, "read", seed=2)
+        df = result.requests
+        by = df.groupby("x-replica-id").ok.agg(["mean", "size"])
+        assert by.loc["product-0", "mean"] == 1.0 and by.loc["product-0", "size"] >= 10, by
+        assert by.loc["product-1", "mean"] == 0.0 and by.loc["product-1", "size"] >= 10, by
+        assert (df.loc[df["x-replica-id"] == "product-1", "status"] >= 500).all()
         cm.reset("product", replica="product-1")
-        after = cm.load(20, 3, "read", seed=3).requests
+        after = cm.load(20, 2, "read", seed=3).requests
         assert after.ok.all(), after.status.value_counts()
-        assert set(after["x-replica-id"]) == {"product-0", "product-1"}, after["x-replica-id"].value_counts()
     finally:
         cm.reset("product")
         cm.scale("product", 1)
