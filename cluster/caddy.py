@@ -14,6 +14,8 @@ service that proxies to the peer's sidecars over mTLS.
 
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import dataclass
 from functools import reduce
@@ -147,6 +149,19 @@ def _path_matchers(prefixes: tuple[str, ...]) -> list[str]:
 MAX_BODY_BYTES = 1 << 20   # 1 MiB: CloudMart's largest legitimate request is a few kB
 
 
+def _over_limit_pattern(limit: int) -> str:
+    """A regular expression matching the decimal integers greater than `limit` (no leading zeros)."""
+    digits = str(limit)
+    n = len(digits)
+    alternatives = [f"[1-9][0-9]{{{n},}}"]           # more digits than the limit
+    for i, d in enumerate(digits):                    # same length: greater at position i
+        if d != "9":
+            rest = n - i - 1
+            low = str(int(d) + 1)
+            alternatives.append(digits[:i] + f"[{low}-9]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "^(?:" + "|".join(alternatives) + ")$"
+
+
 def gateway_config(rules: list[RouteRule], endpoints: dict[str, list[str]], *, listen_port: int,
                    admin_port: int, auth_service: str, weights: dict[str, int] | None = None,
                    tls: MeshTLS | None = None, server_names: dict[str, str] | None = None,
@@ -167,8 +182,16 @@ def gateway_config(rules: list[RouteRule], endpoints: dict[str, list[str]], *, l
     routes: list[dict] = []
     auth_dials = endpoints.get(auth_service, [])
     # Then no body larger than MAX_BODY_BYTES reaches a service (a 100 MB JSON body used to be
-    # read and parsed before its 422): Caddy answers 413 once the limit is passed.
-    routes.append({"handle": [_forward_auth(auth_dials, tls) if auth_dials else _no_upstream("auth"),
+    # read and parsed before its 422): a declared Content-Length over it is answered 413 before
+    # anything is proxied (streamed on, the body would meet the service's own earlier 413 and
+    # closed connection, and Caddy would answer 502 while still writing it); a body without one
+    # gets 413 once the limit is passed.
+    too_large = {"handler": "subroute", "routes": [{
+        "match": [{"header_regexp": {"Content-Length": {"pattern": _over_limit_pattern(MAX_BODY_BYTES)}}}],
+        "handle": [{"handler": "static_response", "status_code": 413, "close": True,
+                    "headers": {"Content-Type": ["application/json"]},
+                    "body": json.dumps({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"})}]}]}
+    routes.append({"handle": [_forward_auth(auth_dials, tls) if auth_dials else _no_upstream("auth"), too_large,
                               {"handler": "request_body", "max_size": MAX_BODY_BYTES}]})
     for rule in ordered:
         match: dict = {"path": _path_matchers(rule.path_prefixes)}

@@ -136,3 +136,16 @@ def test_mesh_certificates_chain_to_the_ca(tmp_path):
     other = MeshCA(tmp_path / "other")
     with pytest.raises(Exception):
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(open(other.ca_file, "rb").read()))
+
+
+def test_over_limit_pattern_matches_exactly_the_lengths_over_the_limit():
+    import random
+    import re
+
+    from cluster.caddy import MAX_BODY_BYTES, _over_limit_pattern
+
+    for limit in (MAX_BODY_BYTES, 9, 10, 999, 1000, 65536):
+        pattern = re.compile(_over_limit_pattern(limit))
+        rng = random.Random(limit)
+        for n in [*range(max(0, limit - 300), limit + 300), *(rng.randrange(10 ** 9) for _ in range(3000))]:
+            assert bool(pattern.match(str(n))) == (n > limit), (limit, n)
