@@ -122,6 +122,28 @@ def cloudmart_available() -> bool:
     return True
 
 
+
+WIDGET_FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
+
+
+def widget_fonts_beside_pages() -> list[pathlib.Path]:
+    """Copy the widget manager's fonts to `@jupyter-widgets/` beside every page that embeds widgets.
+
+    The html-manager bundle's CSS asks for its icon fonts at `@jupyter-widgets/<hash>.<ext>`
+    relative to the page, not to the script, so a notebook page in `notebooks/<day>/` would get a
+    404 for each font as soon as a widget draws an icon. Returns the folders written."""
+    source = HTML_DIR / "_static" / "widgets"
+    fonts = [f for f in source.iterdir() if f.suffix in WIDGET_FONT_SUFFIXES] if source.is_dir() else []
+    written = []
+    for folder in sorted({page.parent for page in HTML_DIR.rglob("*.html")
+                          if "embed-amd.js" in page.read_text(errors="ignore")}):
+        target = folder / "@jupyter-widgets"
+        target.mkdir(exist_ok=True)
+        for font in fonts:
+            shutil.copy2(font, target / font.name)
+        written.append(target)
+    return written
+
 def sphinx_build(env: dict[str, str]) -> None:
     """The warning-free HTML build (-W --keep-going -n); raises CalledProcessError on a warning."""
     try:
@@ -131,6 +153,7 @@ def sphinx_build(env: dict[str, str]) -> None:
             env=env,
             check=True,
         )
+        widget_fonts_beside_pages()
     except subprocess.CalledProcessError:
         # Sphinx saved its environment anyway; an incremental rebuild would not re-read the pages
         # that warned and would pass silently. Forget it (the execution cache stays).
