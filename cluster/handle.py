@@ -177,22 +177,22 @@ class CloudMart:
         return {"Authorization": f"Bearer {self._admin_token}"}
 
     def _fault(self, service: str, method: str, body: dict | None = None, replica: str | None = None) -> list[dict]:
-        out = []
         names = self._deployments_of(service)
         if replica is not None:
             ids = [r["id"] for n in names for r in self._status["deployments"][n]["replicas"]]
             if replica not in ids:
                 raise ValueError(f"replica={replica!r} is not a replica of {service}; valid: {', '.join(ids)}")
-        for name in names:
-            for rep in self._status["deployments"][name]["replicas"]:
-                if not rep["ready"] or (replica is not None and rep["id"] != replica):
-                    continue
-                resp = httpx.request(method, f"http://127.0.0.1:{rep['port']}/admin/fault", json=body,
-                                     headers=self._admin_headers(), timeout=10)
-                if resp.status_code >= 400:
-                    raise TargetError(f"{rep['id']}: /admin/fault answered {resp.status_code}: {resp.text[:200]}")
-                out.append({"replica": rep["id"], **(resp.json() if resp.content else {})})
-        return out
+        return [{"replica": rep["id"], **self._replica_fault(rep, method, body)}
+                for name in names for rep in self._status["deployments"][name]["replicas"]
+                if rep["ready"] and (replica is None or rep["id"] == replica)]
+
+    def _replica_fault(self, rep: dict, method: str, body: dict | None) -> dict:
+        """One replica's `/admin/fault` call; its JSON answer."""
+        resp = httpx.request(method, f"http://127.0.0.1:{rep['port']}/admin/fault", json=body,
+                             headers=self._admin_headers(), timeout=10)
+        if resp.status_code >= 400:
+            raise TargetError(f"{rep['id']}: /admin/fault answered {resp.status_code}: {resp.text[:200]}")
+        return resp.json() if resp.content else {}
 
     def inject(self, service: str, latency_ms: float = 0, error_rate: float = 0.0,
                replica: str | None = None) -> list[dict]:

@@ -837,7 +837,7 @@ class KindCluster(CloudMart):
     """CloudMart on the kind cluster: the same handle as the local target's (HTTP through the
     gateway as one user; scale, kill, inject, canary, load, metrics, usage, events)."""
 
-    # Its own _fault, metrics, usage and events read pods, not local pids and ports.
+    # Its own _replica_fault, metrics, usage and events read pods, not local pids and ports.
     STATUS_EXTRA_KEYS = ("context",)
     REPLICA_EXTRA_KEYS = ("pod", "container")
 
@@ -847,18 +847,12 @@ class KindCluster(CloudMart):
     def __repr__(self) -> str:
         return f"CloudMart(target=kind, gateway={self.target.gateway}, gateway_url={self.gateway_url!r}, user={self.user!r})"
 
-    def _fault(self, service: str, method: str, body: dict | None = None) -> list[dict]:
-        out = []
-        for name in self._deployments_of(service):
-            for rep in self._status["deployments"][name]["replicas"]:
-                if not rep["ready"]:
-                    continue
-                code, text = self.target.exec_http(rep["pod"], method, "/admin/fault", body, self._admin_headers(),
-                                                   container=rep["container"])
-                if code >= 400:
-                    raise KindError(f"{rep['pod']}: /admin/fault answered {code}: {text[:200]}")
-                out.append({"replica": rep["pod"], **(json.loads(text) if text.strip() else {})})
-        return out
+    def _replica_fault(self, rep: dict, method: str, body: dict | None) -> dict:
+        code, text = self.target.exec_http(rep["pod"], method, "/admin/fault", body, self._admin_headers(),
+                                           container=rep["container"])
+        if code >= 400:
+            raise KindError(f"{rep['pod']}: /admin/fault answered {code}: {text[:200]}")
+        return json.loads(text) if text.strip() else {}
 
     def metrics(self) -> pd.DataFrame:
         """Parsed Prometheus samples of every service pod (one row a sample), read inside each pod."""
@@ -879,13 +873,56 @@ class KindCluster(CloudMart):
                                      "metric": s.name, "labels": dict(s.labels), "value": float(s.value)})
         return pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
 
-    def usage(self) -> pd.DataFrame:
+    def usage(self, window_s: float | None = None) -> pd.DataFrame:
         """CPU seconds and memory per pod of the namespace, from the kubelet's cAdvisor (cumulative, as
-        the local target's per-process figures are)."""
+        the local target's per-process figures are).
+
+        With `window_s`, the time series of the last `window_s` seconds in the local target's columns,
+        read from the cluster's Prometheus (its cAdvisor job scrapes every 15 s, so a sample every
+        15 s; needs `--with observability`). Memory is cAdvisor's working set in both `pss_mb` and
+        `rss_mb`; `pid` is empty."""
         import pandas as pd
 
+        if window_s is not None:
+            return self.usage_series(window_s)
         rows = cadvisor_usage(self.target.core, self.target.namespace)
         return pd.DataFrame(rows, columns=["name", "kind", "pid", "processes", "cpu_s", "rss_mb", "pss_mb"])
+
+    def usage_series(self, window_s: float = 60.0) -> pd.DataFrame:
+        """The last `window_s` seconds of per-container usage from the cluster's Prometheus (see :meth:`usage`)."""
+        import httpx
+
+        from cluster import usage
+
+        usage.check_window(window_s)
+        end = time.time()
+        selector = f'namespace="{self.target.namespace}",container!="",container!="POD"'
+        results = {}
+        try:
+            with port_forward("service/prometheus", 9090, namespace="cloudmart-observability") as port:
+                for key, query in (("cpu", f"container_cpu_usage_seconds_total{{{selector}}}"),
+                                   ("memory", f"container_memory_working_set_bytes{{{selector}}}")):
+                    resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query_range", timeout=30,
+                                     params={"query": query, "start": end - window_s, "end": end, "step": "15s"})
+                    resp.raise_for_status()
+                    results[key] = resp.json()["data"]["result"]
+        except KindError as e:
+            raise KindError(f"usage(window_s=...) on kind reads the cluster's Prometheus: "
+                            f"`cloudmart up --target kind --with observability` ({e})") from None
+        owners = {rep["pod"]: (name, dep["service"]) for name, dep in self.status()["deployments"].items()
+                  for rep in dep["replicas"]}
+        resources = {}
+        for pod in self.target.core.list_namespaced_pod(self.target.namespace).items:
+            for c in pod.spec.containers:
+                res = c.resources
+                req, lim = (res.requests or {}) if res else {}, (res.limits or {}) if res else {}
+                resources[(pod.metadata.name, c.name)] = {
+                    "cpu_request_cores": usage.parse_cpu(req["cpu"]) if "cpu" in req else None,
+                    "memory_request_bytes": usage.parse_memory(req["memory"]) if "memory" in req else None,
+                    "cpu_limit_cores": usage.parse_cpu(lim["cpu"]) if "cpu" in lim else None,
+                    "memory_limit_bytes": usage.parse_memory(lim["memory"]) if "memory" in lim else None}
+        return usage.to_frame(prometheus_usage_payload(results["cpu"], results["memory"], owners, end, window_s,
+                                                       resources))
 
     def events(self, stream: str, order_id: str | None = None, limit: int = 10_000) -> list[dict]:
         """Events of a JetStream stream, oldest first (through a port-forward to the NATS Service)."""
@@ -901,6 +938,39 @@ class KindCluster(CloudMart):
         if self.target.gateway != "istio":
             raise KindError("mesh faults need the Istio mesh: `cloudmart up --target kind --gateway istio`")
         return self.target.apply_mesh_fault(service, latency_ms, error_rate)
+
+
+def prometheus_usage_payload(cpu: list[dict], memory: list[dict], owners: dict[str, tuple[str, str]],
+                             now: float, window_s: float, resources: dict | None = None) -> dict:
+    """Prometheus range answers (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`)
+    as the local control channel's `/usage` payload: one row per container and sample, CPU cores the
+    increase of CPU seconds over the time since the container's previous sample (a drop, i.e. a
+    restart, counts from zero). `owners` maps a pod to its (Deployment, service); `resources` a
+    (pod, container) to its requests and limits (cores and bytes)."""
+    none = {"cpu_request_cores": None, "memory_request_bytes": None, "cpu_limit_cores": None, "memory_limit_bytes": None}
+    mem = {(r["metric"].get("pod"), r["metric"].get("container"), float(t)): float(v)
+           for r in memory for t, v in r.get("values", [])}
+    rows = []
+    for series in cpu:
+        pod, container = series["metric"].get("pod"), series["metric"].get("container")
+        if pod not in owners:
+            continue
+        deployment, service = owners[pod]
+        prev = None
+        for t, v in series.get("values", []):
+            t, cpu_s = float(t), float(v)
+            cores = None
+            if prev is not None:
+                used = cpu_s - prev[1] if cpu_s >= prev[1] else cpu_s
+                cores = used / (t - prev[0]) if t > prev[0] else None
+            prev = (t, cpu_s)
+            working_set = mem.get((pod, container, t))
+            rows.append({"t": t, "replica": pod, "deployment": deployment, "service": service,
+                         "container": container, "pid": None, "cpu_s": cpu_s, "cpu_cores": cores,
+                         "pss_bytes": working_set, "rss_bytes": working_set,
+                         **(resources or {}).get((pod, container), none)})
+    rows.sort(key=lambda r: (r["t"], r["replica"], r["container"]))
+    return {"now": now, "window_s": window_s, "rows": rows}
 
 
 def cadvisor_usage(core, namespace: str) -> list[dict]:

@@ -283,3 +283,27 @@ def test_image_in_manifests_is_the_one_the_driver_builds(rendered):
               and o["metadata"]["labels"].get("app.kubernetes.io/component") == "service"
               for c in o["spec"]["template"]["spec"]["containers"]}
     assert images == {kt.IMAGE}
+
+
+def test_usage_series_from_prometheus_has_the_local_columns_and_rates():
+    """The kind handle's `usage(window_s=)` turns Prometheus range answers into the local columns:
+    cores are the CPU-seconds increase over the scrape interval, a counter drop (restart) counts from zero."""
+    from cluster import usage
+
+    def series(pod, values):
+        return {"metric": {"pod": pod, "container": "app"}, "values": [[t, str(v)] for t, v in values]}
+    cpu = [series("order-abc", [(100, 10.0), (115, 13.0), (130, 1.5)]), series("stranger", [(100, 1.0)])]
+    memory = [series("order-abc", [(100, 2**20 * 50), (115, 2**20 * 60), (130, 2**20 * 40)])]
+    resources = {("order-abc", "app"): {"cpu_request_cores": 0.25, "memory_request_bytes": 96 * 2**20,
+                                        "cpu_limit_cores": 1.0, "memory_limit_bytes": 256 * 2**20}}
+    payload = kt.prometheus_usage_payload(cpu, memory, {"order-abc": ("order", "order")}, now=130.0, window_s=60.0,
+                                          resources=resources)
+    df = usage.to_frame(payload)
+    assert list(df.columns) == usage.COLUMNS
+    assert list(df["replica"]) == ["order-abc"] * 3                    # the pod of no Deployment is left out
+    assert df["cpu_cores"].isna().tolist() == [True, False, False]
+    assert df["cpu_cores"].iloc[1] == pytest.approx(3.0 / 15)
+    assert df["cpu_cores"].iloc[2] == pytest.approx(1.5 / 15)          # restarted: counts from zero
+    assert df["pss_mb"].tolist() == [50.0, 60.0, 40.0]
+    assert df["t_s"].tolist() == [30.0, 45.0, 60.0]
+    assert df["memory_request_mb"].iloc[0] == 96.0 and df["cpu_limit_cores"].iloc[0] == 1.0
