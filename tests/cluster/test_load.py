@@ -4,45 +4,26 @@ counts arrivals, it never delays them (open loop)."""
 from __future__ import annotations
 
 import contextlib
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from cluster.load import run_load
+from local_http import JSONHandler, serve
 
 
 @contextlib.contextmanager
 def upstream(hold_s: float):
     """/api/products answers at once (the scenario's preparation); every other request is held
     for `hold_s` seconds, then answered 200."""
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(JSONHandler):
         def do_GET(self):
             if self.path != "/api/products":
                 time.sleep(hold_s)
-            body = json.dumps({"items": [{"id": "P1"}, {"id": "P2"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json({"items": [{"id": "P1"}, {"id": "P2"}]})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as url:
+        yield url
 
 
 def test_arrivals_over_the_in_flight_cap_are_dropped_and_counted():

@@ -8,12 +8,12 @@ import contextlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from cluster.load import assign_cohorts, parse_popularity, run_load, zipf_weights
+from local_http import JSONHandler, serve
 
 PRODUCTS = [f"P{i}" for i in range(1, 11)]
 
@@ -26,9 +26,7 @@ def upstream(hold_s: float = 0.0):
     lock = threading.Lock()
     state = {"n": 0, "in_flight": 0, "max_in_flight": 0}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(JSONHandler):
         def do_GET(self):
             extra = {}
             if self.path != "/api/products":
@@ -44,27 +42,10 @@ def upstream(hold_s: float = 0.0):
                     state["in_flight"] -= 1
                 extra = {"x-replica-id": f"r{n % 2}", "X-Cache": "hit" if n % 3 else "miss",
                          "x-ratelimit-remaining": str(1000 - n)}
-            body = json.dumps({"items": [{"id": p} for p in PRODUCTS]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in extra.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json({"items": [{"id": p} for p in PRODUCTS]}, headers=extra)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen, state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as url:
+        yield url, seen, state
 
 
 def test_response_headers_become_columns():

@@ -243,43 +243,31 @@ def test_jwks_with_a_duplicate_kid_trusts_no_key_under_that_kid():
 
 def test_a_token_whose_kid_is_published_twice_gets_401_not_500(stack, tmp_path):
     """A verifier fed a JWKS with a duplicate kid (served by a stand-in issuer) answers 401 naming why."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from cryptography.hazmat.primitives.asymmetric import rsa
+    from local_http import JSONHandler, serve
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = common_auth.key_id(key.public_key())
     jwk = common_auth.jwks_for(key.public_key())["keys"][0]
-    body = json.dumps({"keys": [jwk, dict(jwk)]}).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json({"keys": [jwk, dict(jwk)]})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    svc = stack.add("order-dupkid", {"AUTH_JWKS_URL": f"http://127.0.0.1:{server.server_port}/jwks.json",
-                                     "SERVICE_NAME": "order"}, module="order")
-    try:
-        svc.start()
-        svc.wait_ready()
-        now = int(time.time())
-        token = jwt.encode({"iss": "cloudmart-auth", "aud": "cloudmart", "sub": "alice", "roles": ["customer"],
-                            "exp": now + 60, "jti": "j"}, key, algorithm="RS256", headers={"kid": kid})
-        answer = httpx.get(svc.url + "/api/orders", headers=_bearer(token))
-        assert answer.status_code == 401 and "more than once" in answer.json()["detail"], answer.text
-    finally:
-        svc.stop()
-        del stack.services["order-dupkid"]
-        server.shutdown()
+    with serve(Handler) as issuer:
+        svc = stack.add("order-dupkid", {"AUTH_JWKS_URL": f"{issuer}/jwks.json", "SERVICE_NAME": "order"},
+                        module="order")
+        try:
+            svc.start()
+            svc.wait_ready()
+            now = int(time.time())
+            token = jwt.encode({"iss": "cloudmart-auth", "aud": "cloudmart", "sub": "alice", "roles": ["customer"],
+                                "exp": now + 60, "jti": "j"}, key, algorithm="RS256", headers={"kid": kid})
+            answer = httpx.get(svc.url + "/api/orders", headers=_bearer(token))
+            assert answer.status_code == 401 and "more than once" in answer.json()["detail"], answer.text
+        finally:
+            svc.stop()
+            del stack.services["order-dupkid"]
 
 
 # -- key rotation -------------------------------------------------------------------------------
