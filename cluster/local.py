@@ -19,6 +19,16 @@ DEFAULT_GATEWAY_PORT = 8080
 UP_TIMEOUT_S = 120.0
 
 
+
+def error_message(resp: httpx.Response, key: str = "detail") -> str:
+    """The message of an error answer: its JSON `key` (FastAPI's "detail", OpenCost's "message"),
+    else its text."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text
+    return str(body.get(key, resp.text)) if isinstance(body, dict) else resp.text
+
 class TargetError(RuntimeError):
     """A clear, one-line reason why the local target cannot do what was asked."""
 
@@ -82,11 +92,7 @@ class LocalTarget:
         except httpx.HTTPError as exc:
             raise TargetError(f"the supervisor does not answer: {exc}") from None
         if resp.status_code >= 400:
-            try:
-                detail = resp.json().get("detail", resp.text)
-            except ValueError:
-                detail = resp.text
-            raise TargetError(detail)
+            raise TargetError(error_message(resp, "detail"))
         return resp.json()
 
     def status(self) -> dict:

@@ -7,6 +7,7 @@ import httpx
 import pandas as pd
 
 from cluster.finops.allocation import to_cents
+from cluster.local import error_message
 
 
 class OpenCostClient:
@@ -21,11 +22,7 @@ class OpenCostClient:
 
     def _check(self, resp: httpx.Response) -> dict:
         if resp.status_code >= 400:
-            try:
-                message = resp.json().get("message", resp.text)
-            except ValueError:
-                message = resp.text
-            raise ValueError(message)
+            raise ValueError(error_message(resp, "message"))
         return resp.json()
 
     def allocation(self, window: str, aggregate: str | None = None, step: str | None = None,
