@@ -17,7 +17,7 @@ Modules: :mod:`sim.distributions`, :mod:`sim.theory`, :mod:`sim.queueing` (stati
 :mod:`sim.security` and :mod:`sim.policy` (Day 3).
 """
 
-from . import theory
+from . import calibrate, theory
 from .autoscaling import HPA, AutoscalingResult, ClusterAutoscaler, HPAScenario, load_steps, simulate_autoscaling
 from .canary import CanaryResult, CanaryScenario, Version, simulate_canary
 from .cost import (
@@ -33,6 +33,7 @@ from .cost import (
     simulate_spot,
 )
 from .callgraph import CallGraph, chain_graph, run_callgraph
+from .cpu import SharedCPU
 from .distributions import (
     DISTRIBUTIONS,
     Deterministic,
@@ -53,7 +54,8 @@ from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, Connection
 from .results import CallGraphResult, Estimate, QueueResult, StationResult, replication_estimate
 
 __all__ = [
-    "run", "replicate", "run_to_precision", "theory",
+    "SharedCPU",
+    "run", "replicate", "run_to_precision", "theory", "calibrate",
     # distributions and calibration
     "Distribution", "Exponential", "Deterministic", "LogNormal", "Gamma", "Empirical", "DISTRIBUTIONS",
     "make_distribution", "as_distribution", "fit_service_time",

@@ -23,6 +23,11 @@ The scenario is a ``networkx.DiGraph``:
   (:class:`sim.OutlierDetection`: the caller's proxy ejects single replicas) and
   ``connection_pool`` (:class:`sim.ConnectionPool`: requests queue for a connection, then 503).
 
+With ``CallGraph(cpu=sim.SharedCPU(cores=2))`` every replica is a process on one machine whose
+cores the replicas share (:mod:`sim.cpu`): a visit's CPU work (``service_time`` × the node's
+``cpu_fraction``, default 1) runs at the process's fair share instead of on a core of its own
+(a node's ``process_cores`` lets a multi-threaded process use more than one core).
+
 A visit holds a server only for the service's own work; downstream calls happen after it
 (event-loop services, not thread-per-request). A service fails a request if its own error draw
 fails or a sync call fails after its retries. Time inside the model is in seconds; results are
@@ -43,6 +48,7 @@ from ._validate import check_fraction, check_int, check_nonnegative, check_posit
 from .distributions import Stream, UniformStream, as_distribution
 from .loadbalancing import make_load_balancer
 from .ratelimit import RATE_LIMITERS
+from .cpu import SharedCPU
 from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, batch_means, percentile_estimate
 from .servers import Server, start
@@ -50,7 +56,8 @@ from .servers import Server, start
 __all__ = ["CallGraph", "run_callgraph", "chain_graph"]
 
 _NODE_KEYS = {"service_time", "servers", "replicas", "load_balancer", "error_rate", "fanout",
-              "rate_limit", "label", "replica_error_rate", "replica_service_time"}
+              "rate_limit", "label", "replica_error_rate", "replica_service_time", "cpu_fraction",
+              "process_cores"}
 _EDGE_KEYS = {"mode", "calls", "probability", "hop_delay_ms", "sidecar_ms", "timeout_ms", "retry",
               "breaker", "bulkhead", "label", "outlier_detection", "connection_pool", "route_timeout_ms",
               "client_proxies"}
@@ -62,7 +69,8 @@ class CallGraph:
 
     ``hop_delay_ms`` and ``sidecar_ms`` are defaults for edges that do not set their own
     (``sidecar_ms=0`` is "no mesh"). ``rate_per_s`` and ``n_requests`` are the default open-loop
-    Poisson load for :func:`sim.run`.
+    Poisson load for :func:`sim.run`. ``cpu`` (a :class:`sim.SharedCPU`) puts every replica on one
+    machine's shared cores.
     """
 
     graph: nx.DiGraph
@@ -73,6 +81,7 @@ class CallGraph:
     n_requests: int = 10_000
     warmup_fraction: float = 0.05
     batches: int = 20
+    cpu: SharedCPU | None = None
 
     def __post_init__(self):
         g = self.graph
@@ -96,6 +105,9 @@ class CallGraph:
             if data.get("fanout", "sequential") not in ("sequential", "parallel"):
                 raise ValueError(f"fanout[{n!r}]: got {data['fanout']!r}; valid: 'sequential' or 'parallel'")
             make_load_balancer(data.get("load_balancer", "round_robin"))
+            check_fraction(f"cpu_fraction[{n!r}]", data.get("cpu_fraction", 1.0))
+            if data.get("process_cores") is not None:
+                check_positive(f"process_cores[{n!r}]", data["process_cores"])
             replicas = data.get("replicas", 1)
             for key in ("replica_error_rate", "replica_service_time"):
                 per = data.get(key)
@@ -149,6 +161,8 @@ class CallGraph:
         check_int("n_requests", self.n_requests, 10)
         check_fraction("warmup_fraction", self.warmup_fraction, closed_high=False)
         check_int("batches", self.batches, 2)
+        if self.cpu is not None and not isinstance(self.cpu, SharedCPU):
+            raise ValueError(f"cpu: got {self.cpu!r}; valid: None or a sim.SharedCPU")
 
     def with_mesh(self, sidecar_ms: float) -> "CallGraph":
         """The same scenario with every hop passing sidecars of ``sidecar_ms`` each."""
@@ -254,7 +268,7 @@ class _Deadline:
 class _Node:
     __slots__ = ("name", "service", "resources", "inflight", "picker", "error_rate", "parallel",
                  "limiter", "sync_edges", "async_edges", "visits", "errors", "rejected", "busy_s",
-                 "capacity", "replica_errors", "replica_service", "error_steps")
+                 "capacity", "replica_errors", "replica_service", "error_steps", "cpu_fraction", "process_cores")
 
 
 class _Edge:
@@ -312,7 +326,17 @@ def run_callgraph(
         nd.sync_edges, nd.async_edges = [], []
         nd.visits = nd.errors = nd.rejected = 0
         nd.busy_s = 0.0
+        nd.cpu_fraction = float(d.get("cpu_fraction", 1.0))
+        nd.process_cores = d.get("process_cores")
         nodes[name] = nd
+    machine = cg.cpu.machine(env) if cg.cpu is not None else None
+
+    def work_on(nd: _Node, replica: int, work: float):
+        """The visit's own work on the shared machine: CPU, then the off-CPU rest."""
+        on_cpu = work * nd.cpu_fraction
+        yield machine.run((nd.name, replica), on_cpu, nd.process_cores)
+        if work > on_cpu:
+            yield timeout(work - on_cpu)
 
     edges: list[_Edge] = []
     retry_times: list = []
@@ -372,7 +396,10 @@ def run_callgraph(
             work = nd.service.next() if nd.replica_service is None else nd.replica_service[0].next()
             with nd.resources[0].request() as req:
                 yield req
-                yield timeout(work)
+                if machine is None:
+                    yield timeout(work)
+                else:
+                    yield from work_on(nd, 0, work)
         else:  # several replicas: the load balancer needs the requests in flight per replica
             inflight = nd.inflight
             if replica is None:
@@ -381,7 +408,10 @@ def run_callgraph(
             inflight[replica] += 1
             with nd.resources[replica].request() as req:
                 yield req
-                yield timeout(work)
+                if machine is None:
+                    yield timeout(work)
+                else:
+                    yield from work_on(nd, replica, work)
             inflight[replica] -= 1
         nd.busy_s += work
         error_rate = nd.error_rate if nd.replica_errors is None else nd.replica_errors[replica]
@@ -641,4 +671,5 @@ def run_callgraph(
         ejections=ejections,
         retry_times_s=retry_times,
         arrival_s=arrival_times[warm:],
+        cpu_utilisation=machine.utilisation(end_s) if machine is not None else None,
     )

@@ -237,6 +237,7 @@ class CallGraphResult:
     arrival_s: np.ndarray = field(default=None, repr=False, compare=False)
     ejections: list = field(default_factory=list, repr=False, compare=False)  # (t_s, edge, host, for_s)
     retry_times_s: list = field(default_factory=list, repr=False, compare=False)  # (t_s, edge) per retry
+    cpu_utilisation: float | None = field(default=None, compare=False)  # with CallGraph(cpu=...): busy share of the cores
 
     def time_series(self, window_s: float = 1.0) -> pd.DataFrame:
         """Per window of arrival time: requests, success rate, p50 and p99 latency (ms)."""

@@ -147,6 +147,13 @@ def mg1_mean_sojourn_s(arrival_rate_per_s: float, mean_service_s: float, service
     return pk_mean_wait_s(arrival_rate_per_s, mean_service_s, service_scv) + mean_service_s
 
 
+def mg1_ps_mean_sojourn_s(arrival_rate_per_s: float, mean_service_s: float) -> float:
+    """M/G/1 processor sharing mean time in system E[S] / (1 − ρ), whatever the service-time
+    distribution (PS is insensitive); a job of size x stays x / (1 − ρ) on average."""
+    rho = check_utilisation("utilisation", arrival_rate_per_s * mean_service_s)
+    return mean_service_s / (1.0 - rho)
+
+
 def _routing_matrix(names: Sequence[str], routing: Mapping[str, Mapping[str, float]]) -> np.ndarray:
     index = {n: i for i, n in enumerate(names)}
     p = np.zeros((len(names), len(names)))
