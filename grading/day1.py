@@ -13,7 +13,7 @@ exercise id                 notebook  answer shape
                                       :data:`DECOMPOSITION_ITEMS` (CloudMart's entities and
                                       the new requirements' :data:`NEW_ENTITIES`), or a list
                                       of sets of entities
-``day1.patterns``           03        ``{"patterns": {problem_id: pattern},
+``day1.patterns``           03        ``{"patterns": {problem_id: pattern | [patterns]},
                                       "compensation_rate": float | function}``
 ``day1.lab1_cost``          04        ``{service: {"replicas": int, "instance": str}}``
 ``day1.communication``      05        ``{(caller, callee): mode}``, a mode of
@@ -654,67 +654,114 @@ def _rate_of(fn: Any, profile: list[float]) -> float | None:
     return float(value) if _is_number(value) else None
 
 
+_ANTI_PATTERNS = frozenset({"two_phase_commit", "shared_database"})
+
+
+def _chosen_sets(chosen: Mapping) -> dict[str, frozenset[str]]:
+    """``{problem: pattern or [patterns]}`` as ``{problem: frozenset of patterns}``."""
+    out = {}
+    for problem, value in chosen.items():
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple, set, frozenset)) or not names:
+            raise AnswerShapeError(f"{problem}: give a pattern or a non-empty list of patterns; "
+                                   f"got {value!r}")
+        bad = sorted(repr(n) for n in names if n not in PATTERNS)
+        if bad:
+            raise AnswerShapeError(f"unknown pattern(s) {problem}={', '.join(bad)}; choose from "
+                                   f"{', '.join(PATTERNS)}")
+        out[problem] = frozenset(names)
+    return out
+
+
+def patterns_protection_and_complexity(chosen: Mapping[str, frozenset[str]],
+                                       key: Mapping[str, str]) -> tuple[float, float]:
+    """The two opposing criteria of ``day1.patterns``: **protection**, the share of problems whose
+    pattern is applied, and **economy**, the share of applied patterns that their problem needs
+    (an anti-pattern such as ``two_phase_commit`` is never needed). Applying every pattern
+    everywhere maximises the first and ruins the second; applying none does the opposite."""
+    if not key:
+        raise ValueError("key: at least one problem")
+    protected = sum(1 for problem, pattern in key.items() if pattern in chosen.get(problem, ()))
+    applied = sum(len(v) for v in chosen.values())
+    needed = sum(1 for problem, v in chosen.items() for n in v if key.get(problem) == n)
+    return protected / len(key), (needed / applied if applied else 0.0)
+
+
 @exercise("day1.patterns", max_score=10)
 def check_patterns(answer: Any, g: Grader) -> None:
-    """Match each problem of the learner's ``scenario("day1.patterns")["problems"]`` with a
-    pattern of :data:`PATTERNS`, and predict a saga's cost.
+    """Apply patterns to each problem of the learner's ``scenario("day1.patterns")["problems"]``
+    (patterns of :data:`PATTERNS`), and predict a saga's cost.
 
     Answer shape::
 
-        {"patterns": {problem_id: pattern, ...},   # every problem id; patterns from PATTERNS
+        {"patterns": {problem_id: pattern or [pattern, ...], ...},
          "compensation_rate": float | function}    # fraction (0..1) of checkouts that end in
                                                    # compensation for the learner's saga
                                                    # failure profile, or a function of a list
                                                    # of step failure probabilities returning it
 
-    The matching earns 7 points, shared equally by the problems (seven in variant 0, six drawn
-    from a larger pool in the others, under neutral ids). The compensation rate earns 3 points as a
-    function that is right (within 5%, relative) on the learner's profile and on hidden
-    profiles of other lengths; a number right for the learner's profile earns 1.5. The two
-    criteria are earned together: the rate's points count in the share of problems matched.
+    Two opposing criteria, earned together: **protection** (the share of problems whose pattern
+    is applied) and **economy** (the share of applied patterns the problem needs; every pattern
+    costs code, latency and operations, and ``two_phase_commit``/``shared_database`` are what
+    the others replace). The patterns earn 7 x protection x economy, so hedging with several
+    patterns per problem costs as surely as leaving a problem open. The compensation rate earns
+    3 points as a function that is right (within 5%, relative) on the learner's profile and on
+    hidden profiles of other lengths (1.5 as a number right for the learner's profile), counted
+    in the same proportion protection x economy.
     """
-    shape = '{"patterns": {problem_id: pattern}, "compensation_rate": float or function}'
+    shape = ('{"patterns": {problem_id: pattern or [patterns]}, '
+             '"compensation_rate": float or function}')
     answer = _require_mapping(answer, shape)
     _require_keys(answer, ("patterns", "compensation_rate"), shape)
-    chosen = answer["patterns"]
-    if not isinstance(chosen, Mapping):
+    chosen_raw = answer["patterns"]
+    if not isinstance(chosen_raw, Mapping):
         raise AnswerShapeError(f"'patterns' must be a dict {{problem_id: pattern}}; got "
-                               f"{type(chosen).__name__}")
+                               f"{type(chosen_raw).__name__}")
     key = _pattern_key()
-    unknown = sorted(str(k) for k in chosen if k not in key)
+    unknown = sorted(str(k) for k in chosen_raw if k not in key)
     if unknown:
         raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; your problems are "
                                f"{', '.join(key)} (scenario('day1.patterns')['problems'])")
-    bad = sorted(f"{k}={v!r}" for k, v in chosen.items() if v not in PATTERNS)
-    if bad:
-        raise AnswerShapeError(f"unknown pattern(s) {', '.join(bad)}; choose from "
-                               f"{', '.join(PATTERNS)}")
+    chosen = _chosen_sets(chosen_raw)
     rate = answer["compensation_rate"]
     if not callable(rate) and (not _is_number(rate) or not 0 <= rate <= 1):
         raise AnswerShapeError(f"compensation_rate={rate!r} is invalid; it must be a fraction "
                                "between 0 and 1, or a function of the failure probabilities")
 
-    wrong = []
-    each = 7 / len(key)
-    right = 0
+    protection, economy = patterns_protection_and_complexity(chosen, key)
+    open_problems, extra = [], []
     for problem, pattern in key.items():
-        if chosen.get(problem) == pattern:
-            right += 1
-            g.right.append(f"{problem}: {pattern} fits")
-        elif problem not in chosen:
-            wrong.append(problem)
-            g.miss(f"{problem}: no pattern chosen")
+        picked = chosen.get(problem, frozenset())
+        if pattern in picked:
+            g.right.append(f"{problem}: solved")
+        elif not picked:
+            open_problems.append(problem)
+            g.miss(f"{problem}: no pattern applied")
         else:
-            wrong.append(problem)
-            g.miss(f"{problem}: {chosen[problem]} does not solve this problem")
-    g.score += round(each * right, 2)
-    if wrong:
-        g.suggest(f"Re-read {wrong[0]!r}: which failure or coupling does it describe, and which "
-                  "pattern exists to remove exactly that?")
+            open_problems.append(problem)
+            g.miss(f"{problem}: {', '.join(sorted(picked))} does not solve this problem")
+        unneeded = sorted(n for n in picked if n != pattern)
+        if unneeded and pattern in picked:
+            extra.append(problem)
+            g.wrong.append(f"{problem}: {', '.join(unneeded)} applied without need "
+                           "(economy)")
+        anti = sorted(picked & _ANTI_PATTERNS)
+        if anti:
+            g.wrong.append(f"{problem}: {', '.join(anti)} is what microservices replace")
+    share = protection * economy
+    g.score += round(7 * share, 2)
+    if share < 0.999:
+        g.wrong.append(f"protection {_pct(protection)} x economy {_pct(economy)}: "
+                       f"{7 * share:.2g} of the patterns' 7 points")
+    else:
+        g.right.append("every problem solved with exactly the pattern it needs")
+    if open_problems:
+        g.suggest(f"Re-read {open_problems[0]!r}: which failure or coupling does it describe, "
+                  "and which pattern exists to remove exactly that?")
+    elif extra:
+        g.suggest("Each pattern you add costs code, latency and operations: keep, per problem, "
+                  "only the one that removes its failure.")
 
-    # The saga's cost counts as much as the problems are matched: a right formula under a
-    # guessed matching is not a command of the patterns.
-    share = right / len(key)
     rate_grader = Grader(g.exercise_id, g.max_score)
     _score_rate(rate, rate_grader)
     g.score += round(share * rate_grader.score, 2)
@@ -722,7 +769,7 @@ def check_patterns(answer: Any, g: Grader) -> None:
     g.wrong += rate_grader.wrong
     if share < 0.999 and rate_grader.score:
         g.wrong.append(f"the compensation rate counts {_pct(share)} of its "
-                       f"{rate_grader.score:g} points, as much as the problems are matched")
+                       f"{rate_grader.score:g} points, as much as the patterns earn")
     if rate_grader.hint:
         g.suggest(rate_grader.hint)
 
@@ -1512,6 +1559,12 @@ def _patterns_trivial(v: int) -> dict[str, Any]:
         out[f"copied: {pattern} everywhere, the rate the notebook shows"] = {
             "patterns": {p: pattern for p in problems},
             "compensation_rate": shown_rate}
+    out["uniform: every pattern for every problem, the right rate function"] = {
+        "patterns": {p: list(PATTERNS) for p in problems},
+        "compensation_rate": lambda fp: compensation_rate(list(fp))}
+    out["extreme: the seven problem-solving patterns for every problem, the right rate"] = {
+        "patterns": {p: sorted(_PROBLEM_POOL) for p in problems},
+        "compensation_rate": lambda fp: compensation_rate(list(fp))}
     out["extreme: every saga compensates"] = {
         "patterns": {p: "saga" for p in problems}, "compensation_rate": 1.0}
     # the notebook's variant-0 answer, copied into another variant

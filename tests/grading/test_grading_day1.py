@@ -229,10 +229,12 @@ def test_patterns_partial_credit(answers):
     answer["patterns"]["problem_b"] = "saga"   # the lost event after the commit
     del answer["patterns"]["problem_g"]         # the shared tables
     fb = check("day1.patterns", answer)
-    # 5 of 7 problems matched: 5 of the 7 matching points, and the rate's 3 count 5/7
-    assert fb.score == pytest.approx(round(5 + 3 * 5 / 7, 1))
+    # protection 5/7 (two problems open) x economy 5/6 (one of six applied patterns unneeded):
+    # the patterns' 7 points and the rate's 3 both count that share
+    share = 5 / 7 * 5 / 6
+    assert fb.score == pytest.approx(round(7 * share + 3 * share, 1))
     _assert_partial(fb)
-    assert any("as much as the problems are matched" in w for w in fb.wrong), fb.wrong
+    assert any("as much as the patterns earn" in w for w in fb.wrong), fb.wrong
     # counting every failed saga as compensated earns nothing of the 3
     total_failure = 1 - math.prod(1 - p for p in day1.SAGA_FAILURE_PROFILE["failure_probability"])
     fb2 = check("day1.patterns", dict(answers["day1.patterns"], compensation_rate=total_failure))
@@ -246,13 +248,49 @@ def test_patterns_partial_credit(answers):
 
 def test_patterns_right_rate_under_a_guessed_matching_earns_little(answers):
     """The two criteria are earned together: a perfect rate function with no problem matched
-    scores nothing, with one matched a seventh of the rate's points."""
+    scores nothing, with one matched (and six anti-patterns) almost nothing."""
     rate = answers["day1.patterns"]["compensation_rate"]
     none = {p: "two_phase_commit" for p in day1.PATTERN_PROBLEMS}
     assert check("day1.patterns", {"patterns": none, "compensation_rate": rate}).score == 0
     one = dict(none, problem_a="saga")
+    # protection 1/7 x economy 1/7 (six anti-patterns applied), on the 7 + 3 points
     assert check("day1.patterns", {"patterns": one, "compensation_rate": rate}).score == \
-        pytest.approx(round(1 + 3 / 7, 1))
+        pytest.approx(round(10 / 49, 1))
+
+
+def test_patterns_protection_and_economy_oppose(answers):
+    """Hedging (several patterns per problem) protects every problem and loses economy; leaving
+    problems open keeps economy and loses protection: neither extreme scores well."""
+    right = answers["day1.patterns"]
+    rate = right["compensation_rate"]
+    key = day1._PATTERN_KEY
+    hedge_two = {p: [pat, "cqrs" if pat != "cqrs" else "saga"] for p, pat in key.items()}
+    fb = check("day1.patterns", {"patterns": hedge_two, "compensation_rate": rate})
+    assert fb.score == pytest.approx(5.0)  # protection 1 x economy 1/2, on 7 + 3 points
+    assert any("applied without need" in w for w in fb.wrong) and "costs" in fb.hint
+    everything = {p: list(day1.PATTERNS) for p in key}
+    fb = check("day1.patterns", {"patterns": everything, "compensation_rate": rate})
+    assert fb.score <= 1.2, str(fb)  # protection 1 x economy 1/9
+    assert any("is what microservices replace" in w for w in fb.wrong)
+    few = {p: key[p] for p in list(key)[:2]}  # only what one is sure of
+    fb = check("day1.patterns", {"patterns": few, "compensation_rate": rate})
+    assert fb.score == pytest.approx(round(10 * 2 / 7, 1))  # economy 1 x protection 2/7
+    # the criteria as a function, on its own
+    p, e = day1.patterns_protection_and_complexity({"problem_a": frozenset({"saga", "outbox"})},
+                                                   {"problem_a": "saga", "problem_b": "cqrs"})
+    assert (p, e) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="at least one problem"):
+        day1.patterns_protection_and_complexity({}, {})
+
+
+def test_patterns_trivial_answers_score_at_most_30_percent():
+    """Empty, uniform, extreme (every pattern everywhere) and copied answers, in the published
+    variant and in learners' variants."""
+    from grading import testing
+    scores = testing.assert_trivial_answers_score_low(0.30, ["day1.patterns"], range(8))
+    labels = {s.label.split(":", 1)[0] for s in scores}
+    assert labels == {"empty", "uniform", "extreme", "copied"}
+    assert any("every pattern for every problem" in s.label for s in scores)
 
 
 def test_problem_texts_do_not_name_their_pattern():
@@ -282,6 +320,8 @@ def test_patterns_variants_draw_other_problems_under_neutral_ids():
     ({"patterns": {"problem_b": "2pc"}, "compensation_rate": 0.1}, "unknown pattern"),
     ({"patterns": {}, "compensation_rate": 1.5}, "compensation_rate"),
     ({"patterns": ["saga"], "compensation_rate": 0.1}, "'patterns' must be a dict"),
+    ({"patterns": {"problem_a": []}, "compensation_rate": 0.1}, "non-empty list"),
+    ({"patterns": {"problem_a": ["saga", "2pc"]}, "compensation_rate": 0.1}, "unknown pattern"),
     ({"patterns": {}}, "compensation_rate"),
 ])
 def test_patterns_shape_errors(answer, words):
