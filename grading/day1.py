@@ -16,6 +16,7 @@ exercise id                 notebook  answer shape
 ``day1.patterns``           03        ``{"patterns": {problem_id: pattern | [patterns]},
                                       "compensation_rate": float | function}``
 ``day1.lab1_cost``          04        ``{service: {"replicas": int, "instance": str}}``
+``day1.lab1_nodes``         04        ``{"node_type": str, "nodes": int}``
 ``day1.communication``      05        ``{(caller, callee): mode}``, a mode of
                                       :data:`COMMUNICATION_MODES`
                                       (keys may also be written ``"caller->callee"``)
@@ -68,6 +69,9 @@ __all__ = [
     "SAGA_FAILURE_PROFILE",
     "TRADEOFFS_SCENARIO",
     "cheapest_capacity_plan",
+    "cheapest_node_plan",
+    "lab1_pods",
+    "NODE_TYPES",
     "scenario",
     "trivial_answers",
     "decomposition_graph",
@@ -1003,6 +1007,132 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# day1.lab1_nodes (notebook 04, step 2): put the capacity plan on nodes
+# --------------------------------------------------------------------------------------------
+
+NODE_TYPES: tuple[str, ...] = ("general.large", "general.xlarge", "general.2xlarge",
+                               "compute.large", "compute.xlarge")
+"""The node types of :data:`sim.PRICE_SHEET` the node step may use."""
+_MEMORY_GIB_PER_VCPU = 0.75   # a replica's memory request per vCPU of its size
+_MEMORY_BASE_GIB = 0.25       # plus a fixed part per replica
+_MAX_NODES = 200
+
+
+@_scenario_builder("day1.lab1_nodes")
+@functools.lru_cache(maxsize=256)
+def _lab1_nodes_scenario(v: int) -> dict[str, Any]:
+    """The pods of the learner's cheapest ``day1.lab1_cost`` plan: one per replica, requesting
+    its size's vCPU and memory. The plan is the grader's, so a wrong step 1 does not fail step 2."""
+    s = _lab1_scenario(v)
+    plan, _ = cheapest_capacity_plan(s)
+    r = variants.rng("day1.lab1_nodes", v) if v else None
+    pods = {}
+    for service, p in plan.items():
+        vcpu = float(s["instance_types"][p["instance"]]["vcpu"])
+        memory = _MEMORY_BASE_GIB + _MEMORY_GIB_PER_VCPU * vcpu
+        if r is not None:
+            memory = float(round(memory * r.uniform(0.8, 1.6), 2))
+        pods[service] = {"replicas": int(p["replicas"]), "cpu_request_cores": vcpu,
+                         "memory_request_gib": float(memory)}
+    return {"pods": pods, "node_types": list(NODE_TYPES),
+            # Survive the loss of any one node: the pods must still fit on the others.
+            "spare_nodes": 1,
+            "cost_tolerance": 0.0}
+
+
+def lab1_pods(s: Mapping[str, Any] | None = None) -> list[sim.Pod]:
+    """The pods of a ``day1.lab1_nodes`` scenario as :class:`sim.Pod` (one per replica)."""
+    s = scenario("day1.lab1_nodes") if s is None else s
+    return [sim.Pod(f"{service}-{i}", spec["cpu_request_cores"], spec["memory_request_gib"],
+                    service=service)
+            for service, spec in s["pods"].items() for i in range(spec["replicas"])]
+
+
+def _nodes_needed(pods: list[sim.Pod], node_type: str) -> int | None:
+    """How many nodes of ``node_type`` the scheduler's first fit decreasing needs (None: a pod
+    does not fit on one node at all)."""
+    try:
+        return len(sim.bin_pack(pods, node_type))
+    except ValueError:
+        return None
+
+
+def cheapest_node_plan(s: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+    """The cheapest ``{"node_type", "nodes"}`` that holds every pod with ``spare_nodes`` lost."""
+    s = scenario("day1.lab1_nodes") if s is None else s
+    pods = lab1_pods(s)
+    best = None
+    for node_type in s["node_types"]:
+        need = _nodes_needed(pods, node_type)
+        if need is None:
+            continue
+        nodes = need + s["spare_nodes"]
+        cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
+        if best is None or cost < best[1] - 1e-12:
+            best = ({"node_type": node_type, "nodes": nodes}, cost)
+    if best is None:  # pragma: no cover - guarded by a test of the scenario
+        raise RuntimeError("no node type holds the pods")
+    return best
+
+
+@exercise("day1.lab1_nodes", max_score=10)
+def check_lab1_nodes(answer: Any, g: Grader) -> None:
+    """Choose the node type and count for the pods of ``scenario("day1.lab1_nodes")``.
+
+    Answer shape::
+
+        {"node_type": one of scenario["node_types"], "nodes": int >= 1}
+
+    Two opposing criteria. **Resilience**: with any ``spare_nodes`` nodes lost, the pods still
+    fit on the rest, as the scheduler packs them (first fit decreasing into each node's
+    allocatable resources, :func:`sim.bin_pack`). **Cost**: the nodes' on-demand price per hour
+    against the cheapest resilient choice. A resilient, cheapest choice earns 10; resilient and
+    within 10 % of the cheapest, 6; resilient above that, at most 3 (in proportion); a choice
+    that holds the pods only with every node up, 2; one that does not hold them, 0.
+    """
+    shape = '{"node_type": str, "nodes": int}'
+    answer = _require_mapping(answer, shape)
+    _require_keys(answer, ("node_type", "nodes"), shape)
+    s = scenario("day1.lab1_nodes")
+    node_type, nodes = answer["node_type"], answer["nodes"]
+    if node_type not in s["node_types"]:
+        raise AnswerShapeError(f"node_type={node_type!r} is not offered; choose from "
+                               f"{', '.join(s['node_types'])}")
+    if not _is_int(nodes) or not 1 <= nodes <= _MAX_NODES:
+        raise AnswerShapeError(f"nodes={nodes!r} is invalid; it must be an integer from 1 to "
+                               f"{_MAX_NODES}")
+    pods = lab1_pods(s)
+    need = _nodes_needed(pods, node_type)
+    best, best_cost = cheapest_node_plan(s)
+    cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
+    if need is None or nodes < need:
+        g.miss(f"{nodes} x {node_type} cannot hold the pods: the scheduler needs more room")
+        g.suggest("Pack the pods with sim.bin_pack: a node offers its allocatable resources, "
+                  "not its whole size.")
+        return
+    if nodes < need + s["spare_nodes"]:
+        g.partial(2, f"{nodes} x {node_type} holds the pods only while every node is up: "
+                     "losing one leaves pods unscheduled (resilience)")
+        g.suggest("What happens to the pods of a node that fails? Count the nodes that must "
+                  "remain.")
+        return
+    g.right.append(f"{nodes} x {node_type} holds the pods with {s['spare_nodes']} node(s) lost "
+                   "(resilience)")
+    if cost <= best_cost * (1 + s["cost_tolerance"]) + 1e-9:
+        g.award(10, f"${cost:.3f}/h is the cheapest resilient choice (cost)")
+    elif cost <= 1.1 * best_cost:
+        g.partial(6, f"${cost:.3f}/h is within 10 % of the cheapest resilient choice, not the "
+                     "cheapest (cost)")
+        g.suggest("Compare the node types by what the whole resilient cluster costs, not by "
+                  "the price of one node.")
+    else:
+        g.partial(round(3 * best_cost / cost, 2), f"${cost:.3f}/h is {cost / best_cost:.1f} times "
+                  "the cheapest resilient choice: nodes nobody needs are idle cost (cost)")
+        g.suggest("Fewer or smaller nodes may hold the same pods: count them with "
+                  "sim.bin_pack for each node type.")
+
+
+# --------------------------------------------------------------------------------------------
 # day1.communication (notebook 05)
 # --------------------------------------------------------------------------------------------
 
@@ -1591,6 +1721,23 @@ def _lab1_trivial(v: int) -> dict[str, Any]:
     out["copied: the busiest service's plan for every service"] = {
         k: {"replicas": most, "instance": plan[max(plan, key=lambda n: plan[n]["replicas"])]
             ["instance"]} for k in s["services"]}
+    return out
+
+
+@grading.trivial("day1.lab1_nodes")
+def _lab1_nodes_trivial(v: int) -> dict[str, Any]:
+    s = scenario("day1.lab1_nodes", v)
+    pods = lab1_pods(s)
+    out: dict[str, Any] = {"empty": {}}
+    for node_type in s["node_types"]:
+        out[f"uniform: one node of {node_type}"] = {"node_type": node_type, "nodes": 1}
+        out[f"extreme: one {node_type} per pod"] = {"node_type": node_type, "nodes": len(pods)}
+        need = _nodes_needed(pods, node_type)
+        if need is not None:
+            out[f"copied: the notebook's sim.bin_pack count for {node_type}, no spare"] = {
+                "node_type": node_type, "nodes": need}
+    out["extreme: the largest cluster allowed"] = {"node_type": "general.2xlarge",
+                                                   "nodes": _MAX_NODES}
     return out
 
 

@@ -36,6 +36,13 @@ def brute_force_compensation_rate(failure_probability: list[float]) -> float:
 #   6 hops fit the 200 ms SLO (test_tradeoffs_reference_is_the_closed_form checks both).
 # - lab1_cost: the plan an independent Erlang C brute force finds (test_cheapest_plan_...).
 TRADEOFFS_P99_MS = 141.9349001977549
+# - lab1_nodes, by hand: the plan's pods are 4 x (2 cores, 1.75 GiB) and 7 x (1 core, 1 GiB). A
+#   compute.xlarge (4 vCPU, 8 GiB) keeps 0.08 cores for the system (6 % + 1 % + 2 x 0.5 %), so
+#   3.92 allocatable cores: first fit decreasing puts one 2-core and one 1-core pod on each of
+#   four nodes and the last three 1-core pods on a fifth; one spare makes 6 x $0.17 = $1.02/h.
+#   A general.2xlarge holds them on 3 (+1 = $1.536/h); the 2-vCPU nodes cannot hold a 2-core
+#   pod once the system reservation is taken.
+LAB1_NODES = {"node_type": "compute.xlarge", "nodes": 6}
 LAB1_CHEAPEST_PLAN = {
     "product": {"replicas": 5, "instance": "small"},
     "order": {"replicas": 2, "instance": "fast"},
@@ -68,6 +75,7 @@ def correct_answers() -> dict[str, object]:
             "compensation_rate": brute_force_compensation_rate,
         },
         "day1.lab1_cost": copy.deepcopy(LAB1_CHEAPEST_PLAN),
+        "day1.lab1_nodes": dict(LAB1_NODES),
         "day1.communication": {
             ("order", "product"): "sync",
             ("order", "inventory"): "sync_retry",

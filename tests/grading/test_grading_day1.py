@@ -16,7 +16,7 @@ from grading import check, day1
 from grading.day1 import DECOMPOSITION_ITEMS, INSTANCE_TYPES
 
 EXERCISES = ["day1.challenge", "day1.communication", "day1.decomposition", "day1.lab1_cost",
-             "day1.patterns", "day1.tradeoffs"]
+             "day1.lab1_nodes", "day1.patterns", "day1.tradeoffs"]
 
 
 @pytest.mark.parametrize("exercise_id", EXERCISES)
@@ -327,6 +327,52 @@ def test_patterns_variants_draw_other_problems_under_neutral_ids():
 def test_patterns_shape_errors(answer, words):
     fb = check("day1.patterns", answer)
     assert fb.score == 0 and words in fb.wrong[0]
+
+
+# ---- day1.lab1_nodes --------------------------------------------------------------------------
+
+def test_cheapest_node_plan_is_the_hand_computed_one_and_a_brute_force_agrees(answers):
+    import sim
+    assert day1.cheapest_node_plan() == (answers["day1.lab1_nodes"], pytest.approx(1.02))
+    for v in range(0, 6):
+        s = day1.scenario("day1.lab1_nodes", v)
+        pods = day1.lab1_pods(s)
+        best, cost = day1.cheapest_node_plan(s)
+        brute = []
+        for node_type in s["node_types"]:
+            for n in range(1, 40):
+                # resilient: with any one node lost, the scheduler still places every pod
+                try:
+                    if len(sim.bin_pack(pods, node_type)) <= n - 1:
+                        brute.append(n * sim.PRICE_SHEET[node_type].on_demand_usd_per_h)
+                        break
+                except ValueError:
+                    break
+        assert cost == pytest.approx(min(brute))
+
+
+def test_lab1_nodes_resilience_against_cost(answers):
+    best = answers["day1.lab1_nodes"]
+    fb = check("day1.lab1_nodes", dict(best, nodes=best["nodes"] - 1))
+    assert fb.score == 2 and "only while every node is up" in fb.wrong[0]   # cheap, fragile
+    fb = check("day1.lab1_nodes", dict(best, nodes=best["nodes"] - 2))
+    assert fb.score == 0 and "cannot hold" in fb.wrong[0]
+    fb = check("day1.lab1_nodes", dict(best, nodes=best["nodes"] + 4))      # safe, wasteful
+    assert fb.score == pytest.approx(round(3 * 6 / 10, 1)) and "idle" in fb.wrong[0]
+    fb = check("day1.lab1_nodes", {"node_type": "general.2xlarge", "nodes": 4})  # resilient, dearer
+    assert fb.score == pytest.approx(round(3 * 1.02 / 1.536, 1))
+    assert "2xlarge" not in fb.hint and "compute" not in fb.hint  # the hint names no answer
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({"node_type": "huge", "nodes": 3}, "not offered"),
+    ({"node_type": "compute.xlarge", "nodes": 0}, "integer from 1"),
+    ({"node_type": "compute.xlarge", "nodes": 2.5}, "integer from 1"),
+    ({"nodes": 3}, "node_type"),
+])
+def test_lab1_nodes_shape_errors(answer, words):
+    fb = check("day1.lab1_nodes", answer)
+    assert fb.score == 0 and words in fb.wrong[0], str(fb)
 
 
 # ---- day1.lab1_cost ---------------------------------------------------------------------------
