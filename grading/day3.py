@@ -57,7 +57,7 @@ from grading import AnswerShapeError, Grader, exercise, variants
 __all__ = [
     "AUTHZ_SCENARIO", "BASELINE_POLICIES", "CONTROL_RULES", "EXAMPLE_POLICY", "EXAMPLE_REGO", "STAGES",
     "authz_decision", "authz_probe", "control_scenario", "rego_cases", "rego_expected", "scenario",
-    "simulate_stages", "stage_table", "token_outcome",
+    "rego_rules_text", "simulate_stages", "stage_table", "token_outcome",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -824,3 +824,18 @@ def _stages_trivial(v: int) -> dict[str, Any]:
             "uniform: block everything at admission": {r: "admission-deny" for r in rules},
             "extreme: audit everything": {r: "audit" for r in rules},
             "copied: the notebook's starting point": dict(EXAMPLE_STAGES)}
+
+
+def rego_rules_text(s: dict) -> list[str]:
+    """The variant's access rules in words, as the notebook shows them."""
+    writes = " or ".join(s["catalog_write_methods"])
+    return [
+        "DELETE on any path, and any method under /api/admin: the admin role only.",
+        "GET /api/products and /api/products/{id}: " + ("anyone, signed in or not." if s["anonymous_catalog"]
+                                                         else "any signed-in caller (sub is a non-empty string)."),
+        f"{writes} /api/products[/{{id}}]: admin or the role {s['catalog_role']!r}.",
+        "POST /api/orders: any signed-in caller.",
+        f"GET /api/orders/{{id}}: its owner (sub == owner), admin, or the role {s['support_role']!r}.",
+        "POST /api/orders/{id}/cancel: its owner" + (f" or the role {s['support_role']!r}." if s["support_may_cancel"] else " only."),
+        "Everything else: deny. Roles count only for a signed-in caller; role names compare exactly.",
+    ]
