@@ -46,7 +46,7 @@ from grading.variants import hidden_seeds, stamp, variant  # noqa: E402  (re-exp
 
 # Modules whose import registers exercises; loaded on first use so that importing `grading`
 # stays cheap.
-_EXERCISE_MODULES = ("grading.day1", "grading.day4")
+_EXERCISE_MODULES = ("grading.day1", "grading.day3", "grading.day4")
 
 
 class UnknownExerciseError(KeyError):
