@@ -12,7 +12,7 @@
 - :func:`lang` is the language in force: ``COURSE_LANG`` (``en`` or ``ko``), else the locale
   (``LC_ALL``, ``LC_MESSAGES``, ``LANG`` starting with ``ko``), else English.
 - :func:`translate_notebook` replaces a notebook's markdown cells with their translations from
-  ``locale/<lang>/LC_MESSAGES/notebooks/<path>.po``, where each entry is keyed by the cell id and a
+  ``locale/<lang>/LC_MESSAGES/notebook-cells/<path>.po``, where each entry is keyed by the cell id and a
   hash of the English source (``msgctxt "<cell id> <sha256[:16]>"``), so an entry whose English
   changed no longer matches and reads as stale.
 - :func:`use_korean_fonts` registers the Nanum fonts shipped in the ``koreanize-matplotlib``
@@ -193,11 +193,11 @@ def cell_key(cell: dict) -> str:
 
 
 def notebook_catalogue_path(relative: str | Path, language: str = "ko") -> Path:
-    """``locale/<lang>/LC_MESSAGES/notebooks/<dir>/<name>.po`` for ``notebooks/<dir>/<name>.ipynb``."""
+    """``locale/<lang>/LC_MESSAGES/notebook-cells/<dir>/<name>.po`` for ``notebooks/<dir>/<name>.ipynb``."""
     relative = Path(relative)
     if relative.parts and relative.parts[0] == "notebooks":
         relative = Path(*relative.parts[1:])
-    return LOCALE_DIR / _check_lang(language) / "LC_MESSAGES" / "notebooks" / relative.with_suffix(".po")
+    return LOCALE_DIR / _check_lang(language) / "LC_MESSAGES" / "notebook-cells" / relative.with_suffix(".po")
 
 
 class MessageState:
@@ -352,3 +352,19 @@ def glossary_violations(english: str, translated: str, language: str = "ko",
         if re.search(pattern, prose_en, flags=re.IGNORECASE) and entry[language] not in prose_tr:
             missing.append(f"{entry['en']} -> {entry[language]}")
     return missing
+
+
+def _fonts_at_import() -> None:
+    """In Korean, register the Hangul fonts before any figure exists: a figure's title and axis
+    labels take their font when the axes are made, before the first t() call may run."""
+    global _fonts_ready
+    try:
+        korean = lang() == "ko"
+    except ValueError:
+        return          # a bad COURSE_LANG is reported by the first lang() / t() call
+    if korean and not _fonts_ready:
+        _fonts_ready = True
+        use_korean_fonts()
+
+
+_fonts_at_import()

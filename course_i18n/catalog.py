@@ -13,7 +13,9 @@ are made by ``sphinx-build -b gettext`` and ``sphinx-intl update`` (see ``book/R
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -30,10 +32,19 @@ def _new_catalogue(language: str, domain: str) -> Catalog:
                    copyright_holder="CloudMart Course authors", charset="utf-8", fuzzy=False)
 
 
+def _without_dates(data: bytes) -> bytes:
+    return re.sub(rb'"(POT-Creation|PO-Revision)-Date: [^"]*"\n', b"", data)
+
+
 def _write(catalogue: Catalog, path: Path) -> None:
+    """Write ``catalogue`` unless only its header's dates would change."""
+    buffer = io.BytesIO()
+    write_po(buffer, catalogue, width=0, omit_header=False, sort_output=False)
+    data = buffer.getvalue()
+    if path.is_file() and _without_dates(path.read_bytes()) == _without_dates(data):
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        write_po(fh, catalogue, width=0, omit_header=False, sort_output=False)
+    path.write_bytes(data)
     i18n._read_po.cache_clear()
 
 

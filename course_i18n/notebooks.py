@@ -28,7 +28,8 @@ def language_cell(language: str) -> dict:
     import nbformat
 
     return nbformat.v4.new_code_cell(
-        f"{_BANNER[language]}\nimport os\n\nos.environ[\"COURSE_LANG\"] = {language!r}",
+        f"{_BANNER[language]}\nimport os\n\nos.environ[\"COURSE_LANG\"] = {language!r}\n"
+        "import course_i18n  # noqa: E402,F401  (registers the Hangul fonts before any plot)",
         metadata={"tags": [LANG_TAG], "editable": False, "deletable": False})
 
 

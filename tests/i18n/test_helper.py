@@ -104,10 +104,11 @@ def test_update_keeps_a_stale_translation_as_fuzzy(tmp_path, monkeypatch):
     nb["cells"][3]["source"] = "## Predict: the pipeline as a DAG\n\nShorter now."
     (repo / "notebooks" / "x.ipynb").write_text(json.dumps(nb), encoding="utf-8")
     locale = repo / "locale"
-    target = locale / "ko" / "LC_MESSAGES" / "notebooks" / "x.po"
-    target.parent.mkdir(parents=True)
-    target.write_bytes(i18n.notebook_catalogue_path(PILOT).read_bytes())
+    source = i18n.notebook_catalogue_path(PILOT).read_bytes()
     monkeypatch.setattr(i18n, "LOCALE_DIR", locale)
+    target = i18n.notebook_catalogue_path("notebooks/x.ipynb")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(source)
     monkeypatch.setattr(catalog, "REPO_DIR", repo)
     catalog.update_notebook("notebooks/x.ipynb")
     states = {index: state for index, _, state in i18n.markdown_states(nb, "notebooks/x.ipynb")}
