@@ -40,9 +40,13 @@ $(SEMGREP_STAMP):
 	@touch $(SEMGREP_STAMP)
 
 # CloudMart starts before JupyterLab and stops when it exits (also on Ctrl-C).
+# COURSE_LANG=ko: the Korean learner notebooks (.lab/ko, from locale/ko) in JupyterLab's Korean language pack.
+LAB_DIR := $(if $(filter ko,$(COURSE_LANG)),.lab/ko/notebooks,notebooks)
+LAB_ENV := $(if $(filter ko,$(COURSE_LANG)),JUPYTERLAB_SETTINGS_DIR=.lab/ko/settings,)
 lab: install
+	$(if $(filter ko,$(COURSE_LANG)),$(BIN)/python -m course_i18n.notebooks .lab/ko/notebooks --lang ko --settings-dir .lab/ko/settings &&,) \
 	$(BIN)/cloudmart up && { trap '$(BIN)/cloudmart down' EXIT INT TERM; \
-		$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_ARGS) $(LAB_ARGS); }
+		$(LAB_ENV) $(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(ROOT_ARGS) $(LAB_ARGS); }
 
 test: install
 	$(BIN)/python -m pytest --durations=25 -rs $(PYTEST_ARGS)

@@ -7,7 +7,12 @@
    (`cloudmart up`) for the build and stop it afterwards (only if this build started it). With
    `--no-live`, or when the `cluster` package cannot run CloudMart, those notebooks keep their
    stored outputs.
-3. Run `sphinx-build -W --keep-going -n` into book/_build/html (warnings fail the build).
+3. Run `sphinx-build -W --keep-going -n` into book/_build/html/en (warnings fail the build), then
+   the Korean site into book/_build/html/ko: the source tree book/_build/src-ko (pages as they are,
+   notebooks with their markdown from locale/ko; book/_ext/cloudmart_book_i18n.py) translated by
+   Sphinx with locale/ko/LC_MESSAGES/<page>.po, the same configuration and the same execution
+   cache (only notebooks that print through course_i18n execute again, once, in Korean).
+   book/_build/html/index.html sends a reader to /en/. `--lang en` builds English only.
 
 Prints one JSON line at the end: build seconds and what was executed.
 """
@@ -30,10 +35,12 @@ BUILD_DIR = BOOK_DIR / "_build"
 NPM_DIR = BUILD_DIR / "npm"
 ASSETS_DIR = BUILD_DIR / "assets"
 HTML_DIR = BUILD_DIR / "html"
+LANGUAGES = ("en", "ko")
 CACHE_DIR = BUILD_DIR / ".jupyter_cache"
 
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
 from cloudmart_book import live_notebook_patterns  # noqa: E402
+from cloudmart_book_i18n import LANG_ENV, LANGUAGES as LANGUAGE_NAMES, prepare_source  # noqa: E402
 
 # (package folder in node_modules, file or folder inside it, destination under assets/)
 ASSET_COPIES = [
@@ -126,16 +133,16 @@ def cloudmart_available() -> bool:
 WIDGET_FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
 
 
-def widget_fonts_beside_pages() -> list[pathlib.Path]:
+def widget_fonts_beside_pages(site_dir: pathlib.Path) -> list[pathlib.Path]:
     """Copy the widget manager's fonts to `@jupyter-widgets/` beside every page that embeds widgets.
 
     The html-manager bundle's CSS asks for its icon fonts at `@jupyter-widgets/<hash>.<ext>`
     relative to the page, not to the script, so a notebook page in `notebooks/<day>/` would get a
     404 for each font as soon as a widget draws an icon. Returns the folders written."""
-    source = HTML_DIR / "_static" / "widgets"
+    source = site_dir / "_static" / "widgets"
     fonts = [f for f in source.iterdir() if f.suffix in WIDGET_FONT_SUFFIXES] if source.is_dir() else []
     written = []
-    for folder in sorted({page.parent for page in HTML_DIR.rglob("*.html")
+    for folder in sorted({page.parent for page in site_dir.rglob("*.html")
                           if "embed-amd.js" in page.read_text(errors="ignore")}):
         target = folder / "@jupyter-widgets"
         target.mkdir(exist_ok=True)
@@ -144,21 +151,42 @@ def widget_fonts_beside_pages() -> list[pathlib.Path]:
         written.append(target)
     return written
 
-def sphinx_build(env: dict[str, str]) -> None:
-    """The warning-free HTML build (-W --keep-going -n); raises CalledProcessError on a warning."""
+def sphinx_build(env: dict[str, str], language: str = "en") -> None:
+    """The warning-free HTML build of one language (-W --keep-going -n) into html/<language>;
+    raises CalledProcessError on a warning."""
+    site_dir = HTML_DIR / language
+    source = BOOK_DIR
+    env = dict(env, **{LANG_ENV: language})
+    if language != "en":
+        source = BUILD_DIR / f"src-{language}"
+        prepare_source(BOOK_DIR, REPO_DIR / "notebooks", source, language)
     try:
         subprocess.run(
-            [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", str(BOOK_DIR), str(HTML_DIR)],
+            [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", "-c", str(BOOK_DIR),
+             str(source), str(site_dir)],
             cwd=REPO_DIR,
             env=env,
             check=True,
         )
-        widget_fonts_beside_pages()
+        widget_fonts_beside_pages(site_dir)
     except subprocess.CalledProcessError:
         # Sphinx saved its environment anyway; an incremental rebuild would not re-read the pages
         # that warned and would pass silently. Forget it (the execution cache stays).
-        shutil.rmtree(HTML_DIR / ".doctrees", ignore_errors=True)
+        shutil.rmtree(site_dir / ".doctrees", ignore_errors=True)
         raise
+
+
+def write_language_index() -> pathlib.Path:
+    """html/index.html: sends a reader to the English site and links every language."""
+    links = " · ".join(f'<a href="{code}/index.html" hreflang="{code}">{name}</a>' for code, name in LANGUAGE_NAMES.items())
+    page = HTML_DIR / "index.html"
+    page.write_text(
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>CloudMart Course</title>'
+        '<meta http-equiv="refresh" content="0; url=en/index.html"></head>'
+        f"<body><p>{links}</p></body></html>\n",
+        encoding="utf-8",
+    )
+    return page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-live", action="store_true", help="keep stored outputs of notebooks that need a live CloudMart")
     parser.add_argument("--clean", action="store_true", help="remove the HTML output and the execution cache first")
+    parser.add_argument("--lang", default=",".join(LANGUAGES),
+                        help=f"languages to build, comma-separated (default: {','.join(LANGUAGES)})")
     args = parser.parse_args(argv)
+    languages = [code.strip() for code in args.lang.split(",") if code.strip()]
+    if not languages or set(languages) - set(LANGUAGES):
+        parser.error(f"--lang {args.lang!r}: valid languages are {', '.join(LANGUAGES)}")
 
     started = time.perf_counter()
     if args.clean:
@@ -174,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(HTML_DIR / ".doctrees", ignore_errors=True)
         shutil.rmtree(BUILD_DIR / "jupyter_execute", ignore_errors=True)
         shutil.rmtree(CACHE_DIR, ignore_errors=True)
+        shutil.rmtree(BUILD_DIR / "src-ko", ignore_errors=True)
     npm_ran = install_assets()
+    if (HTML_DIR / ".buildinfo").is_file():  # a site of the one-language layout: html/ itself
+        shutil.rmtree(HTML_DIR)
 
     env = dict(os.environ)
     # One CloudMart for this build and the notebooks' kernels, which run in their own folders.
@@ -195,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         elif not cloudmart_running(env):
             subprocess.run([sys.executable, "-m", "cluster.cli", "up"], cwd=REPO_DIR, env=env, check=True)
             started_cloudmart = True
+    seconds = {}
     try:
-        sphinx_build(env)
+        for language in languages:
+            began = time.perf_counter()
+            sphinx_build(env, language)
+            seconds[language] = round(time.perf_counter() - began, 2)
+        write_language_index()
     finally:
         if started_cloudmart:
             subprocess.run([sys.executable, "-m", "cluster.cli", "down"], cwd=REPO_DIR, env=env, check=False)
@@ -205,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "book_build_s": round(time.perf_counter() - started, 2),
                 "npm_ci": npm_ran,
+                "sphinx_s": seconds,
                 "live_notebooks_executed": to_execute_live,
                 "html": str(HTML_DIR.relative_to(REPO_DIR)),
             }

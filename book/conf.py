@@ -19,8 +19,13 @@ ASSETS_DIR = BOOK_DIR / "_build" / "assets"
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
 
 from cloudmart_book import live_notebook_patterns, sync_notebooks  # noqa: E402
+from cloudmart_book_i18n import book_language, korean_web_fonts  # noqa: E402
 
-sync_notebooks(BOOK_DIR.parent / "notebooks", BOOK_DIR / "notebooks")
+# CLOUDMART_BOOK_LANG=ko (book/build.py): the Korean site, from the source tree build.py prepared
+# in book/_build/src-ko with this folder as the configuration directory (-c book).
+BOOK_LANG = book_language()
+if BOOK_LANG == "en":
+    sync_notebooks(BOOK_DIR.parent / "notebooks", BOOK_DIR / "notebooks")
 
 project = "CloudMart Course"
 author = "CloudMart Course authors"
@@ -32,7 +37,15 @@ extensions = [
     "sphinx_book_theme",
     "sphinxcontrib.mermaid",
     "cloudmart_book",
+    "cloudmart_book_i18n",
 ]
+
+# --- languages: English is the source; translations in locale/<lang>/LC_MESSAGES/<page>.po ----
+language = BOOK_LANG
+locale_dirs = [str(BOOK_DIR.parent / "locale")]
+gettext_compact = False
+gettext_uuid = False
+gettext_location = False
 
 root_doc = "index"
 exclude_patterns = [
@@ -86,10 +99,14 @@ nb_ipywidgets_js = {
 
 # --- HTML theme ------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
-html_title = "CloudMart Course"
+html_title = {"en": "CloudMart Course", "ko": "CloudMart 코스"}[BOOK_LANG]
 html_favicon = "_static/favicon.svg"
 html_last_updated_fmt = None
-html_css_files = ["cloudmart.css"]
+html_css_files = ["cloudmart.css", "language-switcher.css"]
+if BOOK_LANG == "ko":
+    # Hangul glyphs for browsers without a Korean system font: NanumGothic as a web font.
+    html_static_path.append(str(korean_web_fonts(BOOK_DIR / "_build" / "fonts-ko")))
+    html_css_files.append("cloudmart-ko.css")
 html_theme_options = {
     "repository_url": "https://github.com/cloudmart-course/cloudmart-course",
     "repository_branch": "main",

@@ -43,6 +43,7 @@ __all__ = [
 RESULTS_ENV = "CLOUDMART_GRADING_RESULTS"
 
 from grading.variants import hidden_seeds, stamp, variant  # noqa: E402  (re-exported)
+from course_i18n import t  # noqa: E402  (feedback in the course language)
 
 # Modules whose import registers exercises; loaded on first use so that importing `grading`
 # stays cheap.
@@ -89,7 +90,7 @@ class Feedback:
         lines += [f"  [ok] {msg}" for msg in self.right]
         lines += [f"  [x]  {msg}" for msg in self.wrong]
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
+            lines.append("  " + t("hint: {hint}", hint=self.hint))
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -102,7 +103,7 @@ class Feedback:
             f'<li style="color:#2e7d32">&#10003; {esc(m)}</li>' for m in self.right
         ) + "".join(f'<li style="color:#c62828">&#10007; {esc(m)}</li>' for m in self.wrong)
         hint = (
-            f'<div style="margin-top:4px"><b>Hint:</b> {esc(self.hint)}</div>' if self.hint else ""
+            f'<div style="margin-top:4px"><b>{esc(t("Hint:"))}</b> {esc(self.hint)}</div>' if self.hint else ""
         )
         return (
             f'<div style="border-left:4px solid {colour};padding:4px 10px;font-family:sans-serif">'

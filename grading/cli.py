@@ -65,6 +65,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     students.add_argument("--secret-file", type=Path, default=None,
                           help="file holding the instructor secret that signs the stamps "
                                "(default: $CLOUDMART_INSTRUCTOR_SECRET)")
+    students.add_argument("--lang", default="en", choices=["en", "ko"],
+                          help="language of the notebooks' text (default: en; ko: from locale/ko)")
     students.set_defaults(func=student_notebooks_command)
 
 
@@ -123,14 +125,22 @@ def student_notebooks_command(args: argparse.Namespace) -> int:
             secret = instructor_secret(path=str(secret_file) if secret_file else None)
         except (OSError, ValueError) as err:
             return _fail(f"instructor secret: {err}")
+    language = getattr(args, "lang", "en") or "en"
+    untranslated: list[str] = []
+    transform = None
+    if language != "en":
+        from course_i18n.notebooks import localiser
+
+        transform = localiser(language, untranslated)
     try:
-        written = make_student_notebooks(args.src, args.out, roster=roster, secret=secret)
+        written = make_student_notebooks(args.src, args.out, roster=roster, secret=secret, transform=transform)
     except (OSError, ValueError) as err:
         return _fail(str(err))
     except Exception as err:  # a malformed notebook: say which, in one line
         return _fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
     per = f" for {len(roster)} learner(s)" if roster else ""
-    print(f"wrote {len(written)} student notebook(s){per} to {args.out}")
+    print(f"wrote {len(written)} student notebook(s){per} to {args.out}"
+          + (f" in {language}; {len(set(untranslated))} not translated yet stay in English" if language != "en" else ""))
     return 0
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 import grading
+from course_i18n import N_, t
 from grading import AnswerShapeError, Grader, exercise, variants
 
 __all__ = ["WORKFLOW_SCENARIO", "scenario", "workflow_events", "EXAMPLE_WORKFLOW"]
@@ -119,13 +120,13 @@ def workflow_events(s: dict[str, Any], seed: int) -> list[tuple[str, str, dict, 
                 "pull_request": {"head": {"ref": feature}, "base": {"ref": to}}}
 
     return [
-        ("PR opened into the default branch", "pull_request", pr("opened", base), set(JOBS_PIPELINE)),
-        ("PR updated (synchronize)", "pull_request", pr("synchronize", base), set(JOBS_PIPELINE)),
-        ("push to the default branch", "push", {"ref": f"refs/heads/{base}"}, set(JOBS_PIPELINE)),
-        ("push of a release tag", "push", {"ref": "refs/tags/" + good.format(**n)}, set(JOBS_RELEASE)),
-        ("PR into another branch", "pull_request", pr("opened", other), set()),
-        ("push to a feature branch", "push", {"ref": f"refs/heads/{feature}"}, set()),
-        ("push of a tag that is no release", "push", {"ref": "refs/tags/" + bad.format(**n)}, set()),
+        (N_("PR opened into the default branch"), "pull_request", pr("opened", base), set(JOBS_PIPELINE)),
+        (N_("PR updated (synchronize)"), "pull_request", pr("synchronize", base), set(JOBS_PIPELINE)),
+        (N_("push to the default branch"), "push", {"ref": f"refs/heads/{base}"}, set(JOBS_PIPELINE)),
+        (N_("push of a release tag"), "push", {"ref": "refs/tags/" + good.format(**n)}, set(JOBS_RELEASE)),
+        (N_("PR into another branch"), "pull_request", pr("opened", other), set()),
+        (N_("push to a feature branch"), "push", {"ref": f"refs/heads/{feature}"}, set()),
+        (N_("push of a tag that is no release"), "push", {"ref": "refs/tags/" + bad.format(**n)}, set()),
     ]
 
 
@@ -197,7 +198,7 @@ def check_workflow(answer: Any, g: Grader) -> None:
     from cluster import ci
 
     if not isinstance(answer, str) or not answer.strip():
-        raise AnswerShapeError("answer: give the workflow file's text, a non-empty str of YAML")
+        raise AnswerShapeError(t("answer: give the workflow file's text, a non-empty str of YAML"))
     s = scenario("day4.workflow")
     work = Path(tempfile.mkdtemp(prefix="grade-day4-"))
     try:
@@ -208,8 +209,8 @@ def check_workflow(answer: Any, g: Grader) -> None:
         try:
             wf = ci.load_workflow(path)
         except ci.WorkflowError as err:
-            g.miss(f"the workflow does not load: {str(err).split(': ', 1)[-1]}")
-            g.suggest("Validate the YAML first: actionlint prints the line and column of the problem.")
+            g.miss(t("the workflow does not load: {error}", error=str(err).split(": ", 1)[-1]))
+            g.suggest(t("Validate the YAML first: actionlint prints the line and column of the problem."))
             return
         # 1. which jobs each event starts (positives and negatives multiply)
         pos_ok = pos_n = neg_ok = neg_n = 0
@@ -230,21 +231,22 @@ def check_workflow(answer: Any, g: Grader) -> None:
                     wrong.append((label, sorted(got), sorted(expected)))
         behaviour = (pos_ok / pos_n) * (neg_ok / neg_n)
         if behaviour == 1:
-            g.award(4, "every event, shown and hidden, starts exactly the jobs it should")
+            g.award(4, t("every event, shown and hidden, starts exactly the jobs it should"))
         elif behaviour > 0:
-            g.partial(4 * behaviour, f"{pos_ok}/{pos_n} events that must run the pipeline and {neg_ok}/{neg_n} that must not are right")
+            g.partial(4 * behaviour, t("{pos_ok}/{pos_n} events that must run the pipeline and {neg_ok}/{neg_n} that must not are right",
+                                        pos_ok=pos_ok, pos_n=pos_n, neg_ok=neg_ok, neg_n=neg_n))
         else:
-            g.miss("no event starts the right jobs" if not pos_ok else "every event that must start nothing starts jobs")
+            g.miss(t("no event starts the right jobs") if not pos_ok else t("every event that must start nothing starts jobs"))
         for label, got, expected in wrong[:3]:
-            g.miss(f"{label}: the jobs started were {got or 'none'}")
+            g.miss(t("{event}: the jobs started were {jobs}", event=t(label), jobs=got or t("none")))
         if wrong:
-            g.suggest("Filter in `on:` (branches, tags, types) and keep `if:` for the job that only tags run; "
-                      "`cluster.ci.dry_run(path, event, payload)` shows what an event starts.")
+            g.suggest(t("Filter in `on:` (branches, tags, types) and keep `if:` for the job that only tags run; "
+                        "`cluster.ci.dry_run(path, event, payload)` shows what an event starts."))
         # 2. a real run of a push to the default branch produces the artifact
         key = _matrix_key(wf, s["python_versions"])
         produced = False
         if key is None:
-            g.miss(f"the test job has no matrix over exactly the Python versions {s['python_versions']}")
+            g.miss(t("the test job has no matrix over exactly the Python versions {versions}", versions=s["python_versions"]))
         elif behaviour > 0:
             host = ".".join(map(str, sys.version_info[:2]))
             artifacts = work / "artifacts"
@@ -256,33 +258,34 @@ def check_workflow(answer: Any, g: Grader) -> None:
                 files = list(artifacts.glob(f"*/{s['artifact']}/**/all.yaml"))
                 produced = run.ok and any(f"name: {configmap}" in f.read_text() for f in files)
                 if produced:
-                    g.award(2, f"a real act run uploads `{s['artifact']}` with the rendered manifests")
+                    g.award(2, t("a real act run uploads `{artifact}` with the rendered manifests", artifact=s["artifact"]))
                 else:
                     failed = run.steps[run.steps.result == "failure"]["step"].tolist()
-                    g.miss(f"the real act run did not upload `{s['artifact']}` with rendered/all.yaml"
-                           + (f" (failed steps: {failed[:3]})" if failed else ""))
+                    g.miss(t("the real act run did not upload `{artifact}` with rendered/all.yaml", artifact=s["artifact"])
+                           + (t(" (failed steps: {steps})", steps=failed[:3]) if failed else ""))
             except (ci.WorkflowError, ci.WorkflowTimeout) as err:
-                g.miss(f"the real act run failed: {err}")
+                g.miss(t("the real act run failed: {error}", error=err))
         # 3. hygiene, earned in proportion to the behaviour
         lint = _actionlint(path)
         high = _zizmor_high(path)
-        hygiene = [("actionlint is clean", not lint, f"actionlint: {lint[0] if lint else ''}"),
-                   ("zizmor finds nothing of high severity", not high, f"zizmor high findings: {', '.join(high)}"),
-                   ("permissions are least-privilege (contents: read)", _permissions_ok(wf),
-                    "permissions: missing or broader than contents: read"),
-                   ("a concurrency group per ref cancels superseded PR runs", _concurrency_ok(wf),
-                    "concurrency: no group per ref that cancels superseded pull-request runs")]
+        hygiene = [(t("actionlint is clean"), not lint, f"actionlint: {lint[0] if lint else ''}"),
+                   (t("zizmor finds nothing of high severity"), not high,
+                    t("zizmor high findings: {findings}", findings=", ".join(high))),
+                   (t("permissions are least-privilege (contents: read)"), _permissions_ok(wf),
+                    t("permissions: missing or broader than contents: read")),
+                   (t("a concurrency group per ref cancels superseded PR runs"), _concurrency_ok(wf),
+                    t("concurrency: no group per ref that cancels superseded pull-request runs"))]
         for good, ok, bad in hygiene:
             if ok and behaviour == 1:
                 g.award(1, good)
             elif ok and behaviour > 0:
-                g.partial(behaviour, good + " (counted in proportion to the events right)")
+                g.partial(behaviour, t("{criterion} (counted in proportion to the events right)", criterion=good))
             elif ok:
-                g.miss(good + ", but it counts only for a workflow that starts the right jobs")
+                g.miss(t("{criterion}, but it counts only for a workflow that starts the right jobs", criterion=good))
             else:
                 g.miss(bad)
         if high:
-            g.suggest("Run `zizmor --offline` on the file: each finding links to its audit's page, which names the fix.")
+            g.suggest(t("Run `zizmor --offline` on the file: each finding links to its audit's page, which names the fix."))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -174,13 +174,17 @@ def read_roster(path: str | Path) -> list[str]:
 
 def make_student_notebooks(src_dir: str | Path, out_dir: str | Path,
                            roster: list[str] | None = None,
-                           secret: str | bytes | None = None) -> list[Path]:
+                           secret: str | bytes | None = None,
+                           transform=None) -> list[Path]:
     """Write a student version of every ``*.ipynb`` under ``src_dir`` to the same relative path
     under ``out_dir``, and copy the files the notebooks read (data, images); return the paths of
     the student notebooks.
 
     With ``roster`` (learner ids) and the instructor ``secret``, write one stamped copy per
     learner under ``out_dir/<learner_id>/`` instead.
+
+    ``transform(nb, relative_path)``, if given, is applied to each solution notebook first (e.g.
+    :func:`course_i18n.notebooks.localiser`, which translates it).
 
     Hidden files and folders, ``__pycache__`` and the notebook tests' own files are left out.
     Raises ``ValueError`` if ``src_dir`` is not a folder or ``out_dir`` lies inside it.
@@ -196,7 +200,7 @@ def make_student_notebooks(src_dir: str | Path, out_dir: str | Path,
         written = []
         for learner_id in roster:
             signature = variants.sign(learner_id, secret)
-            for path in make_student_notebooks(src, out / learner_id):
+            for path in make_student_notebooks(src, out / learner_id, transform=transform):
                 nb = nbformat.read(path, as_version=4)
                 nbformat.write(stamp_notebook(nb, learner_id, signature), path)
                 written.append(path)
@@ -211,6 +215,8 @@ def make_student_notebooks(src_dir: str | Path, out_dir: str | Path,
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
+            if transform is not None:
+                nb = transform(nb, rel)
             nbformat.write(make_student_notebook(nb), target)
             written.append(target)
         else:

@@ -36,8 +36,14 @@ def built_site() -> pathlib.Path:
         timeout=1500,
     )
     assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
-    assert (HTML_DIR / "index.html").is_file()
-    return HTML_DIR
+    assert (HTML_DIR / "index.html").is_file() and (HTML_DIR / "ko" / "index.html").is_file()
+    return HTML_DIR / "en"
+
+
+@pytest.fixture(scope="session")
+def korean_site(built_site: pathlib.Path) -> pathlib.Path:
+    """The Korean site, built beside the English one (book/_build/html/ko)."""
+    return built_site.parent / "ko"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -46,9 +52,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def site_url(built_site: pathlib.Path):
-    """Base URL of the built site served on 127.0.0.1 at a free port."""
-    handler = functools.partial(_QuietHandler, directory=str(built_site))
+def server_url(built_site: pathlib.Path):
+    """Base URL of book/_build/html (every language) served on 127.0.0.1 at a free port."""
+    handler = functools.partial(_QuietHandler, directory=str(built_site.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -58,6 +64,18 @@ def site_url(built_site: pathlib.Path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def site_url(server_url: str) -> str:
+    """Base URL of the English site."""
+    return server_url + "en/"
+
+
+@pytest.fixture(scope="session")
+def korean_site_url(server_url: str) -> str:
+    """Base URL of the Korean site."""
+    return server_url + "ko/"
 
 
 @pytest.fixture(scope="session")
