@@ -34,9 +34,10 @@ of rate ``μ = c / s`` (``c`` the CPU request in cores, ``s`` CPU seconds per re
 ``λ = d / s`` with ``d`` = p99 of the measured CPU × the peak factor: its p99 response time is
 ``ln(100) · s / (c − d)`` exactly. Checks per service: memory ≥ p99 of the measured PSS × 1.1 (OOM
 risk); the p99 ≤ SLO at the top of the peak range and on hidden traffic days drawn inside it;
-spot only where tolerated. The saving is the monthly cost of the requests (the node's prices; spot
-at its discount) under the baseline, counted only for services that pass both checks, as a share
-of the largest saving that passes them. Points: saving (3) × share; memory (3) and CPU (3) ×
+spot only where tolerated. Per service, the saving is the monthly cost of the requests (the node's
+prices; spot at its discount) under the baseline's, as a share of what the smallest safe requests
+save; it is 0 for a service that fails a check, and where even the smallest safe requests cost
+more than the baseline, full only at (within 10 % of) them. The saving share is the mean. Points: saving (3) × share; memory (3) and CPU (3) ×
 their pass share × the saving share (oversizing everything is safe and saves nothing); spot
 exactly the tolerant services (1) if anything is saved.
 
@@ -389,7 +390,7 @@ def check_rightsizing(answer: Any, g: Grader) -> None:
     rng = np.random.default_rng(variants.hidden_seeds("day5.rightsizing", 1)[0])
     days = [s["peak_range"][1], *rng.uniform(*s["peak_range"], size=s["hidden_days"])]
     tolerant = set(s["spot_tolerant"]) & set(deps)
-    mem_ok, cpu_ok, saving, best = [], [], 0.0, 0.0
+    mem_ok, cpu_ok, shares, saving, best = [], [], [], 0.0, 0.0
     minimum = rightsizing_minimum(ev, s)
     for dep in deps:
         d, r = ev.data["deployments"][dep], reqs[dep]
@@ -402,16 +403,23 @@ def check_rightsizing(answer: Any, g: Grader) -> None:
         safe = m_ok and c_ok and (not on_spot or dep in tolerant)
         mem_ok.append(m_ok)
         cpu_ok.append(c_ok)
-        if safe:
-            saving += base - n * _monthly_request_cost(r["cpu_cores"], r["memory_mb"], node, on_spot, disc)
-        best += base - n * _monthly_request_cost(minimum[dep]["cpu_cores"], minimum[dep]["memory_mb"], node,
-                                                 dep in tolerant, disc)
-    frac = float(np.clip(saving / best, 0, 1)) if best > 0 else 0.0
+        cost = n * _monthly_request_cost(r["cpu_cores"], r["memory_mb"], node, on_spot, disc)
+        least = n * _monthly_request_cost(minimum[dep]["cpu_cores"], minimum[dep]["memory_mb"], node, dep in tolerant, disc)
+        best += base - least
+        if not safe:
+            shares.append(0.0)
+            continue
+        saving += base - cost
+        if base > least:            # the share of the possible saving this service makes
+            shares.append(float(np.clip((base - cost) / (base - least), 0, 1)))
+        else:                       # the baseline is below what is safe: the safe minimum is the best plan
+            shares.append(1.0 if cost <= 1.1 * least else 0.0)
+    frac = float(np.mean(shares))
     if frac >= 0.95:
-        g.award(3, f"saves {saving:.2f} USD a month against the baseline, within 5 % of the most a safe plan saves")
+        g.award(3, f"{saving:+.2f} USD a month against the baseline, within 5 % of the best safe plan per service")
     elif frac > 0:
-        g.partial(3 * frac, f"saves {saving:.2f} USD a month on the services it sizes safely; a safe plan saves "
-                            f"up to {best:.2f}")
+        g.partial(3 * frac, f"{saving:+.2f} USD a month on the services it sizes safely; the best safe plan makes "
+                            f"{best:+.2f}")
     else:
         g.miss("no saving on any service that is sized safely")
         g.suggest("Size each service from your own evidence: the p99 of what it used, scaled to the peak, "
