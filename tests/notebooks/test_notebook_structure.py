@@ -148,3 +148,32 @@ def test_the_assert_rule_catches_an_unchecked_cell():
     assert _asserted_names("assert r.summary['ok'] > 0") == {"r"}
     assert not _bound_names("print(1)") & _asserted_names("assert y")
     assert "nats_ms" in _bound_names("nats_ms = []\nawait nc.close()")
+
+
+EVERY_NOTEBOOK = sorted(NOTEBOOKS.glob("**/*.ipynb"))
+_TITLE_CALL = re.compile(r"\.(?:set_title|suptitle|title)\(\s*(.*)")
+
+
+def _computed(argument: str) -> bool:
+    """A title argument is computed when it is an f-string, a translated template with a field
+    (`t("… {gap:.0%} …", gap=…)`), or an expression — never a bare string literal."""
+    arg = argument.lstrip()
+    if re.match(r"[rRbB]?[fF]['\"]", arg):
+        return True
+    literal = re.match(r"""(?:t\(\s*)?(['"])(.*?)\1""", arg)
+    if literal is None:
+        return True                       # a variable or an expression
+    return arg.startswith("t(") and re.search(r"\{\w+", literal.group(2)) is not None
+
+
+@pytest.mark.parametrize("path", EVERY_NOTEBOOK, ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_every_plot_title_is_computed(path):
+    """Plot titles state what the run measured, so none is a hard-coded string (the lesson standard)."""
+    for cell in _code(_read(path)):
+        for argument in _TITLE_CALL.findall(cell.source):
+            assert _computed(argument), f"{path.name}: a plot title must be computed: {argument[:80]}"
+
+
+def test_the_title_rule_tells_computed_from_literal():
+    assert _computed('f"p99 {x:.1f} ms")') and _computed("title)") and _computed('t("within {gap:.0%}", gap=g)')
+    assert not _computed('"Latency vs load")') and not _computed('t("Latency vs load")')
