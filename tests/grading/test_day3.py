@@ -14,12 +14,7 @@ from grading import day3, testing, variants
 IDS = ["day3.authz_policy", "day3.rego_authz", "day3.control_stages"]
 
 
-@pytest.fixture(autouse=True)
-def no_stamp(monkeypatch):
-    monkeypatch.delenv(variants.STAMP_ENV, raising=False)
-    variants.clear_stamp()
-    yield
-    variants.clear_stamp()
+pytestmark = pytest.mark.usefixtures("no_stamp")   # each test sets the variant it needs
 
 
 # ----- correct answers ---------------------------------------------------------------------------

@@ -13,12 +13,7 @@ from grading import day4, testing, variants
 SOLUTION = (Path(__file__).with_name("day4_workflow_solution.yml")).read_text()
 
 
-@pytest.fixture(autouse=True)
-def no_stamp(monkeypatch):
-    monkeypatch.delenv(variants.STAMP_ENV, raising=False)
-    variants.clear_stamp()
-    yield
-    variants.clear_stamp()
+pytestmark = pytest.mark.usefixtures("no_stamp")   # each test sets the variant it needs
 
 
 def test_the_solution_scores_full_marks():

@@ -15,12 +15,7 @@ from sim.finops import rightsize
 IDS = ["day5.showback", "day5.rightsizing", "day5.alerts", "day5.lab_cost"]
 
 
-@pytest.fixture(autouse=True)
-def no_stamp(monkeypatch):
-    monkeypatch.delenv(variants.STAMP_ENV, raising=False)
-    variants.clear_stamp()
-    yield
-    variants.clear_stamp()
+pytestmark = pytest.mark.usefixtures("no_stamp")   # each test sets the variant it needs
 
 
 def largest_remainder(lines, bill):
