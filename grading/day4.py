@@ -3,8 +3,24 @@
 ==========================  ========  ============================================================
 exercise id                 notebook  answer shape
 ==========================  ========  ============================================================
+``day4.branching``          01        a dict: ``strategy``, ``release_branches``, ``release_every_days``, ``approval``
 ``day4.workflow``           02        the workflow file's text (a ``str`` of YAML)
 ==========================  ========  ============================================================
+
+**``day4.branching``.** The learner's variant (:func:`scenario`) is a mobile team: its size, the
+app versions it must keep supporting, a regulated approval of every production release that one
+approver takes ``approval_h`` for, the failure probability of one change and two targets. The
+answer picks a branching strategy (``trunk``, ``github_flow``, ``gitflow``), whether each
+supported version gets a release branch, how often releases ship (``release_every_days``, 0 for
+every merge) and the release gate (``none`` or ``environment``: a protected environment with
+required reviewers). Compliance is a gate: more than one supported version needs release
+branches (GitHub Flow has none: one deployable ``main``), and a regulated team needs the
+environment approval. The answer then runs through :class:`sim.delivery.TeamScenario` on the
+shown case and on hidden ones (other seeds, a busier or quieter team): lead time p85 within the
+target (4 points) and change failure rate within the target (3), in proportion to the cases met;
+the compliance rules (3) count in proportion to those delivery results. Speed and compliance
+pull apart: an approval of every merge queues at the approver, skipping it is not allowed, and a
+long release train is slow and ships big, risky batches.
 
 **``day4.workflow``.** The learner's variant (:func:`scenario`) names the default branch, the
 release tag pattern, the Python versions of the test matrix and the artifact name. The workflow
@@ -40,7 +56,8 @@ import grading
 from course_i18n import N_, t
 from grading import AnswerShapeError, Grader, exercise, variants
 
-__all__ = ["WORKFLOW_SCENARIO", "scenario", "workflow_events", "EXAMPLE_WORKFLOW"]
+__all__ = ["BRANCHING_SCENARIO", "WORKFLOW_SCENARIO", "scenario", "branching_cases", "workflow_events", "EXAMPLE_WORKFLOW",
+           "EXAMPLE_BRANCHING"]
 
 _BRANCHES = ("main", "trunk", "develop")
 _TAG_PATTERNS = (("v*", "v{major}.{minor}.{patch}", "nightly-{major}"), ("release-*", "release-{major}.{minor}", "v{major}.{minor}"))
@@ -83,11 +100,39 @@ jobs:
 """
 
 
+BRANCHING_SCENARIO = {
+    "devs": 12, "changes_per_dev_day": 1.0, "supported_versions": 2, "regulated": True, "approval_h": 2.3,
+    "p_fail_per_change": 0.01, "target_lead_time_p85_h": 36.0, "target_change_failure_rate": 0.10,
+}
+
+# the notebook's worked example (GitHub Flow, as the Predict section runs it)
+EXAMPLE_BRANCHING = {"strategy": "github_flow", "release_branches": False, "release_every_days": 0, "approval": "none"}
+APPROVALS = ("none", "environment")
+_BRANCHING_HIDDEN = 2
+BRANCHING_DAYS = 90.0
+
+
+def _branching_scenario(v: int) -> dict[str, Any]:
+    if v == 0:
+        return dict(BRANCHING_SCENARIO)
+    rng = variants.rng("day4.branching", v)
+    devs = int(rng.choice([10, 12, 14, 16]))
+    rate = float(rng.choice([0.8, 1.0, 1.2]))
+    # one approver is over-committed (load 1.1 to 1.3) if every merge needs an approval
+    approval_h = round(float(rng.uniform(1.1, 1.3)) * 24.0 / (devs * rate), 1)
+    return {"devs": devs, "changes_per_dev_day": rate, "supported_versions": int(rng.choice([2, 3])), "regulated": True,
+            "approval_h": approval_h, "p_fail_per_change": float(rng.choice([0.008, 0.01, 0.012])),
+            "target_lead_time_p85_h": float(rng.choice([36.0, 42.0, 48.0])),
+            "target_change_failure_rate": float(rng.choice([0.10, 0.12]))}
+
+
 def scenario(exercise_id: str = "day4.workflow", variant: int | None = None) -> dict[str, Any]:
-    """The current learner's scenario (variant 0: :data:`WORKFLOW_SCENARIO`)."""
-    if exercise_id != "day4.workflow":
-        raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day4.workflow")
+    """The current learner's scenario (variant 0: :data:`WORKFLOW_SCENARIO` or :data:`BRANCHING_SCENARIO`)."""
+    if exercise_id not in ("day4.workflow", "day4.branching"):
+        raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day4.workflow or day4.branching")
     v = variants.variant(exercise_id) if variant is None else variant
+    if exercise_id == "day4.branching":
+        return _branching_scenario(v)
     if v == 0:
         return dict(WORKFLOW_SCENARIO, python_versions=list(WORKFLOW_SCENARIO["python_versions"]))
     rng = variants.rng(exercise_id, v)
@@ -318,3 +363,120 @@ jobs:
     return {"empty": " ", "uniform: every job on every event": everything,
             "extreme: a tidy workflow that never runs on these events": never,
             "copied: the notebook's example workflow": EXAMPLE_WORKFLOW}
+
+
+# --- day4.branching ------------------------------------------------------------------------------
+
+def branching_cases(s: dict[str, Any]) -> list[tuple[int, float]]:
+    """(seed, changes per developer-day) of the shown case and the hidden ones for scenario ``s``."""
+    import numpy as np
+
+    cases = [(0, s["changes_per_dev_day"])]
+    for seed in variants.hidden_seeds("day4.branching", _BRANCHING_HIDDEN):
+        factor = float(np.random.default_rng(seed).uniform(0.85, 1.15))
+        cases.append((seed, round(s["changes_per_dev_day"] * factor, 3)))
+    return cases
+
+
+def _branching_answer(answer: Any) -> dict[str, Any]:
+    from sim.delivery import STRATEGIES
+
+    keys = ("strategy", "release_branches", "release_every_days", "approval")
+    if not isinstance(answer, dict) or set(answer) != set(keys):
+        raise AnswerShapeError(t("answer: give a dict with exactly the keys {keys}", keys=", ".join(keys)))
+    if answer["strategy"] not in STRATEGIES:
+        raise AnswerShapeError(t("strategy: got {got!r}; valid: one of {valid}", got=answer["strategy"], valid=", ".join(STRATEGIES)))
+    if not isinstance(answer["release_branches"], bool):
+        raise AnswerShapeError(t("release_branches: give True or False"))
+    every = answer["release_every_days"]
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 <= every <= 60:
+        raise AnswerShapeError(t("release_every_days: got {got!r}; valid: a number in [0, 60] (0: deploy every merge)", got=every))
+    if answer["strategy"] == "gitflow" and every == 0:
+        raise AnswerShapeError(t("release_every_days: GitFlow ships releases from develop on a schedule; valid: > 0"))
+    if answer["strategy"] == "github_flow" and every > 0:
+        raise AnswerShapeError(t("release_every_days: GitHub Flow deploys main on every merge; valid: 0"))
+    if answer["approval"] not in APPROVALS:
+        raise AnswerShapeError(t("approval: got {got!r}; valid: one of {valid}", got=answer["approval"], valid=", ".join(APPROVALS)))
+    return dict(answer)
+
+
+def branching_team(s: dict[str, Any], answer: dict[str, Any], changes_per_dev_day: float | None = None):
+    """The :class:`sim.delivery.TeamScenario` of an answer for scenario ``s``."""
+    from sim.delivery import TeamScenario
+
+    every = float(answer["release_every_days"])
+    return TeamScenario(devs=s["devs"], changes_per_dev_day=changes_per_dev_day or s["changes_per_dev_day"],
+                        strategy=answer["strategy"], release_train=answer["strategy"] == "trunk" and every > 0,
+                        release_cadence_days=every if every > 0 else 14.0,
+                        approval_h=s["approval_h"] if answer["approval"] == "environment" else 0.0,
+                        p_fail_per_change=s["p_fail_per_change"], days=BRANCHING_DAYS)
+
+
+@exercise("day4.branching", max_score=10)
+def check_branching(answer: Any, g: Grader) -> None:
+    """Answer: ``{"strategy", "release_branches", "release_every_days", "approval"}`` (see the module docstring)."""
+    import sim
+
+    a = _branching_answer(answer)
+    s = scenario("day4.branching")
+    # compliance is a gate: both rules or nothing
+    versions_ok = s["supported_versions"] < 2 or (a["release_branches"] and a["strategy"] != "github_flow")
+    approval_ok = not s["regulated"] or a["approval"] == "environment"
+    if not versions_ok:
+        g.miss(t("{n} app versions are supported, but this strategy keeps no release branch to fix the older ones on",
+                 n=s["supported_versions"]))
+        g.suggest(t("Which strategies let a fix land on a version that is already released? Look at where each one keeps that code."))
+    if not approval_ok:
+        g.miss(t("the team is regulated: every production release needs an approval gate"))
+    compliant = versions_ok and approval_ok
+    lead_ok = cfr_ok = 0
+    worst = []
+    for seed, rate in branching_cases(s):
+        r = sim.run(branching_team(s, a, rate), seed=seed)
+        p85, cfr = r.lead_time_percentile_h(0.85).value, r.change_failure_rate
+        lead_ok += p85 <= s["target_lead_time_p85_h"]
+        cfr_ok += cfr <= s["target_change_failure_rate"]
+        worst.append((p85, cfr))
+    n = len(worst)
+    speed, stability = lead_ok / n, cfr_ok / n
+    p85_max = max(p for p, _ in worst)
+    cfr_max = max(c for _, c in worst)
+    if not compliant:
+        g.miss(t("delivery is not scored for a non-compliant process (lead time p85 up to {p85:.0f} h, change failure rate up to {cfr:.0%})",
+                 p85=p85_max, cfr=cfr_max))
+        return
+    for points, share, good, bad in (
+            (4, speed, t("lead time p85 within {target:.0f} h in every case, shown and hidden", target=s["target_lead_time_p85_h"]),
+             t("lead time p85 within {target:.0f} h in {k}/{n} cases (worst {worst:.0f} h)", target=s["target_lead_time_p85_h"],
+               k=lead_ok, n=n, worst=p85_max)),
+            (3, stability, t("change failure rate within {target:.0%} in every case", target=s["target_change_failure_rate"]),
+             t("change failure rate within {target:.0%} in {k}/{n} cases (worst {worst:.0%})", target=s["target_change_failure_rate"],
+               k=cfr_ok, n=n, worst=cfr_max))):
+        if share == 1:
+            g.award(points, good)
+        elif share > 0:
+            g.partial(points * share, bad)
+        else:
+            g.miss(bad)
+    rules = (speed + stability) / 2
+    message = t("release branches for the supported versions and an approval gate for the regulated releases")
+    if rules == 1:
+        g.award(3, message)
+    elif rules > 0:
+        g.partial(3 * rules, t("{criterion} (counted in proportion to the delivery targets met)", criterion=message))
+    else:
+        g.miss(t("{criterion}, but it counts only for a process that meets a delivery target", criterion=message))
+    if speed < 1:
+        g.suggest(t("Look at where a change waits longest in the simulation: the approver's queue, or the release train."))
+    if stability < 1:
+        g.suggest(t("A release of b changes fails with 1 - (1 - p)^b: what sets b?"))
+
+
+@grading.trivial("day4.branching")
+def _branching_trivial(v: int) -> dict[str, Any]:
+    return {"empty": {},
+            "uniform: every safeguard at its maximum": {"strategy": "gitflow", "release_branches": True, "release_every_days": 60,
+                                                        "approval": "environment"},
+            "extreme: trunk, every merge straight to production": {"strategy": "trunk", "release_branches": False,
+                                                                    "release_every_days": 0, "approval": "none"},
+            "copied: the notebook's GitHub Flow example": dict(EXAMPLE_BRANCHING)}
