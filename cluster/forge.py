@@ -6,11 +6,12 @@
     run.conflict_rate, run.merges                  # one row per merged branch
 
 Every developer works on one branch at a time, opened from the tip of ``main`` and merged back
-with ``git merge --no-ff`` after ``branch_age_h`` hours. While the branch is open the developer
+after ``branch_age_h`` hours by git's own merge (``git merge-tree --write-tree``, the merge-ort
+machinery of ``git merge``; commits are written with dulwich into a bare repository). While the branch is open the developer
 edits CloudMart's real manifests (copies of ``cluster/manifests/base`` service Deployments) at
 ``edits_per_h`` file edits an hour, each edit rewriting a run of consecutive value lines whose
 length is drawn from ``sizes``. A merge that git cannot finish is a conflict: it is counted, then
-resolved for the branch (``-X theirs``) so the next merges start from a real tip. Time is
+resolved hunk by hunk for the branch (as ``-X theirs``) so the next merges start from a real tip. Time is
 scripted (hours are events in order, not wall time); every merge and conflict is git's own.
 
 ``change_sizes`` reads the course repository's own history. A shallow or fresh clone has too
@@ -98,17 +99,24 @@ class TeamRun:
         return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-class _Git:
-    def __init__(self, root: Path):
-        self.root = root
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), "-c", "merge.conflictStyle=merge", *args],
+                          capture_output=True, text=True, timeout=60)
 
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = ["git", "-C", str(self.root), "-c", "user.email=team@cloudmart.example", "-c", "user.name=CloudMart team",
-               "-c", "commit.gpgsign=false", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if check and proc.returncode:
-            raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
-        return proc
+
+def _take_theirs(text: str) -> str:
+    """Resolve git's conflict markers hunk by hunk in favour of the merged branch (`-X theirs`)."""
+    out, side = [], None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("<<<<<<< "):
+            side = "ours"
+        elif line.startswith("=======") and side == "ours":
+            side = "theirs"
+        elif line.startswith(">>>>>>> ") and side == "theirs":
+            side = None
+        elif side != "ours":
+            out.append(line)
+    return "".join(out)
 
 
 def _value_lines(text: str) -> list[int]:
@@ -146,53 +154,75 @@ def simulate_team(branch_age_h: float, devs: int = 6, branches: int = 60, edits_
         raise ValueError(f"branch_age_h: got {branch_age_h!r}; valid: > 0")
     if not edits_per_h > 0:
         raise ValueError(f"edits_per_h: got {edits_per_h!r}; valid: > 0")
+    from dulwich.index import commit_tree
+    from dulwich.object_store import tree_lookup_path
+    from dulwich.objects import Blob, Commit
+    from dulwich.repo import Repo
+
     sizes = sizes or change_sizes()
     rng = np.random.default_rng(seed)
     own_tmp = workdir is None
     root = Path(tempfile.mkdtemp(prefix="cloudmart-team-")) if own_tmp else Path(workdir)
     try:
-        repo = root / "cloudmart"
-        if repo.exists():
-            raise ValueError(f"workdir: {repo} exists; valid: a folder without a `cloudmart` repository")
-        for rel in MANIFESTS:
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / rel, repo / rel)
-        git = _Git(repo)
-        git("init", "-q", "-b", "main")
-        git("add", "-A")
-        git("commit", "-qm", "CloudMart manifests")
-        # events: (merge time, dev, opened time, base commit); each dev starts staggered
-        heap = []
+        path = root / "cloudmart.git"
+        if path.exists():
+            raise ValueError(f"workdir: {path} exists; valid: a folder without a `cloudmart.git` repository")
+        path.mkdir(parents=True)
+        repo = Repo.init_bare(str(path))
+        store = repo.object_store
+
+        def read(tree: bytes) -> dict[str, str]:
+            return {rel: store[tree_lookup_path(store.__getitem__, tree, rel.encode())[1]].data.decode() for rel in MANIFESTS}
+
+        def commit(files: dict[str, str], parents: list[bytes], hour: float, message: str) -> bytes:
+            entries = []
+            for rel in MANIFESTS:
+                blob = Blob.from_string(files[rel].encode())
+                if blob.id not in store:
+                    store.add_object(blob)
+                entries.append((rel.encode(), blob.id, 0o100644))
+            c = Commit()
+            c.tree = commit_tree(store, entries)
+            c.parents = parents
+            c.author = c.committer = b"CloudMart team <team@cloudmart.example>"
+            c.author_time = c.commit_time = 1767225600 + int(hour * 3600)   # scripted hours from 2026-01-01
+            c.author_timezone = c.commit_timezone = 0
+            c.message = message.encode()
+            store.add_object(c)
+            return c.id
+
+        contents: dict[bytes, dict[str, str]] = {}     # files of each tip of main, kept in memory
+        first = {rel: (REPO_ROOT / rel).read_text() for rel in MANIFESTS}
+        tip = commit(first, [], 0.0, "CloudMart manifests")
+        contents[tip] = first
+        heap = []   # (merge hour, dev, opened hour, base commit): one open branch per developer, staggered
         for d in range(devs):
             opened = float(rng.uniform(0, branch_age_h))
-            heapq.heappush(heap, (opened + branch_age_h, d, opened, None))
-        base_at: dict[int, str] = {}
+            heapq.heappush(heap, (opened + branch_age_h, d, opened, tip))
         rows, n = [], 0
-        tip = git("rev-parse", "HEAD").stdout.strip()
-        for d in range(devs):
-            base_at[d] = tip
         while n < branches:
-            merged, d, opened, _ = heapq.heappop(heap)
+            merged, d, opened, base = heapq.heappop(heap)
+            files = dict(contents[base])
             edits = max(1, int(rng.poisson(edits_per_h * branch_age_h)))
-            git("checkout", "-q", "-B", "work", base_at[d])
             for e in range(edits):
                 rel = MANIFESTS[int(rng.integers(len(MANIFESTS)))]
-                f = repo / rel
-                f.write_text(_edit(f.read_text(), rng, int(rng.choice(sizes.lines)), f"dev{d}-b{n}-e{e}"))
-            git("commit", "-qam", f"dev{d}: branch {n}")
-            branch = "work"
-            git("checkout", "-q", "main")
-            merge = git("merge", "-q", "--no-ff", "-m", f"merge branch {n}", branch, check=False)
-            conflict = merge.returncode != 0
+                files[rel] = _edit(files[rel], rng, int(rng.choice(sizes.lines)), f"dev{d}-b{n}-e{e}")
+            branch = commit(files, [base], merged, f"dev{d}: branch {n}")
+            merge = _git(path, "merge-tree", "--write-tree", tip.decode(), branch.decode())
+            if merge.returncode not in (0, 1):
+                raise RuntimeError(f"git merge-tree: {merge.stderr.strip()}")
+            conflict = merge.returncode == 1          # git could not merge it cleanly
+            result = read(merge.stdout.split()[0].encode())
             if conflict:
-                git("merge", "--abort")
-                git("merge", "-q", "--no-ff", "-X", "theirs", "-m", f"merge branch {n} (resolved)", branch)
+                result = {rel: _take_theirs(text) for rel, text in result.items()}
+            tip = commit(result, [tip, branch], merged, f"merge branch {n}" + (" (resolved)" if conflict else ""))
+            contents[tip] = result
             overlap = sum(max(0.0, min(merged, m) - max(opened, o)) for m, _, o, _ in heap)
             rows.append({"branch": n, "dev": d, "opened_h": opened, "merged_h": merged, "edits": edits,
                          "overlap_h": overlap, "conflict": conflict})
             n += 1
-            base_at[d] = git("rev-parse", "HEAD").stdout.strip()
-            heapq.heappush(heap, (merged + branch_age_h, d, merged, None))
+            heapq.heappush(heap, (merged + branch_age_h, d, merged, tip))
+        repo.refs[b"refs/heads/main"] = tip
         return TeamRun(pd.DataFrame(rows), float(branch_age_h), devs)
     finally:
         if own_tmp:
