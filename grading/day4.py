@@ -5,6 +5,7 @@ exercise id                 notebook  answer shape
 ==========================  ========  ============================================================
 ``day4.branching``          01        a dict: ``strategy``, ``release_branches``, ``release_every_days``, ``approval``
 ``day4.workflow``           02        the workflow file's text (a ``str`` of YAML)
+``day4.ci_design``          03        a dict: cache ``key``/``restore_keys``, ``max_parallel``, runners, ``runs_on``, concurrency
 ==========================  ========  ============================================================
 
 **``day4.branching``.** The learner's variant (:func:`scenario`) is a mobile team: its size, the
@@ -21,6 +22,19 @@ target (4 points) and change failure rate within the target (3), in proportion t
 the compliance rules (3) count in proportion to those delivery results. Speed and compliance
 pull apart: an approval of every merge queues at the approver, skipping it is not allowed, and a
 long release train is slow and ships big, risky batches.
+
+**``day4.ci_design``.** The variant names the lockfile, the test matrix, the pipelines per hour
+and the share from forks, runner prices, a mean-time target and a daily budget. The answer's
+expressions (cache key and restore keys, ``runs_on``, concurrency group and cancel) are evaluated
+by act itself on a fixture repository: three commits to ``main`` (one changes code only, one the
+lockfile), two pushes to one pull request and a pull request from a fork (hidden PR numbers and
+branch names). The key design read from act's ``hashFiles`` and the runner each event gets then
+go into :mod:`sim.delivery` (a cached dependency job, the matrix at ``max_parallel``, a
+self-hosted pool paid per hour or hosted runners paid per started minute) at the shown and hidden
+rates: time target and budget met together (4); the key changes with the lockfile and not with
+every commit (3); pushes to ``main`` never cancel each other (1); superseded PR runs are cancelled
+(1); no fork on a self-hosted runner (1). The rules count in proportion to the time-and-budget
+cases met.
 
 **``day4.workflow``.** The learner's variant (:func:`scenario`) names the default branch, the
 release tag pattern, the Python versions of the test matrix and the artifact name. The workflow
