@@ -3,8 +3,38 @@
 ==========================  ========  ============================================================
 exercise id                 notebook  answer shape
 ==========================  ========  ============================================================
+``day4.branching``          01        a dict: ``strategy``, ``release_branches``, ``release_every_days``, ``approval``
 ``day4.workflow``           02        the workflow file's text (a ``str`` of YAML)
+``day4.ci_design``          03        a dict: cache ``key``/``restore_keys``, ``max_parallel``, runners, ``runs_on``, concurrency
 ==========================  ========  ============================================================
+
+**``day4.branching``.** The learner's variant (:func:`scenario`) is a mobile team: its size, the
+app versions it must keep supporting, a regulated approval of every production release that one
+approver takes ``approval_h`` for, the failure probability of one change and two targets. The
+answer picks a branching strategy (``trunk``, ``github_flow``, ``gitflow``), whether each
+supported version gets a release branch, how often releases ship (``release_every_days``, 0 for
+every merge) and the release gate (``none`` or ``environment``: a protected environment with
+required reviewers). Compliance is a gate: more than one supported version needs release
+branches (GitHub Flow has none: one deployable ``main``), and a regulated team needs the
+environment approval. The answer then runs through :class:`sim.delivery.TeamScenario` on the
+shown case and on hidden ones (other seeds, a busier or quieter team): lead time p85 within the
+target (4 points) and change failure rate within the target (3), in proportion to the cases met;
+the compliance rules (3) count in proportion to those delivery results. Speed and compliance
+pull apart: an approval of every merge queues at the approver, skipping it is not allowed, and a
+long release train is slow and ships big, risky batches.
+
+**``day4.ci_design``.** The variant names the lockfile, the test matrix, the pipelines per hour
+and the share from forks, runner prices, a mean-time target and a daily budget. The answer's
+expressions (cache key and restore keys, ``runs_on``, concurrency group and cancel) are evaluated
+by act itself on a fixture repository: three commits to ``main`` (one changes code only, one the
+lockfile), two pushes to one pull request and a pull request from a fork (hidden PR numbers and
+branch names). The key design read from act's ``hashFiles`` and the runner each event gets then
+go into :mod:`sim.delivery` (a cached dependency job, the matrix at ``max_parallel``, a
+self-hosted pool paid per hour or hosted runners paid per started minute) at the shown and hidden
+rates: time target and budget met together (4); the key changes with the lockfile and not with
+every commit (3); pushes to ``main`` never cancel each other (1); superseded PR runs are cancelled
+(1); no fork on a self-hosted runner (1). The rules count in proportion to the time-and-budget
+cases met.
 
 **``day4.workflow``.** The learner's variant (:func:`scenario`) names the default branch, the
 release tag pattern, the Python versions of the test matrix and the artifact name. The workflow
@@ -40,7 +70,8 @@ import grading
 from course_i18n import N_, t
 from grading import AnswerShapeError, Grader, exercise, variants
 
-__all__ = ["WORKFLOW_SCENARIO", "scenario", "workflow_events", "EXAMPLE_WORKFLOW"]
+__all__ = ["BRANCHING_SCENARIO", "WORKFLOW_SCENARIO", "scenario", "branching_cases", "workflow_events", "EXAMPLE_WORKFLOW",
+           "EXAMPLE_BRANCHING"]
 
 _BRANCHES = ("main", "trunk", "develop")
 _TAG_PATTERNS = (("v*", "v{major}.{minor}.{patch}", "nightly-{major}"), ("release-*", "release-{major}.{minor}", "v{major}.{minor}"))
@@ -83,11 +114,41 @@ jobs:
 """
 
 
+BRANCHING_SCENARIO = {
+    "devs": 12, "changes_per_dev_day": 1.0, "supported_versions": 2, "regulated": True, "approval_h": 2.3,
+    "p_fail_per_change": 0.01, "target_lead_time_p85_h": 36.0, "target_change_failure_rate": 0.10,
+}
+
+# the notebook's worked example (GitHub Flow, as the Predict section runs it)
+EXAMPLE_BRANCHING = {"strategy": "github_flow", "release_branches": False, "release_every_days": 0, "approval": "none"}
+APPROVALS = ("none", "environment")
+_BRANCHING_HIDDEN = 2
+BRANCHING_DAYS = 90.0
+
+
+def _branching_scenario(v: int) -> dict[str, Any]:
+    if v == 0:
+        return dict(BRANCHING_SCENARIO)
+    rng = variants.rng("day4.branching", v)
+    devs = int(rng.choice([10, 12, 14, 16]))
+    rate = float(rng.choice([0.8, 1.0, 1.2]))
+    # one approver is over-committed (load 1.1 to 1.3) if every merge needs an approval
+    approval_h = round(float(rng.uniform(1.1, 1.3)) * 24.0 / (devs * rate), 1)
+    return {"devs": devs, "changes_per_dev_day": rate, "supported_versions": int(rng.choice([2, 3])), "regulated": True,
+            "approval_h": approval_h, "p_fail_per_change": float(rng.choice([0.008, 0.01, 0.012])),
+            "target_lead_time_p85_h": float(rng.choice([36.0, 42.0, 48.0])),
+            "target_change_failure_rate": float(rng.choice([0.10, 0.12]))}
+
+
 def scenario(exercise_id: str = "day4.workflow", variant: int | None = None) -> dict[str, Any]:
-    """The current learner's scenario (variant 0: :data:`WORKFLOW_SCENARIO`)."""
-    if exercise_id != "day4.workflow":
-        raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day4.workflow")
+    """The current learner's scenario (variant 0: :data:`WORKFLOW_SCENARIO` or :data:`BRANCHING_SCENARIO`)."""
+    if exercise_id not in ("day4.workflow", "day4.branching", "day4.ci_design"):
+        raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day4.workflow, day4.branching or day4.ci_design")
     v = variants.variant(exercise_id) if variant is None else variant
+    if exercise_id == "day4.branching":
+        return _branching_scenario(v)
+    if exercise_id == "day4.ci_design":
+        return _ci_scenario(v)
     if v == 0:
         return dict(WORKFLOW_SCENARIO, python_versions=list(WORKFLOW_SCENARIO["python_versions"]))
     rng = variants.rng(exercise_id, v)
@@ -318,3 +379,365 @@ jobs:
     return {"empty": " ", "uniform: every job on every event": everything,
             "extreme: a tidy workflow that never runs on these events": never,
             "copied: the notebook's example workflow": EXAMPLE_WORKFLOW}
+
+
+# --- day4.branching ------------------------------------------------------------------------------
+
+def branching_cases(s: dict[str, Any]) -> list[tuple[int, float]]:
+    """(seed, changes per developer-day) of the shown case and the hidden ones for scenario ``s``."""
+    import numpy as np
+
+    cases = [(0, s["changes_per_dev_day"])]
+    for seed in variants.hidden_seeds("day4.branching", _BRANCHING_HIDDEN):
+        factor = float(np.random.default_rng(seed).uniform(0.85, 1.15))
+        cases.append((seed, round(s["changes_per_dev_day"] * factor, 3)))
+    return cases
+
+
+def _branching_answer(answer: Any) -> dict[str, Any]:
+    from sim.delivery import STRATEGIES
+
+    keys = ("strategy", "release_branches", "release_every_days", "approval")
+    if not isinstance(answer, dict) or set(answer) != set(keys):
+        raise AnswerShapeError(t("answer: give a dict with exactly the keys {keys}", keys=", ".join(keys)))
+    if answer["strategy"] not in STRATEGIES:
+        raise AnswerShapeError(t("strategy: got {got!r}; valid: one of {valid}", got=answer["strategy"], valid=", ".join(STRATEGIES)))
+    if not isinstance(answer["release_branches"], bool):
+        raise AnswerShapeError(t("release_branches: give True or False"))
+    every = answer["release_every_days"]
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 <= every <= 60:
+        raise AnswerShapeError(t("release_every_days: got {got!r}; valid: a number in [0, 60] (0: deploy every merge)", got=every))
+    if answer["strategy"] == "gitflow" and every == 0:
+        raise AnswerShapeError(t("release_every_days: GitFlow ships releases from develop on a schedule; valid: > 0"))
+    if answer["strategy"] == "github_flow" and every > 0:
+        raise AnswerShapeError(t("release_every_days: GitHub Flow deploys main on every merge; valid: 0"))
+    if answer["approval"] not in APPROVALS:
+        raise AnswerShapeError(t("approval: got {got!r}; valid: one of {valid}", got=answer["approval"], valid=", ".join(APPROVALS)))
+    return dict(answer)
+
+
+def branching_team(s: dict[str, Any], answer: dict[str, Any], changes_per_dev_day: float | None = None):
+    """The :class:`sim.delivery.TeamScenario` of an answer for scenario ``s``."""
+    from sim.delivery import TeamScenario
+
+    every = float(answer["release_every_days"])
+    return TeamScenario(devs=s["devs"], changes_per_dev_day=changes_per_dev_day or s["changes_per_dev_day"],
+                        strategy=answer["strategy"], release_train=answer["strategy"] == "trunk" and every > 0,
+                        release_cadence_days=every if every > 0 else 14.0,
+                        approval_h=s["approval_h"] if answer["approval"] == "environment" else 0.0,
+                        p_fail_per_change=s["p_fail_per_change"], days=BRANCHING_DAYS)
+
+
+@exercise("day4.branching", max_score=10)
+def check_branching(answer: Any, g: Grader) -> None:
+    """Answer: ``{"strategy", "release_branches", "release_every_days", "approval"}`` (see the module docstring)."""
+    import sim
+
+    a = _branching_answer(answer)
+    s = scenario("day4.branching")
+    # compliance is a gate: both rules or nothing
+    versions_ok = s["supported_versions"] < 2 or (a["release_branches"] and a["strategy"] != "github_flow")
+    approval_ok = not s["regulated"] or a["approval"] == "environment"
+    if not versions_ok:
+        g.miss(t("{n} app versions are supported, but this strategy keeps no release branch to fix the older ones on",
+                 n=s["supported_versions"]))
+        g.suggest(t("Which strategies let a fix land on a version that is already released? Look at where each one keeps that code."))
+    if not approval_ok:
+        g.miss(t("the team is regulated: every production release needs an approval gate"))
+    compliant = versions_ok and approval_ok
+    lead_ok = cfr_ok = 0
+    worst = []
+    for seed, rate in branching_cases(s):
+        r = sim.run(branching_team(s, a, rate), seed=seed)
+        p85, cfr = r.lead_time_percentile_h(0.85).value, r.change_failure_rate
+        lead_ok += p85 <= s["target_lead_time_p85_h"]
+        cfr_ok += cfr <= s["target_change_failure_rate"]
+        worst.append((p85, cfr))
+    n = len(worst)
+    speed, stability = lead_ok / n, cfr_ok / n
+    p85_max = max(p for p, _ in worst)
+    cfr_max = max(c for _, c in worst)
+    if not compliant:
+        g.miss(t("delivery is not scored for a non-compliant process (lead time p85 up to {p85:.0f} h, change failure rate up to {cfr:.0%})",
+                 p85=p85_max, cfr=cfr_max))
+        return
+    for points, share, good, bad in (
+            (4, speed, t("lead time p85 within {target:.0f} h in every case, shown and hidden", target=s["target_lead_time_p85_h"]),
+             t("lead time p85 within {target:.0f} h in {k}/{n} cases (worst {worst:.0f} h)", target=s["target_lead_time_p85_h"],
+               k=lead_ok, n=n, worst=p85_max)),
+            (3, stability, t("change failure rate within {target:.0%} in every case", target=s["target_change_failure_rate"]),
+             t("change failure rate within {target:.0%} in {k}/{n} cases (worst {worst:.0%})", target=s["target_change_failure_rate"],
+               k=cfr_ok, n=n, worst=cfr_max))):
+        if share == 1:
+            g.award(points, good)
+        elif share > 0:
+            g.partial(points * share, bad)
+        else:
+            g.miss(bad)
+    rules = (speed + stability) / 2
+    message = t("release branches for the supported versions and an approval gate for the regulated releases")
+    if rules == 1:
+        g.award(3, message)
+    elif rules > 0:
+        g.partial(3 * rules, t("{criterion} (counted in proportion to the delivery targets met)", criterion=message))
+    else:
+        g.miss(t("{criterion}, but it counts only for a process that meets a delivery target", criterion=message))
+    if speed < 1:
+        g.suggest(t("Look at where a change waits longest in the simulation: the approver's queue, or the release train."))
+    if stability < 1:
+        g.suggest(t("A release of b changes fails with 1 - (1 - p)^b: what sets b?"))
+
+
+@grading.trivial("day4.branching")
+def _branching_trivial(v: int) -> dict[str, Any]:
+    return {"empty": {},
+            "uniform: every safeguard at its maximum": {"strategy": "gitflow", "release_branches": True, "release_every_days": 60,
+                                                        "approval": "environment"},
+            "extreme: trunk, every merge straight to production": {"strategy": "trunk", "release_branches": False,
+                                                                    "release_every_days": 0, "approval": "none"},
+            "copied: the notebook's GitHub Flow example": dict(EXAMPLE_BRANCHING)}
+
+
+# --- day4.ci_design ------------------------------------------------------------------------------
+
+CI_DESIGN_SCENARIO = {
+    "lockfile": "requirements.txt", "shards": 6, "shard_s": 60.0, "build_s": 90.0, "lockfile_change_p": 0.1,
+    "pipelines_per_h": 6.0, "fork_share": 0.25, "hosted_usd_per_min": 0.008, "hosted_start_s": 20.0,
+    "self_hosted_usd_per_h": 0.10, "target_mean_s": 150.0, "budget_usd_per_day": 12.5,
+}
+CI_KEYS = ("cache_key", "restore_keys", "max_parallel", "self_hosted_runners", "runs_on", "concurrency_group", "cancel_in_progress")
+_LOCKFILES = ("requirements.txt", "poetry.lock", "uv.lock", "requirements/ci.txt")
+_CI_HIDDEN = 2
+CI_PIPELINES = 300
+
+# the notebook's worked example: a key on the commit, everything on hosted runners, one group per workflow
+EXAMPLE_CI_DESIGN = {
+    "cache_key": "deps-${{ github.sha }}", "restore_keys": [], "max_parallel": 2, "self_hosted_runners": 0,
+    "runs_on": "ubuntu-latest", "concurrency_group": "${{ github.workflow }}", "cancel_in_progress": "true",
+}
+
+
+def _ci_scenario(v: int) -> dict[str, Any]:
+    if v == 0:
+        return dict(CI_DESIGN_SCENARIO)
+    rng = variants.rng("day4.ci_design", v)
+    return dict(CI_DESIGN_SCENARIO, lockfile=str(rng.choice(_LOCKFILES)), pipelines_per_h=float(rng.choice([5.0, 6.0])),
+                fork_share=float(rng.choice([0.2, 0.25])))
+
+
+def _ci_answer(answer: Any, s: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(answer, dict) or set(answer) != set(CI_KEYS):
+        raise AnswerShapeError(t("answer: give a dict with exactly the keys {keys}", keys=", ".join(CI_KEYS)))
+    for key in ("cache_key", "runs_on", "concurrency_group", "cancel_in_progress"):
+        if not isinstance(answer[key], str) or not answer[key].strip() or "\n" in answer[key]:
+            raise AnswerShapeError(t("{key}: give a one-line, non-empty str (an expression may use ${{{{ }}}})", key=key))
+    if not isinstance(answer["restore_keys"], list) or not all(isinstance(k, str) and k.strip() for k in answer["restore_keys"]):
+        raise AnswerShapeError(t("restore_keys: give a list of non-empty str (may be empty)"))
+    mp, runners = answer["max_parallel"], answer["self_hosted_runners"]
+    if isinstance(mp, bool) or not isinstance(mp, int) or not 1 <= mp <= s["shards"]:
+        raise AnswerShapeError(t("max_parallel: got {got!r}; valid: an int in [1, {n}] (the matrix has {n} shards)", got=mp, n=s["shards"]))
+    if isinstance(runners, bool) or not isinstance(runners, int) or not 0 <= runners <= 20:
+        raise AnswerShapeError(t("self_hosted_runners: got {got!r}; valid: an int in [0, 20]", got=runners))
+    return dict(answer)
+
+
+def _probe_workflow(a: dict[str, Any]) -> str:
+    env = {"KEY": a["cache_key"], "GROUP": a["concurrency_group"], "CANCEL": a["cancel_in_progress"], "RUNS_ON": a["runs_on"]}
+    env.update({f"RESTORE_{i}": k for i, k in enumerate(a["restore_keys"])})
+    printed = " ".join(f'"{name}=${name}"' for name in env)
+    wf = {"on": ["push", "pull_request"], "permissions": {"contents": "read"},
+          "jobs": {"probe": {"runs-on": "ubuntu-latest", "steps": [
+              {"uses": "actions/checkout@v4"}, {"env": env, "run": f"printf 'probe:%s\\n' {printed}"}]}}}
+    return yaml.safe_dump(wf, sort_keys=False)
+
+
+def _probe_fixture(root: Path, s: dict[str, Any], workflow: str) -> Path:
+    (root / ".github/workflows").mkdir(parents=True)
+    (root / ".github/workflows/probe.yml").write_text(workflow)
+    lock = root / s["lockfile"]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("fastapi==0.115.0\nhttpx==0.27.2\n")
+    (root / "src").mkdir()
+    (root / "src/app.py").write_text("VERSION = 1\n")
+    _commit(root, "init", "-b", "main")
+    return root
+
+
+def _commit(root: Path, message: str, *init: str) -> None:
+    git = ["git", "-C", str(root), "-c", "user.email=grader@example.com", "-c", "user.name=grader"]
+    steps = ([["init", "-q", *init]] if init else []) + [["add", "-A"], ["commit", "-qm", message]]
+    for args in steps:
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=30)
+
+
+def _probe(path: Path, event: str, payload: dict) -> dict[str, str]:
+    from cluster import ci
+
+    run = ci.run_workflow(path, event, payload, timeout_s=TIMEOUT_S)
+    if not run.ok:
+        raise ci.WorkflowError(t("act could not evaluate the expressions: {error}", error=run.output()[-300:].strip()))
+    out = {}
+    for line in run.output().splitlines():
+        if line.startswith("probe:") and "=" in line:
+            k, v = line[len("probe:"):].split("=", 1)
+            out[k] = v
+    return out
+
+
+def ci_design_probes(answer: dict[str, Any], s: dict[str, Any], seed: int = 0) -> dict[str, dict[str, str]]:
+    """What act makes of the answer's expressions: on three commits to main (A, A' with a code change,
+    B with a lockfile change), two pushes of one pull request and a pull request from a fork."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    number = int(rng.integers(2, 900))
+    branch = f"feature/{rng.choice(['cart', 'search', 'promo'])}-{int(rng.integers(10, 99))}"
+    work = Path(tempfile.mkdtemp(prefix="grade-day4-ci-"))
+    try:
+        repo = _probe_fixture(work / "repo", s, _probe_workflow(answer))
+        path = repo / ".github/workflows/probe.yml"
+
+        def pr(fork: bool) -> dict:
+            return {"action": "synchronize", "number": number,
+                    "pull_request": {"number": number, "head": {"ref": branch, "repo": {"fork": fork}}, "base": {"ref": "main"}}}
+
+        out = {"push A": _probe(path, "push", {"ref": "refs/heads/main"}), "pr A": _probe(path, "pull_request", pr(False)),
+               "fork pr": _probe(path, "pull_request", pr(True))}
+        (repo / "src/app.py").write_text("VERSION = 2\n")
+        _commit(repo, "code change")
+        out["push A2"] = _probe(path, "push", {"ref": "refs/heads/main"})
+        out["pr A2"] = _probe(path, "pull_request", pr(False))
+        (repo / s["lockfile"]).write_text("fastapi==0.115.0\nhttpx==0.28.1\n")
+        _commit(repo, "lockfile change")
+        out["push B"] = _probe(path, "push", {"ref": "refs/heads/main"})
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _key_design(p: dict[str, dict[str, str]]) -> str:
+    same_code = p["push A"]["KEY"] == p["push A2"]["KEY"]
+    moved_lock = p["push A2"]["KEY"] != p["push B"]["KEY"]
+    return "lockfile_hash" if same_code and moved_lock else ("static" if same_code else "commit_sha")
+
+
+def ci_design_pipeline(s: dict[str, Any], answer: dict[str, Any], key: str, restore: bool, self_hosted: bool):
+    """The sim.delivery pipeline of an answer: a cached dependency build, then the test matrix."""
+    from sim.delivery import CacheModel, Job, PipelineScenario, RunnerPool
+
+    cache = CacheModel(build_s=s["build_s"], restore_s=5.0, save_s=8.0, lockfile_change_p=s["lockfile_change_p"], key=key,
+                       restore_keys=restore)
+    jobs = {"deps": Job(1.0, cache=cache),
+            "test": Job(s["shard_s"], needs=("deps",), shards=s["shards"], max_parallel=answer["max_parallel"])}
+    if self_hosted:
+        pool = RunnerPool(count=answer["self_hosted_runners"], kind="self-hosted", usd_per_h=s["self_hosted_usd_per_h"])
+    else:
+        pool = RunnerPool(count=20, kind="hosted", usd_per_min=s["hosted_usd_per_min"], start_s=s["hosted_start_s"])
+    return PipelineScenario(jobs, pool)
+
+
+def ci_design_outcome(s: dict[str, Any], answer: dict[str, Any], key: str, restore: bool, forks_self_hosted: bool,
+                      trusted_self_hosted: bool, seed: int = 0, pipelines_per_h: float | None = None) -> dict[str, float]:
+    """Mean pipeline seconds and dollars per day of the answer (trusted and fork pipelines on their runners)."""
+    import sim
+
+    rate = pipelines_per_h or s["pipelines_per_h"]
+    shares = {"trusted": (1 - s["fork_share"], trusted_self_hosted), "fork": (s["fork_share"], forks_self_hosted)}
+    on_self = sum(share for share, sh in shares.values() if sh)
+    mean_s = cost = 0.0
+    if on_self:
+        r = sim.run(ci_design_pipeline(s, answer, key, restore, True), seed=seed, pipelines_per_h=rate * on_self, n_pipelines=CI_PIPELINES)
+        mean_s += on_self * r.mean_makespan_s.value
+        cost += answer["self_hosted_runners"] * s["self_hosted_usd_per_h"] * 24
+    if on_self < 1:
+        r = sim.run(ci_design_pipeline(s, answer, key, restore, False), seed=seed + 1, pipelines_per_h=rate * (1 - on_self),
+                    n_pipelines=CI_PIPELINES)
+        mean_s += (1 - on_self) * r.mean_makespan_s.value
+        cost += r.cost_per_pipeline_usd * rate * (1 - on_self) * 24
+    return {"mean_s": mean_s, "usd_per_day": cost}
+
+
+@exercise("day4.ci_design", max_score=10)
+def check_ci_design(answer: Any, g: Grader) -> None:
+    """Answer: a dict with the keys in :data:`CI_KEYS` (see ``help(grading.day4)`` and notebook 03)."""
+    import numpy as np
+
+    from cluster import ci
+
+    s = scenario("day4.ci_design")
+    a = _ci_answer(answer, s)
+    seeds = variants.hidden_seeds("day4.ci_design", _CI_HIDDEN)
+    try:
+        p = ci_design_probes(a, s, seed=seeds[0])
+    except (ci.WorkflowError, ci.WorkflowTimeout) as err:
+        g.miss(t("the expressions do not evaluate under act: {error}", error=str(err)[:300]))
+        return
+    key = _key_design(p)
+    restore = any(p["push B"].get(f"RESTORE_{i}", "") and p["push B"]["KEY"].startswith(p["push B"][f"RESTORE_{i}"])
+                  and p["push B"][f"RESTORE_{i}"] != p["push B"]["KEY"] for i in range(len(a["restore_keys"])))
+    fork_self = "self-hosted" in p["fork pr"]["RUNS_ON"]
+    trusted_self = "self-hosted" in p["push A"]["RUNS_ON"]
+    if (fork_self or trusted_self) and a["self_hosted_runners"] == 0:
+        g.miss(t("runs-on picks self-hosted runners, but the pool has none: those jobs would wait forever"))
+        return
+    # 1. the sim: mean pipeline time within the target and cost within the budget, shown and hidden rates
+    cases = [(0, s["pipelines_per_h"])] + [(sd, s["pipelines_per_h"] * float(np.random.default_rng(sd).uniform(0.9, 1.1))) for sd in seeds]
+    fast = cheap = both = 0
+    worst_s = worst_usd = 0.0
+    for seed, rate in cases:
+        o = ci_design_outcome(s, a, key, restore, fork_self, trusted_self, seed=seed % 10_000, pipelines_per_h=rate)
+        fast += o["mean_s"] <= s["target_mean_s"]
+        cheap += o["usd_per_day"] <= s["budget_usd_per_day"]
+        both += o["mean_s"] <= s["target_mean_s"] and o["usd_per_day"] <= s["budget_usd_per_day"]
+        worst_s, worst_usd = max(worst_s, o["mean_s"]), max(worst_usd, o["usd_per_day"])
+    share = both / len(cases)
+    summary = t("mean pipeline {mean:.0f} s (target {target:.0f} s), {usd:.2f} USD a day (budget {budget:.2f}), worst case",
+                mean=worst_s, target=s["target_mean_s"], usd=worst_usd, budget=s["budget_usd_per_day"])
+    if share == 1:
+        g.award(4, t("the sim meets the time target and the budget in every case: {summary}", summary=summary))
+    elif share > 0:
+        g.partial(4 * share, t("time and budget met together in {k}/{n} cases: {summary}", k=both, n=len(cases), summary=summary))
+    else:
+        g.miss(t("time and budget are never met together: {summary}", summary=summary))
+        if fast and not cheap:
+            g.suggest(t("Fast but over budget: compare what an idle self-hosted runner costs with what a hosted minute costs."))
+        elif cheap and not fast:
+            g.suggest(t("Cheap but slow: where does a pipeline spend its time, the dependency build or the matrix waves?"))
+    weight = max(share, 0.0)
+    # 2. rules from act's own evaluation, counted in proportion to the sim
+    rules = [
+        (3, key == "lockfile_hash", t("the cache key changes with the lockfile and not with every commit (act's hashFiles)"),
+         {"static": t("the cache key does not change when the lockfile changes: a stale cache"),
+          "commit_sha": t("the cache key changes on every commit: it never hits")}.get(key, "")),
+        (1, p["push A"]["GROUP"] != p["push A2"]["GROUP"] or (p["push A"]["CANCEL"] == "false" and p["push A2"]["CANCEL"] == "false"),
+         t("two pushes to main never cancel each other (their deploys all finish)"),
+         t("a second push to main cancels the first one's run: a deploy can be cut off")),
+        (1, p["pr A"]["GROUP"] == p["pr A2"]["GROUP"] and p["pr A2"]["CANCEL"] == "true",
+         t("a new push to a pull request cancels its superseded run"),
+         t("a pull request's superseded runs are not cancelled (one group per PR, cancel-in-progress true)")),
+        (1, not fork_self, t("pull requests from forks never reach a self-hosted runner"),
+         t("a fork's pull request runs on a self-hosted runner: anyone could run code on that machine")),
+    ]
+    for points, ok, good, bad in rules:
+        if ok and weight == 1:
+            g.award(points, good)
+        elif ok and weight > 0:
+            g.partial(points * weight, t("{criterion} (counted in proportion to the time and budget cases met)", criterion=good))
+        elif ok:
+            g.miss(t("{criterion}, but it counts only for a design that meets time and budget together", criterion=good))
+        else:
+            g.miss(bad)
+    if key != "lockfile_hash":
+        g.suggest(t("Evaluate your key on two commits that differ only in code, and on one that changes the lockfile."))
+
+
+@grading.trivial("day4.ci_design")
+def _ci_design_trivial(v: int) -> dict[str, Any]:
+    s = _ci_scenario(v)
+    everything = {"cache_key": "deps", "restore_keys": [], "max_parallel": s["shards"], "self_hosted_runners": 20,
+                  "runs_on": "self-hosted", "concurrency_group": "${{ github.workflow }}", "cancel_in_progress": "true"}
+    cheapest = {"cache_key": "deps-${{ github.sha }}", "restore_keys": ["deps-"], "max_parallel": 1, "self_hosted_runners": 1,
+                "runs_on": "self-hosted", "concurrency_group": "${{ github.ref }}", "cancel_in_progress": "false"}
+    return {"empty": {}, "uniform: every runner and every shard at once": everything,
+            "extreme: one self-hosted runner, one shard at a time": cheapest,
+            "copied: the notebook's example design": dict(EXAMPLE_CI_DESIGN)}

@@ -366,7 +366,9 @@ class TeamScenario:
     other branch open at the same time adds conflict hazard ``p_conflict_per_overlap_h`` per hour
     of overlap; a conflict costs ``conflict_fix_h``. ``trunk`` and ``github_flow`` deploy every
     merge (``deploy_h``); ``gitflow`` merges into ``develop`` and ships a release every
-    ``release_cadence_days`` (plus ``approval_h`` when releases need approval). A deploy of b changes
+    ``release_cadence_days``, and so does ``trunk`` with ``release_train=True`` (releases cut from
+    trunk on a schedule). With ``approval_h`` every production deploy (a single change or a
+    release) first waits for one of ``approvers`` for that long. A deploy of b changes
     fails with ``1 - (1 - p_fail_per_change)^b``; it is restored in ``detect_h`` plus a revert and
     redeploy for a single change, or a hotfix of ``diagnose_h_per_change·b`` for a batch.
     """
@@ -380,6 +382,8 @@ class TeamScenario:
     review_h: float = 1.0
     release_cadence_days: float = 14.0
     approval_h: float = 0.0
+    approvers: int = 1
+    release_train: bool = False
     p_conflict_per_overlap_h: float = 0.002
     conflict_fix_h: float = 1.0
     p_fail_per_change: float = 0.02
@@ -398,6 +402,10 @@ class TeamScenario:
         for name in ("review_h", "approval_h", "conflict_fix_h", "detect_h", "diagnose_h_per_change"):
             check_nonnegative(name, getattr(self, name))
         check_int("reviewers", self.reviewers, minimum=0)
+        check_int("approvers", self.approvers)
+        if self.release_train and self.strategy == "github_flow":
+            raise ValueError("release_train: got True with github_flow; valid: False (GitHub Flow deploys main on every merge) "
+                             "or strategy trunk / gitflow")
         check_fraction("p_conflict_per_overlap_h", self.p_conflict_per_overlap_h)
         check_fraction("p_fail_per_change", self.p_fail_per_change)
         if self.reviewers == 0 and self.strategy != "trunk":
@@ -408,6 +416,8 @@ class TeamScenario:
         env = simpy.Environment()
         horizon_h = self.days * 24.0
         review = simpy.Resource(env, capacity=max(self.reviewers, 1))
+        approver = simpy.Resource(env, capacity=self.approvers)
+        train = self.strategy == "gitflow" or self.release_train
         open_branches: dict[int, float] = {}
         changes: list[dict] = []
         pending: list[int] = []  # merged into develop, waiting for the release train
@@ -419,6 +429,10 @@ class TeamScenario:
             return sum(env.now - max(opened, other) for k, other in open_branches.items() if k != cid)
 
         def deploy(batch_ids):
+            if self.approval_h:
+                with approver.request() as a:
+                    yield a
+                    yield env.timeout(self.approval_h)
             yield env.timeout(self.deploy_h)
             b = len(batch_ids)
             failed = rng.random() < 1.0 - (1.0 - self.p_fail_per_change) ** b
@@ -446,7 +460,7 @@ class TeamScenario:
                 yield env.timeout(self.conflict_fix_h)
             del open_branches[cid]
             changes[cid].update(merged_h=env.now, conflict=conflict, branch_age_h=env.now - opened)
-            if self.strategy == "gitflow":
+            if train:
                 pending.append(cid)
             else:
                 env.process(deploy([cid]))
@@ -463,12 +477,10 @@ class TeamScenario:
                 batch = list(pending)
                 pending.clear()
                 if batch:
-                    if self.approval_h:
-                        yield env.timeout(self.approval_h)
                     env.process(deploy(batch))
 
         env.process(arrivals())
-        if self.strategy == "gitflow":
+        if train:
             env.process(release_train())
         env.run(until=horizon_h)
         done = pd.DataFrame([c for c in changes if c.get("deployed_h") is not None])

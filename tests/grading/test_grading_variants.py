@@ -120,7 +120,7 @@ def test_compensation_rate_function_is_checked_on_hidden_profiles(answers):
 FAST = ["day1.decomposition", "day1.lab1_cost", "day1.lab1_nodes", "day1.patterns",
         "day1.tradeoffs"]
 SIMULATED = ["day1.challenge", "day1.communication"]
-ACTED = ["day4.workflow"]  # graded by act; its trivial answers are tested in test_day4.py
+ACTED = ["day4.branching", "day4.ci_design", "day4.workflow"]  # sim and act; trivial answers tested in test_day4.py
 DAY3 = ["day3.authz_policy", "day3.control_stages", "day3.rego_authz"]  # trivial answers tested in test_day3.py
 FINOPS = ["day5.alerts", "day5.lab_cost", "day5.rightsizing", "day5.showback"]  # tested in test_day5.py
 

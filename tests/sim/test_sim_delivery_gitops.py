@@ -132,3 +132,29 @@ def test_reconcile_converges_in_half_a_poll_plus_sync_plus_rollout():
     assert webhook.converge_s.max() == pytest.approx(1 + 2 + 12)
     assert r.drift_lifetime_s == 5 + 2
     assert sim.run(ReconcileScenario(self_heal=False, n_commits=10), seed=0).drift_lifetime_s == math.inf
+
+
+def test_approval_of_every_deploy_queues_as_m_d_1():
+    """Per-change approvals by one approver: merges arrive about Poisson, each approval takes a fixed
+    time, so the wait before a deploy is Pollaczek-Khinchine's M/D/1 queue, rho·a / (2 (1 - rho))."""
+    approval_h, devs, rate = 1.0, 8, 1.5            # 0.5 merges an hour: rho = 0.5
+    team = TeamScenario(devs=devs, changes_per_dev_day=rate, strategy="github_flow", approval_h=approval_h,
+                        p_conflict_per_overlap_h=0.0, days=400.0)
+    r = sim.run(team, seed=3)
+    rho = devs * rate / 24.0 * approval_h
+    expected_wait = rho * approval_h / (2 * (1 - rho))
+    waited = (r.changes["deployed_h"] - r.changes["merged_h"] - team.deploy_h - approval_h).mean()
+    assert waited == pytest.approx(expected_wait, rel=0.15)
+    overloaded = sim.run(TeamScenario(devs=devs, changes_per_dev_day=rate, strategy="github_flow", approval_h=2.2,
+                                      p_conflict_per_overlap_h=0.0, days=60.0), seed=3)
+    assert overloaded.lead_time_percentile_h(0.85).value > 5 * r.lead_time_percentile_h(0.85).value   # rho > 1: no steady state
+
+
+def test_a_trunk_release_train_batches_like_gitflow():
+    common = dict(devs=8, p_conflict_per_overlap_h=0.0, release_cadence_days=1.0, days=60.0)
+    flow = sim.run(TeamScenario(strategy="trunk", **common), seed=5)
+    train = sim.run(TeamScenario(strategy="trunk", release_train=True, **common), seed=5)
+    assert flow.mean_batch == 1.0 and train.mean_batch == pytest.approx(8.0, rel=0.2)      # a day's changes per release
+    assert train.lead_time_h.value - flow.lead_time_h.value == pytest.approx(12.0, rel=0.25)  # half a cadence
+    with pytest.raises(ValueError, match="release_train"):
+        TeamScenario(strategy="github_flow", release_train=True)
