@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check that CloudMart can run here (starts nothing)")
     doctor.add_argument("--port", type=int, default=None, help="gateway port to check (default $CLOUDMART_GATEWAY_PORT or 8080)")
+    doctor.add_argument("--live", action="store_true",
+                        help="also start CloudMart (unless up), answer the first live cell, stop what it started")
+    doctor.add_argument("--json", action="store_true", help="the checks as JSON")
 
     st = sub.add_parser("status", help="target, gateway URL, replicas wanted/ready")
     st.add_argument("--json", action="store_true")
@@ -307,7 +310,7 @@ def cmd_doctor(args) -> int:
     from cluster import doctor
     from cluster.local import gateway_port, state_dir
 
-    return doctor.run(state_dir(args.state_dir), gateway_port(args.port))
+    return doctor.run(state_dir(args.state_dir), gateway_port(args.port), live=args.live, as_json=args.json)
 
 
 COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
