@@ -129,6 +129,7 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S,
         env = dict(os.environ, **{
             RESULTS_ENV: str(results),
             "MPLBACKEND": "Agg",
+            "CLOUDMART_CLASS_URL": "",   # grading a submission is not the learner's progress
             # Live cells reach the grader's own CloudMart (the one `cloudmart up` started here),
             # not a new one per submission in a folder that is deleted afterwards.
             STATE_DIR_ENV: str(Path(os.environ.get(STATE_DIR_ENV) or ".cloudmart").resolve()),

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_subcommands", "grade_command", "main", "student_notebooks_command"]
+__all__ = ["add_subcommands", "class_serve_command", "grade_command", "main", "student_notebooks_command"]
 
 
 def _positive_float(text: str) -> float:
@@ -33,8 +33,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; valid: 0..65535")
+    return value
+
+
+def class_serve_command(args: argparse.Namespace) -> int:
+    """Run ``class serve`` until Ctrl-C."""
+    from grading.progress import serve_command
+
+    return serve_command(args)
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``grade`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
+    """Add ``grade``, ``class serve`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
     grade = subparsers.add_parser(
         "grade", help="execute every submission of a folder and score its exercises",
         description="Execute each submission in its own subprocess with a time limit and "
@@ -51,6 +68,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                        help="instructor secret that signed the learner stamps (default: "
                             "$CLOUDMART_INSTRUCTOR_SECRET); without one, stamps are not checked")
     grade.set_defaults(func=grade_command)
+
+    klass = subparsers.add_parser(
+        "class", help="class progress: a live table of who reached which exercise",
+        description="Serve the class progress table; learners opt in with CLOUDMART_CLASS_URL and "
+                    "CLOUDMART_CLASS_TOKEN.")
+    klass_sub = klass.add_subparsers(dest="class_command", required=True, parser_class=subparsers._parser_class)
+    serve = klass_sub.add_parser("serve", help="serve the live table (HTML at /, JSON at /api/progress)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
+    serve.add_argument("--token", default=None,
+                       help="class token (default $CLOUDMART_CLASS_TOKEN, else a new one is printed)")
+    serve.add_argument("--store", type=Path, default=None, help="JSON-lines file that keeps the results")
+    serve.set_defaults(func=class_serve_command)
 
     students = subparsers.add_parser(
         "student-notebooks", help="write the notebooks with solutions stripped",
