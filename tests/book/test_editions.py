@@ -84,9 +84,29 @@ def test_the_day1_guide_schedules_every_notebook_with_the_plans_minutes():
     assert "## When the live system misbehaves" in guide and "cloudmart reset" in guide
 
 
-def test_the_guides_name_only_sections_that_exist():
-    guide = (BOOK_DIR / "instructor" / "day1.md").read_text(encoding="utf-8")
-    headings = {_norm(c.source.splitlines()[0].lstrip("#")) for p in DAY1
+GUIDES = sorted((BOOK_DIR / "instructor").glob("day*.md"))
+
+
+@pytest.mark.parametrize("guide_path", GUIDES, ids=lambda p: p.stem)
+def test_every_guide_schedules_its_notebooks_with_their_slots(guide_path):
+    guide = guide_path.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \d\d:\d\d \| \[[^\]]+\]\(\.\./notebooks/([^)]+\.ipynb)\) \| (\d+) \|", guide, re.M)
+    assert rows
+    for notebook, minutes in rows:
+        assert _slot_minutes(NOTEBOOKS / notebook) == int(minutes), notebook
+    clock = [int(h) * 60 + int(m) for h, m in re.findall(r"^\| (\d\d):(\d\d) \|", guide, re.M)]
+    minutes = [int(m or 0) for m in re.findall(r"^\| \d\d:\d\d \| [^|]+ \| (\d*) \|", guide, re.M)]
+    assert all(b - a == m for a, b, m in zip(clock, clock[1:], minutes)), "each row starts when the last ends"
+    day = guide_path.stem[3:]
+    existing = sorted(p.relative_to(NOTEBOOKS).as_posix() for p in NOTEBOOKS.glob(f"day{day}-*/*.ipynb"))
+    assert sorted(nb for nb, _ in rows if nb.startswith(f"day{day}-")) == existing, "every notebook of the day"
+
+
+@pytest.mark.parametrize("guide_path", GUIDES, ids=lambda p: p.stem)
+def test_the_guides_name_only_sections_that_exist(guide_path):
+    guide = guide_path.read_text(encoding="utf-8")
+    day = guide_path.stem[3:]
+    headings = {_norm(c.source.splitlines()[0].lstrip("#")) for p in NOTEBOOKS.glob(f"day{day}-*/*.ipynb")
                 for c in nbformat.read(p, as_version=4).cells
                 if c.cell_type == "markdown" and c.source.startswith("#")}
     named = {_norm(n) for n in re.findall(r"(?<!\*)\*([A-Z][^*]+?)\*(?!\*)", guide)}
