@@ -62,8 +62,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     grade.add_argument("--html", type=Path, default=None, help="also write an HTML report")
     grade.add_argument("--timeout", type=_positive_float, default=300.0,
                        help="time limit per submission in seconds (default: 300)")
-    grade.add_argument("--jobs", type=_positive_int, default=1,
-                       help="submissions graded at the same time (default: 1)")
+    grade.add_argument("--jobs", type=_positive_int, default=None,
+                       help="submissions graded at the same time (default and at most: the CPU cores)")
+    grade.add_argument("--report", type=Path, default=None,
+                       help="also write the class report: HTML at this path, JSON beside it (.json)")
     grade.add_argument("--secret-file", type=Path, default=None,
                        help="instructor secret that signed the learner stamps (default: "
                             "$CLOUDMART_INSTRUCTOR_SECRET); without one, stamps are not checked")
@@ -111,7 +113,7 @@ def grade_command(args: argparse.Namespace) -> int:
 
     if not args.submissions.is_dir():
         return _fail(f"submissions folder {str(args.submissions)!r} does not exist")
-    for target in (args.out, args.html):
+    for target in (args.out, args.html, getattr(args, "report", None)):
         if target is not None and not target.resolve().parent.is_dir():
             return _fail(f"cannot write {str(target)!r}: its folder does not exist")
     from grading.variants import instructor_secret
@@ -124,16 +126,28 @@ def grade_command(args: argparse.Namespace) -> int:
         return _fail(f"instructor secret: {err}")
     try:
         grades = grade_folder(args.submissions, timeout_s=args.timeout,
-                              jobs=getattr(args, "jobs", 1), secret=secret)
+                              jobs=getattr(args, "jobs", None), secret=secret)
         grades.to_csv(args.out, index=False)
         if args.html is not None:
             write_html_report(grades, args.html, title=f"Grades: {args.submissions.name}")
+        report_path = getattr(args, "report", None)
+        if report_path is not None:
+            import json
+
+            from grading.batch import class_report, write_class_report
+
+            report = class_report(grades)
+            write_class_report(report, report_path, title=f"Class report: {args.submissions.name}")
+            report_path.with_suffix(".json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     except (OSError, ValueError) as err:
         return _fail(str(err))
+    report_path = getattr(args, "report", None)
     counts = grades["status"].value_counts().to_dict()
     print(f"graded {len(grades)} submission(s) "
-          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}) -> {args.out}"
-          + (f", {args.html}" if args.html is not None else ""))
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}), "
+          f"{grades.attrs.get('jobs')} at a time in {grades.attrs.get('elapsed_s')} s -> {args.out}"
+          + (f", {args.html}" if args.html is not None else "")
+          + (f", {report_path}" if report_path is not None else ""))
     return 0
 
 
