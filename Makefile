@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BOOK_ARGS ?=
 NBVAL_ARGS ?=
 
-.PHONY: install lab test test-notebooks bench book clean
+.PHONY: install lab test test-notebooks bench book book-instructor clean
 
 install: $(STAMP) $(CHECKOV_STAMP) $(SEMGREP_STAMP)
 
@@ -62,6 +62,10 @@ test-notebooks: install
 # notebook execution cached in book/_build/.jupyter_cache; BOOK_ARGS=--no-live keeps live outputs).
 book: install
 	$(BIN)/python book/build.py $(BOOK_ARGS)
+
+# The instructor edition (solutions, instructor notes, book/instructor/ guides): book/_build/html-instructor/.
+book-instructor: install
+	$(BIN)/python book/build.py --edition instructor $(BOOK_ARGS)
 
 bench: install
 	$(BIN)/python tests/benchmarks/sim_engines.py --json

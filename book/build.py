@@ -13,6 +13,10 @@
    Sphinx with locale/ko/LC_MESSAGES/<page>.po, the same configuration and the same execution
    cache (only notebooks that print through course_i18n execute again, once, in Korean).
    book/_build/html/index.html sends a reader to /en/. `--lang en` builds English only.
+4. `--edition learner` (the default, `make book`): solutions shown as the learners' stubs,
+   instructor notes left out, downloads are the student notebooks; `--edition instructor`
+   (`make book-instructor`) into book/_build/html-instructor: every solution, the instructor notes
+   and the facilitator guides of book/instructor/ (book/_ext/cloudmart_book_editions.py).
 
 Prints one JSON line at the end: build seconds and what was executed.
 """
@@ -40,6 +44,7 @@ CACHE_DIR = BUILD_DIR / ".jupyter_cache"
 
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
 from cloudmart_book import live_notebook_patterns  # noqa: E402
+from cloudmart_book_editions import EDITION_ENV, EDITIONS, learner_sources  # noqa: E402
 from cloudmart_book_i18n import LANG_ENV, LANGUAGES as LANGUAGE_NAMES, prepare_source  # noqa: E402
 
 # (package folder in node_modules, file or folder inside it, destination under assets/)
@@ -151,10 +156,15 @@ def widget_fonts_beside_pages(site_dir: pathlib.Path) -> list[pathlib.Path]:
         written.append(target)
     return written
 
-def sphinx_build(env: dict[str, str], language: str = "en") -> None:
+def edition_html_dir(edition: str) -> pathlib.Path:
+    """Where an edition's site goes: html/ (learner) or html-instructor/."""
+    return HTML_DIR if edition == "learner" else BUILD_DIR / f"html-{edition}"
+
+
+def sphinx_build(env: dict[str, str], language: str = "en", html_dir: pathlib.Path = HTML_DIR) -> None:
     """The warning-free HTML build of one language (-W --keep-going -n) into html/<language>;
     raises CalledProcessError on a warning."""
-    site_dir = HTML_DIR / language
+    site_dir = html_dir / language
     source = BOOK_DIR
     env = dict(env, **{LANG_ENV: language})
     if language != "en":
@@ -169,6 +179,8 @@ def sphinx_build(env: dict[str, str], language: str = "en") -> None:
             check=True,
         )
         widget_fonts_beside_pages(site_dir)
+        if env.get(EDITION_ENV, "learner") == "learner":
+            learner_sources(site_dir, (source / "notebooks") if language != "en" else REPO_DIR / "notebooks")
     except subprocess.CalledProcessError:
         # Sphinx saved its environment anyway; an incremental rebuild would not re-read the pages
         # that warned and would pass silently. Forget it (the execution cache stays).
@@ -176,10 +188,10 @@ def sphinx_build(env: dict[str, str], language: str = "en") -> None:
         raise
 
 
-def write_language_index() -> pathlib.Path:
+def write_language_index(html_dir: pathlib.Path = HTML_DIR) -> pathlib.Path:
     """html/index.html: sends a reader to the English site and links every language."""
     links = " · ".join(f'<a href="{code}/index.html" hreflang="{code}">{name}</a>' for code, name in LANGUAGE_NAMES.items())
-    page = HTML_DIR / "index.html"
+    page = html_dir / "index.html"
     page.write_text(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>CloudMart Course</title>'
         '<meta http-equiv="refresh" content="0; url=en/index.html"></head>'
@@ -196,13 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clean", action="store_true", help="remove the HTML output and the execution cache first")
     parser.add_argument("--lang", default=",".join(LANGUAGES),
                         help=f"languages to build, comma-separated (default: {','.join(LANGUAGES)})")
+    parser.add_argument("--edition", default="learner", choices=EDITIONS,
+                        help="learner (default: no solutions, no instructor notes) or instructor "
+                             "(solutions, notes, facilitator guides) into book/_build/html-instructor")
     args = parser.parse_args(argv)
+    html_dir = edition_html_dir(args.edition)
     languages = [code.strip() for code in args.lang.split(",") if code.strip()]
     if not languages or set(languages) - set(LANGUAGES):
         parser.error(f"--lang {args.lang!r}: valid languages are {', '.join(LANGUAGES)}")
 
     started = time.perf_counter()
     if args.clean:
+        shutil.rmtree(html_dir, ignore_errors=True)
         shutil.rmtree(HTML_DIR, ignore_errors=True)
         shutil.rmtree(HTML_DIR / ".doctrees", ignore_errors=True)
         shutil.rmtree(BUILD_DIR / "jupyter_execute", ignore_errors=True)
@@ -212,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if (HTML_DIR / ".buildinfo").is_file():  # a site of the one-language layout: html/ itself
         shutil.rmtree(HTML_DIR)
 
-    env = dict(os.environ)
+    env = dict(os.environ, **{EDITION_ENV: args.edition})
     # One CloudMart for this build and the notebooks' kernels, which run in their own folders.
     env.setdefault("CLOUDMART_STATE_DIR", str(REPO_DIR / ".cloudmart"))
     started_cloudmart = False
@@ -235,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for language in languages:
             began = time.perf_counter()
-            sphinx_build(env, language)
+            sphinx_build(env, language, html_dir)
             seconds[language] = round(time.perf_counter() - began, 2)
-        write_language_index()
+        write_language_index(html_dir)
     finally:
         if started_cloudmart:
             subprocess.run([sys.executable, "-m", "cluster.cli", "down"], cwd=REPO_DIR, env=env, check=False)
@@ -248,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 "npm_ci": npm_ran,
                 "sphinx_s": seconds,
                 "live_notebooks_executed": to_execute_live,
-                "html": str(HTML_DIR.relative_to(REPO_DIR)),
+                "edition": args.edition,
+                "html": str(html_dir.relative_to(REPO_DIR)),
             }
         )
     )

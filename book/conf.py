@@ -19,6 +19,7 @@ ASSETS_DIR = BOOK_DIR / "_build" / "assets"
 sys.path.insert(0, str(BOOK_DIR / "_ext"))
 
 from cloudmart_book import live_notebook_patterns, sync_notebooks  # noqa: E402
+from cloudmart_book_editions import edition  # noqa: E402
 from cloudmart_book_i18n import book_language, korean_web_fonts  # noqa: E402
 
 # CLOUDMART_BOOK_LANG=ko (book/build.py): the Korean site, from the source tree build.py prepared
@@ -38,6 +39,7 @@ extensions = [
     "sphinxcontrib.mermaid",
     "cloudmart_book",
     "cloudmart_book_i18n",
+    "cloudmart_book_editions",
 ]
 
 # --- languages: English is the source; translations in locale/<lang>/LC_MESSAGES/<page>.po ----
@@ -60,6 +62,10 @@ exclude_patterns = [
     "notebooks/*.md",
     "notebooks/**/student/**",
 ]
+# The facilitator guides are part of the instructor edition only (book/_ext/cloudmart_book_editions.py).
+BOOK_EDITION = edition()
+if BOOK_EDITION == "learner":
+    exclude_patterns.append("instructor/**")
 nitpicky = True
 
 # --- MyST -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
     cloudmart logs SERVICE [-f]        cloudmart scale SERVICE N
     cloudmart chaos SERVICE (--latency-ms N | --error-rate P | --kill | --reset)
     cloudmart canary SERVICE --weight W
+    cloudmart reset [--keep-data] [--json]   (back to the state of a fresh `cloudmart up`)
     cloudmart load --scenario {browse,checkout} --rps R --seconds S [--json]
 
 Errors are one line on stderr and a non-zero exit code.
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check that CloudMart can run here (starts nothing)")
     doctor.add_argument("--port", type=int, default=None, help="gateway port to check (default $CLOUDMART_GATEWAY_PORT or 8080)")
+    doctor.add_argument("--live", action="store_true",
+                        help="also start CloudMart (unless up), answer the first live cell, stop what it started")
+    doctor.add_argument("--json", action="store_true", help="the checks as JSON")
 
     st = sub.add_parser("status", help="target, gateway URL, replicas wanted/ready")
     st.add_argument("--json", action="store_true")
@@ -103,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     canary = sub.add_parser("canary", help="send a share of traffic to the canary")
     canary.add_argument("service")
     canary.add_argument("--weight", type=int, required=True, help="percent 0..100")
+
+    reset = sub.add_parser("reset", help="back to a fresh CloudMart: data, faults, scale, canary, budgets")
+    reset.add_argument("--keep-data", action="store_true", help="keep the stores' data (orders, stock, events)")
+    reset.add_argument("--json", action="store_true")
 
     load = sub.add_parser("load", help="open-loop Poisson load through the gateway")
     load.add_argument("--scenario", choices=["browse", "checkout"], default="browse")
@@ -303,15 +311,31 @@ def cmd_load(args) -> int:
     return 0
 
 
+def cmd_reset(args) -> int:
+    from cluster import reset
+
+    t0 = time.monotonic()
+    results = reset.reset(_target(args), keep_data=args.keep_data)
+    seconds = time.monotonic() - t0
+    if args.json:
+        print(json.dumps({"seconds": round(seconds, 2), "steps": [r.to_dict() for r in results]}))
+        return 0
+    for r in results:
+        what = f"skipped ({r.skipped})" if r.skipped else ("; ".join(r.changed) or "nothing to change")
+        print(f"{r.name:<8} {r.seconds:5.1f} s  {what}")
+    print(f"CloudMart is fresh again ({seconds:.1f} s)")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from cluster import doctor
     from cluster.local import gateway_port, state_dir
 
-    return doctor.run(state_dir(args.state_dir), gateway_port(args.port))
+    return doctor.run(state_dir(args.state_dir), gateway_port(args.port), live=args.live, as_json=args.json)
 
 
 COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
-            "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load}
+            "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load, "reset": cmd_reset}
 
 
 def _cmd_scan(args) -> int:

@@ -31,7 +31,8 @@ import pandas as pd
 
 from grading import RESULTS_ENV, known_exercises, max_score, variants
 
-__all__ = ["STATUSES", "grade_folder", "grade_submission", "write_html_report"]
+__all__ = ["STATUSES", "class_report", "default_jobs", "grade_folder", "grade_submission", "write_class_report",
+           "write_html_report"]
 
 STATUSES = ("ok", "timeout", "error", "corrupt", "not-a-notebook")
 # What batch grading found of a submission's learner stamp (column ``stamp``).
@@ -49,8 +50,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _read_results(path: Path) -> dict[str, float]:
-    """Last recorded score per exercise id; malformed lines are ignored."""
+def _read_results(path: Path, wrong: dict[str, list[str]] | None = None) -> dict[str, float]:
+    """Last recorded score per exercise id; malformed lines are ignored. With ``wrong``, it is
+    filled with the last feedback's "wrong" messages per exercise id."""
     scores: dict[str, float] = {}
     if not path.exists():
         return scores
@@ -58,6 +60,8 @@ def _read_results(path: Path) -> dict[str, float]:
         try:
             rec = json.loads(line)
             scores[str(rec["exercise_id"])] = float(rec["score"])
+            if wrong is not None:
+                wrong[str(rec["exercise_id"])] = [str(m) for m in rec.get("wrong") or []]
         except (ValueError, KeyError, TypeError):
             continue
     return scores
@@ -105,7 +109,7 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S,
     """
     path = Path(path)
     row = {"submission": path.name, "status": "ok", "reason": "", "scores": {},
-           "stamp": "none", "learner_id": ""}
+           "stamp": "none", "learner_id": "", "wrong": {}}
     if path.suffix != ".ipynb" or not path.is_file():
         row.update(status="not-a-notebook", reason=f"not a .ipynb file ({path.suffix or 'no suffix'})")
         return row
@@ -129,6 +133,7 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S,
         env = dict(os.environ, **{
             RESULTS_ENV: str(results),
             "MPLBACKEND": "Agg",
+            "CLOUDMART_CLASS_URL": "",   # grading a submission is not the learner's progress
             # Live cells reach the grader's own CloudMart (the one `cloudmart up` started here),
             # not a new one per submission in a folder that is deleted afterwards.
             STATE_DIR_ENV: str(Path(os.environ.get(STATE_DIR_ENV) or ".cloudmart").resolve()),
@@ -164,7 +169,7 @@ def grade_submission(path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S,
                 row.update(status="error", reason=f"runner exited with code {proc.returncode}"
                            + (f": {tail[0][:200]}" if tail else ""))
         row["elapsed_s"] = round(time.monotonic() - started, 1)
-        row["scores"] = _read_results(results)
+        row["scores"] = _read_results(results, row["wrong"])
     return row
 
 
@@ -176,15 +181,26 @@ def _referenced_exercises(path: Path) -> set[str]:
     return set(_CHECK_CALL.findall(text))
 
 
+def default_jobs() -> int:
+    """Submissions graded at once by default: one per CPU core (each is a kernel of its own)."""
+    return max(1, os.cpu_count() or 1)
+
+
 def grade_folder(
     folder: str | Path,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     exercises: list[str] | None = None,
-    jobs: int = 1,
+    jobs: int | None = 1,
     secret: str | None = None,
 ) -> pd.DataFrame:
     """Grade every file in ``folder`` and its subfolders (one row per file, named by its path
-    relative to ``folder``, sorted), ``jobs`` at a time.
+    relative to ``folder``, sorted), ``jobs`` at a time (``None``: :func:`default_jobs`; never
+    more than the CPU cores, since each submission is a busy kernel of its own).
+
+    ``grades.attrs`` holds ``wrong`` (per submission, per exercise, the last feedback's wrong
+    messages: :func:`class_report` counts them), ``jobs`` (used), ``elapsed_s`` (the batch's wall
+    time) and ``busy_s`` (the submissions' wall times added up: over ``elapsed_s``, how many ran
+    at once on average).
 
     With the instructor ``secret``, learner stamps are verified (column ``stamp``, one of
     :data:`STAMPS`, and ``learner_id``).
@@ -197,8 +213,12 @@ def grade_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"folder={str(folder)!r} is not a folder of submissions")
+    if jobs is None:
+        jobs = default_jobs()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} is invalid; it must be an integer >= 1")
+    jobs = min(jobs, default_jobs())
+    started = time.monotonic()
     # Every file, also in per-learner subfolders; hidden files and folders are skipped.
     files = sorted(p for p in folder.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
@@ -233,7 +253,83 @@ def grade_folder(
         table.append(rec)
     columns = ["submission", "status", "reason", "stamp", "learner_id", *exercises, "total",
                "max_total"]
-    return pd.DataFrame(table, columns=columns)
+    grades = pd.DataFrame(table, columns=columns)
+    grades.attrs.update(wrong={r["submission"]: r.get("wrong", {}) for r in rows}, jobs=jobs,
+                        elapsed_s=round(time.monotonic() - started, 1),
+                        busy_s=round(sum(r.get("elapsed_s", 0.0) for r in rows), 1))
+    return grades
+
+
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+SCORE_BINS = ((0.0, "0 %"), (0.5, "under 50 %"), (1.0, "50 % to under 100 %"))
+
+
+def _share_bin(share: float) -> str:
+    if share >= 1.0:
+        return "100 %"
+    if share <= 0.0:
+        return "0 %"
+    return "under 50 %" if share < 0.5 else "50 % to under 100 %"
+
+
+def class_report(grades: pd.DataFrame, top: int = 3) -> dict:
+    """The class at a glance, from :func:`grade_folder`'s table: per exercise the distribution of
+    scores (mean, median, min, max, count per band of the maximum) and the most common wrong
+    answers (the feedback's wrong messages, numbers folded to ``#`` so that variants of one
+    mistake count together); the submissions' statuses and stamps, and learner ids that
+    submitted more than once."""
+    from collections import Counter
+
+    exercises = [c for c in grades.columns
+                 if c not in ("submission", "status", "reason", "stamp", "learner_id", "total", "max_total")]
+    wrong = grades.attrs.get("wrong", {})
+    ran = grades[grades["status"].isin(["ok", "timeout", "error"])]
+    out = {"submissions": int(len(grades)), "status": grades["status"].value_counts().to_dict(),
+           "stamp": grades["stamp"].value_counts().to_dict(), "jobs": grades.attrs.get("jobs"),
+           "elapsed_s": grades.attrs.get("elapsed_s"), "exercises": {}}
+    ids = grades.loc[grades["learner_id"] != "", "learner_id"]
+    out["duplicate_learners"] = sorted(ids[ids.duplicated()].unique().tolist())
+    for ex in exercises:
+        top_score = max_score(ex)
+        scores = ran[ex].astype(float)
+        bands = Counter(_share_bin(v / top_score) for v in scores)
+        mistakes = Counter(_NUMBER.sub("#", m) for sub in ran["submission"]
+                           for m in (wrong.get(sub, {}).get(ex) or []))
+        attempted = int(sum(1 for sub in ran["submission"] if ex in wrong.get(sub, {})))
+        out["exercises"][ex] = {
+            "max_score": top_score, "attempted": attempted,
+            "mean": round(float(scores.mean()), 2) if len(scores) else 0.0,
+            "median": float(scores.median()) if len(scores) else 0.0,
+            "min": float(scores.min()) if len(scores) else 0.0,
+            "max": float(scores.max()) if len(scores) else 0.0,
+            "bands": {label: int(bands.get(label, 0)) for label in ("0 %", "under 50 %", "50 % to under 100 %", "100 %")},
+            "common_wrong": [{"message": m, "count": n} for m, n in mistakes.most_common(top)],
+        }
+    return out
+
+
+def write_class_report(report: dict, path: str | Path, title: str = "Class report") -> Path:
+    """Write :func:`class_report` as a self-contained HTML page (no script, no CDN)."""
+    esc = html.escape
+    parts = [f"<p>{report['submissions']} submission(s): "
+             + ", ".join(f"{esc(str(k))} {v}" for k, v in sorted(report["status"].items()))
+             + "; stamps: " + ", ".join(f"{esc(str(k))} {v}" for k, v in sorted(report["stamp"].items()))
+             + (f"; graded {report['jobs']} at a time in {report['elapsed_s']} s" if report.get("jobs") else "")
+             + "</p>"]
+    if report["duplicate_learners"]:
+        parts.append(f"<p><b>Submitted more than once:</b> {esc(', '.join(report['duplicate_learners']))}</p>")
+    for ex, r in report["exercises"].items():
+        bands = "".join(f"<tr><td>{esc(b)}</td><td>{n}</td><td><div style=\"background:#5b8def;height:10px;"
+                        f"width:{6 * n}px\"></div></td></tr>" for b, n in r["bands"].items())
+        mistakes = "".join(f"<li>{m['count']} &times; {esc(m['message'])}</li>" for m in r["common_wrong"]) \
+            or "<li>none</li>"
+        parts.append(f"<h2>{esc(ex)}</h2><p>attempted by {r['attempted']}; mean {r['mean']:g}, median "
+                     f"{r['median']:g}, min {r['min']:g}, max {r['max']:g} of {r['max_score']:g}</p>"
+                     f"<table><tr><th>score band</th><th>submissions</th><th></th></tr>{bands}</table>"
+                     f"<p>Most common wrong answers:</p><ul>{mistakes}</ul>")
+    path = Path(path)
+    path.write_text(_HTML.substitute(title=esc(title), summary="", table="".join(parts)), encoding="utf-8")
+    return path
 
 
 _HTML = Template("""<!DOCTYPE html>

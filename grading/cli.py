@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_subcommands", "grade_command", "main", "student_notebooks_command"]
+__all__ = ["add_subcommands", "class_serve_command", "grade_command", "main", "student_notebooks_command"]
 
 
 def _positive_float(text: str) -> float:
@@ -33,8 +33,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; valid: 0..65535")
+    return value
+
+
+def class_serve_command(args: argparse.Namespace) -> int:
+    """Run ``class serve`` until Ctrl-C."""
+    from grading.progress import serve_command
+
+    return serve_command(args)
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``grade`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
+    """Add ``grade``, ``class serve`` and ``student-notebooks`` to ``subparsers`` (each sets ``func``)."""
     grade = subparsers.add_parser(
         "grade", help="execute every submission of a folder and score its exercises",
         description="Execute each submission in its own subprocess with a time limit and "
@@ -45,12 +62,27 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     grade.add_argument("--html", type=Path, default=None, help="also write an HTML report")
     grade.add_argument("--timeout", type=_positive_float, default=300.0,
                        help="time limit per submission in seconds (default: 300)")
-    grade.add_argument("--jobs", type=_positive_int, default=1,
-                       help="submissions graded at the same time (default: 1)")
+    grade.add_argument("--jobs", type=_positive_int, default=None,
+                       help="submissions graded at the same time (default and at most: the CPU cores)")
+    grade.add_argument("--report", type=Path, default=None,
+                       help="also write the class report: HTML at this path, JSON beside it (.json)")
     grade.add_argument("--secret-file", type=Path, default=None,
                        help="instructor secret that signed the learner stamps (default: "
                             "$CLOUDMART_INSTRUCTOR_SECRET); without one, stamps are not checked")
     grade.set_defaults(func=grade_command)
+
+    klass = subparsers.add_parser(
+        "class", help="class progress: a live table of who reached which exercise",
+        description="Serve the class progress table; learners opt in with CLOUDMART_CLASS_URL and "
+                    "CLOUDMART_CLASS_TOKEN.")
+    klass_sub = klass.add_subparsers(dest="class_command", required=True, parser_class=subparsers._parser_class)
+    serve = klass_sub.add_parser("serve", help="serve the live table (HTML at /, JSON at /api/progress)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
+    serve.add_argument("--token", default=None,
+                       help="class token (default $CLOUDMART_CLASS_TOKEN, else a new one is printed)")
+    serve.add_argument("--store", type=Path, default=None, help="JSON-lines file that keeps the results")
+    serve.set_defaults(func=class_serve_command)
 
     students = subparsers.add_parser(
         "student-notebooks", help="write the notebooks with solutions stripped",
@@ -81,7 +113,7 @@ def grade_command(args: argparse.Namespace) -> int:
 
     if not args.submissions.is_dir():
         return _fail(f"submissions folder {str(args.submissions)!r} does not exist")
-    for target in (args.out, args.html):
+    for target in (args.out, args.html, getattr(args, "report", None)):
         if target is not None and not target.resolve().parent.is_dir():
             return _fail(f"cannot write {str(target)!r}: its folder does not exist")
     from grading.variants import instructor_secret
@@ -94,16 +126,28 @@ def grade_command(args: argparse.Namespace) -> int:
         return _fail(f"instructor secret: {err}")
     try:
         grades = grade_folder(args.submissions, timeout_s=args.timeout,
-                              jobs=getattr(args, "jobs", 1), secret=secret)
+                              jobs=getattr(args, "jobs", None), secret=secret)
         grades.to_csv(args.out, index=False)
         if args.html is not None:
             write_html_report(grades, args.html, title=f"Grades: {args.submissions.name}")
+        report_path = getattr(args, "report", None)
+        if report_path is not None:
+            import json
+
+            from grading.batch import class_report, write_class_report
+
+            report = class_report(grades)
+            write_class_report(report, report_path, title=f"Class report: {args.submissions.name}")
+            report_path.with_suffix(".json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     except (OSError, ValueError) as err:
         return _fail(str(err))
+    report_path = getattr(args, "report", None)
     counts = grades["status"].value_counts().to_dict()
     print(f"graded {len(grades)} submission(s) "
-          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}) -> {args.out}"
-          + (f", {args.html}" if args.html is not None else ""))
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}), "
+          f"{grades.attrs.get('jobs')} at a time in {grades.attrs.get('elapsed_s')} s -> {args.out}"
+          + (f", {args.html}" if args.html is not None else "")
+          + (f", {report_path}" if report_path is not None else ""))
     return 0
 
 

@@ -31,7 +31,16 @@ _NOT_MIRRORED = {".ipynb_checkpoints", "__pycache__", ".cloudmart", ".pytest_cac
 
 
 def sync_notebooks(source: pathlib.Path, mirror: pathlib.Path) -> list[str]:
-    """Make ``mirror`` a copy of ``source`` (files with their mtimes); return what was copied."""
+    """Make ``mirror`` a copy of ``source`` (files with their mtimes); return what was copied.
+
+    In the learner edition a notebook's mirror is its learner version
+    (``cloudmart_book_editions.mirror_bytes``), one second newer than the notebook, so that a
+    Sphinx environment of either edition re-reads it when the edition changes."""
+    import os
+
+    from cloudmart_book_editions import edition, mirror_bytes
+
+    shift = 1 if edition() == "learner" else 0
     copied = []
     wanted = set()
     for path in sorted(source.rglob("*")):
@@ -41,12 +50,17 @@ def sync_notebooks(source: pathlib.Path, mirror: pathlib.Path) -> list[str]:
         wanted.add(relative)
         target = mirror / relative
         stat = path.stat()
+        shifted = shift if path.suffix == ".ipynb" else 0
         if target.is_file():
             mine = target.stat()
-            if mine.st_size == stat.st_size and int(mine.st_mtime) == int(stat.st_mtime):
+            if int(mine.st_mtime) == int(stat.st_mtime) + shifted and (shifted or mine.st_size == stat.st_size):
                 continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        if shifted:
+            target.write_bytes(mirror_bytes(path, path.read_bytes()))
+            os.utime(target, (stat.st_atime, int(stat.st_mtime) + shifted))
+        else:
+            shutil.copy2(path, target)
         copied.append(relative.as_posix())
     if mirror.is_dir():
         for path in sorted(mirror.rglob("*"), reverse=True):

@@ -93,8 +93,12 @@ def prepare_source(book_dir: pathlib.Path, notebooks_dir: pathlib.Path, target: 
             continue
         data = path.read_bytes()
         if path.suffix == ".ipynb":
+            from cloudmart_book_editions import edition, learner_notebook
+
             key = relative.as_posix()
             nb = _localise(json.loads(data), key if key in listed else None, language)
+            if edition() == "learner":
+                nb = learner_notebook(nb)
             data = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
         wanted.add(relative)
         if _write_if_changed(target / relative, data):

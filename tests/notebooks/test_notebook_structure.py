@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 DAY1 = sorted((NOTEBOOKS / "day1-microservices").glob("0*.ipynb"))
-ALL = [NOTEBOOKS / "00-start-here.ipynb", *DAY1]
+ALL = [NOTEBOOKS / "00-start-here.ipynb", NOTEBOOKS / "00-preflight.ipynb", *DAY1]
 EXPECTED_DAY1 = ["01-monolith-vs-microservices", "02-service-decomposition", "03-microservice-patterns",
                  "04-lab1-capacity-and-cost", "05-communication-patterns", "06-challenge-architecture-design"]
 
