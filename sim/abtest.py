@@ -26,7 +26,8 @@ from scipy import stats
 
 from ._validate import check_fraction, check_int, check_positive
 
-__all__ = ["sample_size_two_proportions", "simulate_ab", "peeking_false_positive_rate", "cohort"]
+__all__ = ["sample_size_two_proportions", "required_sample_size", "simulate_ab", "simulate_ab_test",
+           "peeking_false_positive_rate", "cohort"]
 
 
 def _z(q: float) -> float:
@@ -117,3 +118,21 @@ def cohort(user_id: str, percent_b: float, salt: str = "ab") -> str:
         raise ValueError(f"percent_b: got {percent_b!r}; valid: a percentage in [0, 100]")
     h = int.from_bytes(hashlib.sha256(f"{salt}:{user_id}".encode()).digest()[:8], "big") / 2**64
     return "b" if h * 100 < percent_b else "a"
+
+
+required_sample_size = sample_size_two_proportions
+
+
+def simulate_ab_test(p_a: float, p_b: float, users_per_s: float, duration_s: float,
+                     peeking_every_s: float | None = None, alpha: float = 0.05, runs: int = 4000,
+                     seed: int = 0) -> dict:
+    """:func:`simulate_ab` in wall-clock terms: ``users_per_s`` users split evenly over the two arms
+    for ``duration_s``, analysed every ``peeking_every_s`` (``None``: once, at the end)."""
+    check_positive("users_per_s", users_per_s)
+    check_positive("duration_s", duration_s)
+    looks = 1
+    if peeking_every_s is not None:
+        check_positive("peeking_every_s", peeking_every_s)
+        looks = max(1, int(duration_s // peeking_every_s))
+    n = int(users_per_s * duration_s / 2)
+    return simulate_ab(p_a, p_b, n, looks=min(looks, n), alpha=alpha, runs=runs, seed=seed)

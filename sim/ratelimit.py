@@ -32,7 +32,8 @@ from ._validate import check_int, check_positive
 __all__ = ["TokenBucket", "TokenBucketState", "FixedWindow", "KongRateLimiting", "EnvoyLocalRateLimit", "RateLimitResult",
            "simulate_rate_limit", "RATE_LIMITERS",
            "admitted_times", "worst_sliding_window_count", "fixed_window_worst_sliding_count",
-           "token_bucket_worst_sliding_count", "fixed_window_admitted_fraction", "compare_limiters"]
+           "token_bucket_worst_sliding_count", "fixed_window_admitted_fraction", "compare_limiters",
+           "max_admitted_in_window"]
 
 
 @dataclass(frozen=True)
@@ -327,3 +328,8 @@ def compare_limiters(limit_per_s: int = 10, multiples=(0.5, 1.0, 1.5, 2.0, 3.0),
                      "token_bucket_bound_1s": token_bucket_worst_sliding_count(limit_per_s, burst),
                      "fixed_window_bound_1s": fixed_window_worst_sliding_count(limit_per_s)})
     return pd.DataFrame(rows).set_index("load_multiple")
+
+
+def max_admitted_in_window(arrival_times_s, bucket, window_s: float = 1.0) -> int:
+    """The most requests ``bucket`` admits from these arrivals in any sliding window of ``window_s``."""
+    return worst_sliding_window_count(admitted_times(arrival_times_s, bucket), window_s)

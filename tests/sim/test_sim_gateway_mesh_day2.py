@@ -249,3 +249,15 @@ def test_day2_widget_updates_run_headless_and_agree_with_closed_forms():
     for make in (widgets.ratelimit_explorer, widgets.canary_explorer, widgets.mesh_explorer):
         w = make()
         assert len([c for c in w.children if hasattr(c, "description")]) >= 3
+
+
+def test_plan_named_helpers_agree_with_the_closed_forms():
+    from sim.ratelimit import max_admitted_in_window
+
+    burst = np.concatenate([np.full(30, 0.999), np.full(30, 1.001)])
+    assert max_admitted_in_window(burst, sim.FixedWindow(20)) == fixed_window_worst_sliding_count(20)
+    assert abtest.required_sample_size(0.10, 0.12) == abtest.sample_size_two_proportions(0.10, 0.12)
+    # 100 users/s for 10 min, a look every 2 min: 5 looks, the peeking rate of 5 looks
+    got = abtest.simulate_ab_test(0.2, 0.2, 100, 600, peeking_every_s=120, runs=6000, seed=9)
+    assert got["looks"] == 5
+    assert got["low"] - 0.005 <= abtest.peeking_false_positive_rate(5) <= got["high"] + 0.005, got
