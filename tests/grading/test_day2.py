@@ -206,3 +206,19 @@ def test_kong_conformance_counts_per_consumer_windows_like_the_translation():
     # the same limits per second instead of per minute are 60× too loose
     loose = kong_answer(1).replace("minute:", "second:")
     assert day2.kong_conformance(loose, 1, seed=5)["share"] == 0.0
+
+
+def test_because_must_name_a_requirement_of_the_card():
+    a = choice_answer(0)
+    s = day2.scenario("day2.gateway_choice", 0)
+    name, card = next((n, c) for n, c in s["cards"].items() if "R2" not in c["requirements"])
+    padded = {**a, name: {**a[name], "because": a[name]["because"] + ["R2"]}}
+    full, _ = score("day2.gateway_choice", a, 0)
+    less, fb = score("day2.gateway_choice", padded, 0)
+    assert full == 1.0 and less < 1.0 and "5/6 cards cite" in str(fb)
+
+
+def test_a_fault_in_the_production_policy_is_refused():
+    bad = mesh_answer(0).replace("    timeout: 500ms\n", "    timeout: 500ms\n    fault: {abort: {httpStatus: 503, percentage: {value: 10}}}\n")
+    fb = grading.check("day2.mesh_resilience", bad)
+    assert fb.score == 0 and "fault" in str(fb)

@@ -261,3 +261,34 @@ def test_plan_named_helpers_agree_with_the_closed_forms():
     got = abtest.simulate_ab_test(0.2, 0.2, 100, 600, peeking_every_s=120, runs=6000, seed=9)
     assert got["looks"] == 5
     assert got["low"] - 0.005 <= abtest.peeking_false_positive_rate(5) <= got["high"] + 0.005, got
+
+
+# ----- deliberate breakage: the closed-form checks above would catch a wrong model ------------------
+def test_the_erlang_b_check_catches_a_pool_that_refuses_without_looking_at_free_connections(monkeypatch):
+    """The rule before this fix (overflow when waiting ≥ pending, free connections or not) refuses
+    everything with no pending queue: nowhere near Erlang B."""
+    monkeypatch.setattr(sim.ConnectionPool, "overflows",
+                        lambda self, in_flight, waiting: waiting >= self.http1_max_pending_requests)
+    n = 5_000
+    r = sim.run(pool_graph(0.01, sim.ConnectionPool(4, 0)), seed=2, rate_per_s=300, n_requests=n)
+    blocked = r.edges.loc["client->backend", "pool_overflow"] / n
+    assert abs(blocked - theory.erlang_b(4, 3.0)) > 0.5
+
+
+def test_the_run_length_check_tells_one_failure_too_few_from_the_right_threshold():
+    od = sim.OutlierDetection(consecutive_5xx_errors=5, max_ejection_percent=100.0)
+    got = mesh.ejection_probability([0.3, 0, 0, 0], outlier=od, rate_per_s=20.0, duration_s=30.0, seeds=range(400))
+    wrong = _ejection_theory(0.3, 20.0, 4, 30.0, 4)     # a detector firing after 4 in a row
+    assert not got["low"] - 0.02 <= wrong <= got["high"] + 0.02, (got, wrong)
+
+
+def test_the_canary_gate_closed_form_needs_the_minimum_request_rule():
+    """At 2 % of 10 req/s an interval has 12 canary requests on average, below min_requests 20:
+    the check fails for want of data, which the sim reproduces and a gate without the rule misses."""
+    sc = sim.CanaryScenario(canary=sim.Version(error_rate=0.002), steps_percent=(2,), step_s=60, rate_per_s=10,
+                            max_error_rate=0.05, max_p99_ms=1e6, min_requests=20)
+    got = canary.detection_probability(sc, range(200))
+    assert got["low"] - 0.01 <= canary.first_check_failure_probability(sc) <= got["high"] + 0.01
+    without = canary.first_check_failure_probability(
+        sim.CanaryScenario(**{**sc.__dict__, "min_requests": 1}))
+    assert without < got["low"] - 0.5
