@@ -12,7 +12,8 @@ confidence intervals). The same seed gives the same numbers, so notebook outputs
 
 Modules: :mod:`sim.distributions`, :mod:`sim.theory`, :mod:`sim.queueing` (stations, networks),
 :mod:`sim.callgraph` with :mod:`sim.resilience`, :mod:`sim.ratelimit`, :mod:`sim.loadbalancing`;
-:mod:`sim.autoscaling`, :mod:`sim.canary`, :mod:`sim.cost`; :mod:`sim.patterns` (lesson helpers);
+:mod:`sim.autoscaling`, :mod:`sim.canary`, :mod:`sim.cost`; :mod:`sim.mesh` (sidecar cost, outlier
+ejection with retries) and :mod:`sim.abtest` (sample size, peeking) for Day 2; :mod:`sim.patterns` (lesson helpers);
 :mod:`sim.results`; and, imported on their own, :mod:`sim.plots`, :mod:`sim.widgets`,
 :mod:`sim.security` and :mod:`sim.policy` (Day 3).
 """
