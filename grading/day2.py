@@ -74,7 +74,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import yaml
 
@@ -507,6 +506,8 @@ def rollout_outcomes(answer: Any, variant: int | None = None, seeds=None) -> dic
 
 
 def _retry_outcome(s: dict, retry, od, seed: int) -> dict:
+    import networkx as nx
+
     import sim
 
     def graph(error_rate, replica_error_rate):
@@ -835,6 +836,8 @@ def _mesh_edge(answer: Any) -> dict:
 
 def mesh_outcome(answer: Any, variant: int | None = None, seeds=None) -> dict:
     """p99, error rate and retry amplification of order→product under the variant's profile."""
+    import networkx as nx
+
     import sim
 
     s = scenario("day2.mesh_resilience", variant)
