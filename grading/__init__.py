@@ -49,7 +49,7 @@ from course_i18n import t  # noqa: E402  (feedback in the course language)
 
 # Modules whose import registers exercises; loaded on first use so that importing `grading`
 # stays cheap.
-_EXERCISE_MODULES = ("grading.day1", "grading.day3", "grading.day4", "grading.day5")
+_EXERCISE_MODULES = ("grading.day1", "grading.day2", "grading.day3", "grading.day4", "grading.day5")
 
 
 class UnknownExerciseError(KeyError):

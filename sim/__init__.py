@@ -12,12 +12,13 @@ confidence intervals). The same seed gives the same numbers, so notebook outputs
 
 Modules: :mod:`sim.distributions`, :mod:`sim.theory`, :mod:`sim.queueing` (stations, networks),
 :mod:`sim.callgraph` with :mod:`sim.resilience`, :mod:`sim.ratelimit`, :mod:`sim.loadbalancing`;
-:mod:`sim.autoscaling`, :mod:`sim.canary`, :mod:`sim.cost`; :mod:`sim.patterns` (lesson helpers);
+:mod:`sim.autoscaling`, :mod:`sim.canary`, :mod:`sim.cost`; :mod:`sim.mesh` (sidecar cost, outlier
+ejection with retries) and :mod:`sim.abtest` (sample size, peeking) for Day 2; :mod:`sim.patterns` (lesson helpers);
 :mod:`sim.results`; and, imported on their own, :mod:`sim.plots`, :mod:`sim.widgets`,
 :mod:`sim.security` and :mod:`sim.policy` (Day 3).
 """
 
-from . import calibrate, theory
+from . import abtest, calibrate, mesh, theory
 from .autoscaling import HPA, AutoscalingResult, ClusterAutoscaler, HPAScenario, load_steps, simulate_autoscaling
 from .canary import CanaryResult, CanaryScenario, Version, simulate_canary
 from .cost import (
@@ -49,13 +50,13 @@ from .distributions import (
 from .patterns import capacity_plan, latency_row, monolith_vs_microservices, saga_outcomes, sweep, sync_vs_async
 from .loadbalancing import LeastRequest, RandomChoice, RoundRobin, Weighted
 from .queueing import NetworkScenario, QueueScenario, Station
-from .ratelimit import EnvoyLocalRateLimit, KongRateLimiting, TokenBucket, simulate_rate_limit
+from .ratelimit import EnvoyLocalRateLimit, FixedWindow, KongRateLimiting, TokenBucket, simulate_rate_limit
 from .resilience import ApplicationBreaker, Bulkhead, CircuitBreaker, ConnectionPool, OutlierDetection, Retry
 from .results import CallGraphResult, Estimate, QueueResult, StationResult, replication_estimate
 
 __all__ = [
     "SharedCPU",
-    "run", "replicate", "run_to_precision", "theory", "calibrate",
+    "run", "replicate", "run_to_precision", "theory", "calibrate", "abtest", "mesh",
     # distributions and calibration
     "Distribution", "Exponential", "Deterministic", "LogNormal", "Gamma", "Empirical", "DISTRIBUTIONS",
     "make_distribution", "as_distribution", "fit_service_time",
@@ -64,7 +65,7 @@ __all__ = [
     # call graphs and policies
     "CallGraph", "CallGraphResult", "run_callgraph", "chain_graph", "Retry", "CircuitBreaker", "Bulkhead",
     "OutlierDetection", "ConnectionPool", "ApplicationBreaker",
-    "TokenBucket", "KongRateLimiting", "EnvoyLocalRateLimit", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
+    "TokenBucket", "FixedWindow", "KongRateLimiting", "EnvoyLocalRateLimit", "simulate_rate_limit", "RoundRobin", "Weighted", "LeastRequest", "RandomChoice",
     # autoscaling, canary, cost
     "HPA", "ClusterAutoscaler", "HPAScenario", "AutoscalingResult", "load_steps", "simulate_autoscaling",
     "Version", "CanaryScenario", "CanaryResult", "simulate_canary",

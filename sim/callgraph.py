@@ -10,8 +10,10 @@ The scenario is a ``networkx.DiGraph``:
   ``replica_service_time`` (one value per replica, to model a single faulty or slow replica),
   ``fanout`` (``"sequential"`` or ``"parallel"`` sync calls) and an optional ``rate_limit``
   (:class:`sim.TokenBucket`);
-* **edges** are calls with ``mode`` (``"sync"`` — the caller waits — or ``"async"`` — an event,
-  fire and forget), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
+* **edges** are calls with ``mode`` (``"sync"`` — the caller waits —, ``"async"`` — an event,
+  fire and forget — or ``"mirror"`` — Istio's ``mirror``: a copy of the request to a shadow
+  service for a ``probability`` share of the visits (``mirrorPercentage`` / 100); it costs the
+  shadow's capacity, its answer is dropped and never fails or delays the caller), ``calls`` (fan-out: calls per visit), ``probability`` (of making them),
   ``hop_delay_ms`` (network, each way), ``sidecar_ms`` (per sidecar; a meshed hop passes two
   sidecars each way), ``timeout_ms`` (per attempt: Istio's ``retries.perTryTimeout``),
   ``route_timeout_ms`` (the whole call with its retries: Istio's route ``timeout``; when it fires
@@ -129,8 +131,8 @@ class CallGraph:
             unknown = set(data) - _EDGE_KEYS
             if unknown:
                 raise ValueError(f"graph edge {name}: got unknown attributes {sorted(unknown)}; valid: {sorted(_EDGE_KEYS)}")
-            if data.get("mode", "sync") not in ("sync", "async"):
-                raise ValueError(f"mode[{name}]: got {data['mode']!r}; valid: 'sync' or 'async'")
+            if data.get("mode", "sync") not in ("sync", "async", "mirror"):
+                raise ValueError(f"mode[{name}]: got {data['mode']!r}; valid: 'sync', 'async' or 'mirror'")
             check_int(f"calls[{name}]", data.get("calls", 1))
             check_fraction(f"probability[{name}]", data.get("probability", 1.0))
             check_nonnegative(f"hop_delay_ms[{name}]", data.get("hop_delay_ms", self.hop_delay_ms))
@@ -248,7 +250,7 @@ def chain_graph(services: int, service_time_s: float = 0.002, **edge_attrs: Any)
 
 _EDGE_COLUMNS = ["edge", "mode", "calls", "attempts", "retries", "timeouts", "failed", "short_circuited",
                  "bulkhead_rejected", "budget_exhausted", "breaker_state", "pool_overflow", "ejections",
-                 "no_healthy_upstream", "route_timeouts"]
+                 "no_healthy_upstream", "route_timeouts", "retry_overflow", "mirrored"]
 
 
 class _Deadline:
@@ -276,7 +278,8 @@ class _Edge:
                  "budget", "breaker", "bulkhead", "n_calls", "n_attempts", "n_retries", "n_timeouts",
                  "n_failed", "n_short_circuited", "n_bulkhead_rejected", "n_budget_exhausted",
                  "n_skipped", "is_async", "plain", "outlier", "pool", "pool_spec", "n_pool_overflow",
-                 "n_no_healthy", "pick_host", "label", "route_timeout_s", "n_route_timeouts", "proxies")
+                 "n_no_healthy", "pick_host", "label", "route_timeout_s", "n_route_timeouts", "proxies",
+                 "max_retries", "retries_out", "n_retry_overflow", "mirror_percent", "n_mirrored")
 
 
 def run_callgraph(
@@ -344,7 +347,9 @@ def run_callgraph(
         e = _Edge()
         e.src, e.dst = nodes[a], nodes[b]
         e.label = f"{a}->{b}"
-        e.is_async = d.get("mode", "sync") == "async"
+        e.is_async = d.get("mode", "sync") in ("async", "mirror")  # a mirror is fire and forget too
+        e.mirror_percent = 100.0 * float(d.get("probability", 1.0)) if d.get("mode") == "mirror" else None
+        e.n_mirrored = 0
         e.calls = d.get("calls", 1)
         e.probability = float(d.get("probability", 1.0))
         hop = d.get("hop_delay_ms", cg.hop_delay_ms)
@@ -365,7 +370,9 @@ def run_callgraph(
         e.pool = Server(env, e.pool_spec.max_connections) if e.pool_spec is not None else None
         e.pick_host = len(e.dst.resources) > 1 and (
             e.outlier is not None or (e.retry is not None and e.retry.retry_other_host))
-        e.n_pool_overflow = e.n_no_healthy = e.n_route_timeouts = 0
+        e.n_pool_overflow = e.n_no_healthy = e.n_route_timeouts = e.n_retry_overflow = 0
+        e.max_retries = e.pool_spec.max_retries if e.pool_spec is not None else None
+        e.retries_out = [0]
         rt = d.get("route_timeout_ms")
         e.route_timeout_s = rt / 1000.0 if rt is not None else None
         k = d.get("client_proxies")
@@ -422,6 +429,8 @@ def run_callgraph(
             return False
         for e in nd.async_edges:
             if e.probability >= 1.0 or uniform.next() < e.probability:
+                if e.mirror_percent is not None:
+                    e.n_mirrored += e.calls
                 for _ in range(e.calls):
                     process(call(e))
             else:
@@ -498,6 +507,18 @@ def run_callgraph(
             return False
 
     def attempts(e: _Edge, cancelled):
+        """One call's attempts; with the pool's ``max_retries`` the call's outstanding retry is
+        given back when the call ends, whatever its outcome."""
+        if e.max_retries is None:
+            return (yield from _attempts(e, cancelled, None))
+        held = [False]
+        try:
+            return (yield from _attempts(e, cancelled, held))
+        finally:
+            if held[0]:
+                e.retries_out[0] -= 1
+
+    def _attempts(e: _Edge, cancelled, held):
         """Breaker, bulkhead, per-try timeout and retries with backoff."""
         e.n_calls += 1
         if e.plain:  # no policy on this edge: one attempt, inline
@@ -520,6 +541,13 @@ def run_callgraph(
                 if budget is not None and not budget.withdraw(env.now):
                     e.n_budget_exhausted += 1
                     break
+                if e.max_retries is not None:
+                    if e.retries_out[0] >= e.max_retries:
+                        e.n_retry_overflow += 1  # Envoy's upstream_rq_retry_overflow
+                        break
+                    if not held[0]:
+                        e.retries_out[0] += 1
+                        held[0] = True
                 e.n_retries += 1
                 retry_times.append((env.now, e.label))
                 yield timeout(e.retry.backoff_s(attempt, uniform.next()))
@@ -548,10 +576,7 @@ def run_callgraph(
                 tried.append(host)
             pool_req = None
             if pool is not None:
-                spec = e.pool_spec
-                waiting = len(pool.queue)
-                if waiting >= spec.http1_max_pending_requests or (
-                        spec.http2_max_requests is not None and waiting + pool.count >= spec.http2_max_requests):
+                if e.pool_spec.overflows(pool.count, len(pool.queue)):
                     e.n_pool_overflow += 1  # Envoy answers 503 at once (upstream overflow)
                     if bulkhead is not None:
                         bulkhead.release()
@@ -637,13 +662,14 @@ def run_callgraph(
         for nd in nodes.values()
     ]
     edge_rows = [
-        {"edge": f"{e.src.name}->{e.dst.name}", "mode": "async" if e.is_async else "sync",
+        {"edge": f"{e.src.name}->{e.dst.name}",
+         "mode": "mirror" if e.mirror_percent is not None else "async" if e.is_async else "sync",
          "calls": e.n_calls, "attempts": e.n_attempts, "retries": e.n_retries,
          "timeouts": e.n_timeouts, "failed": e.n_failed, "short_circuited": e.n_short_circuited,
          "bulkhead_rejected": e.n_bulkhead_rejected, "budget_exhausted": e.n_budget_exhausted,
          "breaker_state": e.breaker.state if e.breaker else None, "pool_overflow": e.n_pool_overflow,
          "ejections": len(e.outlier.ejections) if e.outlier else 0, "no_healthy_upstream": e.n_no_healthy,
-         "route_timeouts": e.n_route_timeouts}
+         "route_timeouts": e.n_route_timeouts, "retry_overflow": e.n_retry_overflow, "mirrored": e.n_mirrored}
         for e in edges
     ]
     transitions = [

@@ -36,7 +36,7 @@ from ._validate import check_fraction, check_int, check_positive
 from .distributions import Distribution, LogNormal, as_distribution
 
 __all__ = ["Version", "CanaryScenario", "CanaryResult", "simulate_canary", "histogram_quantile",
-           "CLOUDMART_BUCKETS_S"]
+           "CLOUDMART_BUCKETS_S", "detection_probability", "first_check_failure_probability"]
 
 # The le bounds of CloudMart's http_request_duration_seconds histogram (services/common/metrics).
 CLOUDMART_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -166,6 +166,49 @@ class CanaryResult:
     def to_frame(self) -> pd.DataFrame:
         """One row per analysis (interval)."""
         return self.steps
+
+    @property
+    def exposed_errors(self) -> int:
+        """Errors the canary served to users before the decision (its blast radius)."""
+        return self.canary_errors
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.decision == "rolled_back"
+
+
+def detection_probability(sc: CanaryScenario, seeds=range(200)) -> dict:
+    """The rollout over many ``seeds``: the share rolled back (the detection probability when the
+    canary is bad, the false-rollback rate when it is not) with a Wilson 95 % interval, and the
+    mean exposed errors, canary requests and decision time."""
+    from .mesh import wilson_interval
+
+    runs = [simulate_canary(sc, int(s)) for s in seeds]
+    if not runs:
+        raise ValueError("seeds: got none; valid: at least one seed")
+    k = sum(r.rolled_back for r in runs)
+    low, high = wilson_interval(k, len(runs))
+    return {"rolled_back": k / len(runs), "low": low, "high": high, "runs": len(runs),
+            "mean_exposed_errors": float(np.mean([r.exposed_errors for r in runs])),
+            "mean_canary_requests": float(np.mean([r.canary_requests for r in runs])),
+            "mean_decided_at_s": float(np.mean([r.decided_at_s for r in runs]))}
+
+
+def first_check_failure_probability(sc: CanaryScenario) -> float:
+    """Closed form of the error-rate gate at the first weight: the canary gets N ~ Poisson(λ·T·w)
+    requests in the interval (a thinned Poisson stream) and fails the check if N < min_requests or
+    its errors X ~ Binomial(N, p) exceed ``max_error_rate``·N. (The p99 gate is ignored: give the
+    scenario a ``max_p99_ms`` the latencies never reach.) With one step and
+    ``failed_checks_to_rollback=1`` this is the probability of a rollback."""
+    from scipy import stats
+
+    mean = sc.rate_per_s * sc.step_s * sc.steps_percent[0] / 100.0
+    hi = int(mean + 12 * math.sqrt(mean) + 20)
+    n = np.arange(hi + 1)
+    pn = stats.poisson.pmf(n, mean)
+    allowed = np.floor(sc.max_error_rate * n + 1e-9)
+    fail = np.where(n < sc.min_requests, 1.0, stats.binom.sf(allowed, n, sc.canary.error_rate))
+    return float((pn * fail).sum())
 
 
 def simulate_canary(sc: CanaryScenario, seed: int = 0) -> CanaryResult:

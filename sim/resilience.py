@@ -391,21 +391,51 @@ class OutlierState:
 
 @dataclass(frozen=True)
 class ConnectionPool:
-    """Envoy's circuit-breaking thresholds for HTTP/1.1 (Istio ``connectionPool``): at most
-    ``max_connections`` requests in flight to the service (one per connection); up to
-    ``http1_max_pending_requests`` more **wait** for a connection; beyond that a request fails
-    at once with a 503 (an "overflow"). ``http2_max_requests`` caps in-flight plus waiting.
-    Sources: Envoy docs, "Circuit breaking"; Istio docs, ``ConnectionPoolSettings``."""
+    """Envoy's circuit-breaking thresholds for HTTP/1.1 (Istio ``connectionPool``), per calling
+    proxy and upstream cluster:
+
+    * at most ``max_connections`` requests in flight to the service (one per connection,
+      ``tcp.maxConnections``);
+    * up to ``http1_max_pending_requests`` more **wait** for a connection; beyond that a request
+      fails at once with a 503 — Envoy's ``upstream_rq_pending_overflow`` (the edge's
+      ``pool_overflow`` column). ``http1_max_pending_requests=0`` is a pure loss system: a request
+      that finds every connection busy is refused (Erlang B);
+    * ``http2_max_requests`` (Envoy's ``max_requests``) caps in flight plus waiting;
+    * ``max_retries`` (``http.maxRetries``, Envoy's ``max_retries``) caps the retries outstanding at
+      once across the cluster; a retry beyond it is not made and the call fails with the last
+      error — ``upstream_rq_retry_overflow`` (the ``retry_overflow`` column). ``None``: no cap
+      (Istio's default is 2³²−1; Envoy's own default is 3).
+
+    Unlike :class:`Bulkhead` (reject when ``max_concurrent`` are in flight), requests queue first.
+    Sources: Envoy docs, "Circuit breaking" and ``config.cluster.v3.CircuitBreakers``; Istio docs,
+    ``ConnectionPoolSettings`` and the "Circuit Breaking" task."""
 
     max_connections: int = 100
     http1_max_pending_requests: int = 50
     http2_max_requests: int | None = None
+    max_retries: int | None = None
 
     def __post_init__(self):
         check_int("max_connections", self.max_connections)
         check_int("http1_max_pending_requests", self.http1_max_pending_requests, 0)
         if self.http2_max_requests is not None:
             check_int("http2_max_requests", self.http2_max_requests)
+        if self.max_retries is not None:
+            check_int("max_retries", self.max_retries, 0)
+
+    @property
+    def capacity(self) -> int:
+        """Requests the pool holds at most (in flight plus waiting): K of an M/M/c/K queue."""
+        k = self.max_connections + self.http1_max_pending_requests
+        return k if self.http2_max_requests is None else min(k, max(self.http2_max_requests, self.max_connections))
+
+    def overflows(self, in_flight: int, waiting: int) -> bool:
+        """Would one more request overflow a pool with ``in_flight`` granted and ``waiting`` queued?"""
+        if in_flight < self.max_connections and waiting == 0:
+            return (self.http2_max_requests is not None and in_flight >= self.http2_max_requests)
+        if waiting >= self.http1_max_pending_requests:
+            return True
+        return self.http2_max_requests is not None and waiting + in_flight >= self.http2_max_requests
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ __all__ = [
     "littles_law_number",
     "hpa_desired_replicas",
     "retry_success_probability",
+    "erlang_b",
+    "mmck_blocking_probability",
+    "run_of_failures_probability",
 ]
 
 
@@ -268,3 +271,51 @@ def retry_success_probability(failure_probability: float, attempts: int) -> floa
     check_fraction("failure_probability", failure_probability)
     check_int("attempts", attempts)
     return 1.0 - failure_probability**attempts
+
+
+def erlang_b(servers: int, offered_load: float) -> float:
+    """Erlang B: probability that an arrival finds all ``servers`` busy in an M/M/c/c loss system
+    (no queue) with offered load a = λ/μ — the overflow share of a connection pool without
+    pending requests. Insensitive to the service-time law (M/G/c/c). Stable recursion
+    B(k) = a·B(k−1) / (k + a·B(k−1))."""
+    check_int("servers", servers)
+    check_nonnegative("offered_load", offered_load)
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = offered_load * b / (k + offered_load * b)
+    return b
+
+
+def mmck_blocking_probability(arrival_rate_per_s: float, service_rate_per_s: float, servers: int,
+                              capacity: int) -> float:
+    """M/M/c/K: the share of arrivals refused because ``capacity`` K requests (c in service, K − c
+    waiting) are already there — a connection pool of c connections and K − c pending requests.
+    p_n ∝ a^n / n! for n ≤ c and a^c/c! · (a/c)^(n−c) above; blocking = p_K (PASTA)."""
+    check_nonnegative("arrival_rate_per_s", arrival_rate_per_s)
+    check_positive("service_rate_per_s", service_rate_per_s)
+    check_int("servers", servers)
+    check_int("capacity", capacity, servers)
+    a = arrival_rate_per_s / service_rate_per_s
+    weights = [1.0]
+    for n in range(1, capacity + 1):
+        weights.append(weights[-1] * a / min(n, servers))
+    return weights[-1] / sum(weights)
+
+
+def run_of_failures_probability(failure_probability: float, trials: int, run: int) -> float:
+    """Probability that ``trials`` independent Bernoulli(p) outcomes contain ``run`` failures in a
+    row (at least once): what a consecutive-errors detector needs to fire. Exact, by the
+    distribution of the current run length."""
+    p = check_fraction("failure_probability", failure_probability)
+    check_int("trials", trials, 0)
+    check_int("run", run)
+    state = np.zeros(run)  # state[j]: current run j < run, no detection yet
+    state[0] = 1.0
+    hit = 0.0
+    for _ in range(trials):
+        new = np.zeros(run)
+        new[0] = state.sum() * (1.0 - p)
+        new[1:] = state[:-1] * p
+        hit += state[-1] * p
+        state = new
+    return float(hit)

@@ -123,10 +123,12 @@ SIMULATED = ["day1.challenge", "day1.communication"]
 ACTED = ["day4.branching", "day4.ci_design", "day4.workflow"]  # sim and act; trivial answers tested in test_day4.py
 DAY3 = ["day3.authz_policy", "day3.control_stages", "day3.rego_authz"]  # trivial answers tested in test_day3.py
 FINOPS = ["day5.alerts", "day5.lab_cost", "day5.rightsizing", "day5.showback"]  # tested in test_day5.py
+DAY2 = ["day2.edge_limits", "day2.gateway_choice", "day2.kong_bundle", "day2.mesh_resilience",
+        "day2.rollout_policy"]  # tested in test_day2.py
 
 
 def test_every_exercise_registers_trivial_answers():
-    assert set(grading.known_exercises()) == set(FAST) | set(SIMULATED) | set(ACTED) | set(DAY3) | set(FINOPS)
+    assert set(grading.known_exercises()) == set(FAST) | set(SIMULATED) | set(ACTED) | set(DAY3) | set(FINOPS) | set(DAY2)
     with pytest.raises(KeyError, match="unknown"):
         grading.trivial_answers("day9.nothing")
 
