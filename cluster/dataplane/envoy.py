@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from typing import Callable
 
 from cluster.dataplane import model as m
@@ -34,6 +36,8 @@ ROUTE_CONFIG = T + "envoy.config.route.v3.RouteConfiguration"
 HTTP_OPTIONS = T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_INSPECTOR = T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 PREVIOUS_HOSTS = T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+BUFFER = T + "envoy.extensions.filters.http.buffer.v3.Buffer"
+LOAD_ASSIGNMENT = T + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
@@ -83,16 +87,25 @@ def address(host: str, port: int, pipe: str | None, mode: int | None = None) -> 
 
 # -- clusters ------------------------------------------------------------------------------------
 
-def cluster(c: m.Cluster, sds: SdsRef) -> dict:
-    out: dict = {
-        "name": c.name,
-        "type": "STATIC",
-        "connect_timeout": duration(c.connect_timeout_s),
-        "lb_policy": c.lb_policy,
-        "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": address(e.host, e.port, e.pipe)}} for e in c.endpoints]}]},
-        # Counters of every ejection, pending overflow… are kept per cluster (Envoy's default).
-    }
+def load_assignment(c: m.Cluster) -> dict:
+    return {"cluster_name": c.name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": address(e.host, e.port, e.pipe)}} for e in c.endpoints]}]}
+
+
+def eds_file(cluster_name: str) -> str:
+    """The EDS file of a cluster (`outbound|80||order` -> `eds-outbound_80__order.json`)."""
+    return "eds-" + re.sub(r"[^A-Za-z0-9_.-]", "_", cluster_name) + ".json"
+
+
+def cluster(c: m.Cluster, sds: SdsRef, eds: Callable[[str], dict] | None = None) -> dict:
+    """A cluster; with `eds`, its endpoints come from an EDS source (an endpoint change then
+    replaces no cluster: connection pools, outlier state and requests in flight stay)."""
+    out: dict = {"name": c.name, "connect_timeout": duration(c.connect_timeout_s), "lb_policy": c.lb_policy}
+    if eds is None:
+        out.update({"type": "STATIC", "load_assignment": load_assignment(c)})
+    else:
+        out.update({"type": "EDS", "eds_cluster_config": {"eds_config": eds(c.name)}})
+    # Counters of every ejection, pending overflow… are kept per cluster (Envoy's default).
     common: dict = {}
     if c.idle_timeout_s is not None:
         common["idle_timeout"] = duration(c.idle_timeout_s)
@@ -411,6 +424,10 @@ def rate_limit_config(rl: m.RateLimit) -> dict:
                     "filter_enforced": {"runtime_key": f"{rl.name}_enforced", **always}}
     if rl.response_headers:
         config["enable_x_ratelimit_headers"] = "DRAFT_VERSION_03"
+    # When to come back: the next refill (RFC 9110 Retry-After, whole seconds).
+    config["response_headers_to_add"] = [{"header": {"key": "retry-after",
+                                                     "value": str(max(1, math.ceil(rl.fill_interval_s)))},
+                                          "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
     if rl.key is None:
         config["token_bucket"] = bucket
     else:
@@ -454,6 +471,10 @@ def http_filters(listener: m.Listener) -> list[dict]:
     if listener.faults:
         # Empty here; each route carries its own fault (typed_per_filter_config).
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": FAULT}})
+    if listener.max_request_bytes is not None:
+        # After the checks (a refused request is never buffered); a larger body is 413.
+        filters.append({"name": "envoy.filters.http.buffer",
+                        "typed_config": {"@type": BUFFER, "max_request_bytes": listener.max_request_bytes}})
     filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}})
     return filters
 
@@ -470,11 +491,59 @@ def _hcm(listener: m.Listener, stat_prefix: str, routes: dict) -> dict:
     }
     if listener.request_timeout_s is not None:
         config["request_timeout"] = duration(listener.request_timeout_s)
+    if listener.json_errors:
+        config["local_reply_config"] = local_reply_config()
     if listener.tls:
         # The caller's SPIFFE id travels to the workload in x-forwarded-client-cert, as in Istio.
         config["forward_client_cert_details"] = "SANITIZE_SET"
         config["set_current_client_cert_details"] = {"uri": True}
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def _json_reply(status: int | None, detail: str, *, flags: tuple[str, ...] = (), code: int | None = None,
+                retry_after: bool = False) -> dict:
+    if flags:
+        match: dict = {"response_flag_filter": {"flags": list(flags)}}
+    else:
+        match = {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+            "default_value": code, "runtime_key": f"cloudmart.local_reply.{code}"}}}}
+    mapper: dict = {"filter": match, "body_format_override": {
+        "json_format": {"detail": detail}, "content_type": "application/json"}}
+    if status is not None:
+        mapper["status_code"] = status
+    if retry_after:
+        mapper["headers_to_add"] = [{"header": {"key": "retry-after", "value": "1"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return mapper
+
+
+# Envoy's response flags: UH no healthy upstream, UF connection failure, URX retries exhausted,
+# UC/UR connection or stream reset by the upstream, NR/NC no route or cluster, UO circuit open.
+NO_REPLICA_FLAGS = ("UH", "UF", "URX", "UC", "UR", "NC")
+
+
+def local_reply_config() -> dict:
+    """Envoy's own answers as CloudMart's JSON errors ({"detail": …}), never an empty body:
+    a request no ready replica could take is a 503 with Retry-After (never a 502)."""
+    return {"mappers": [
+        _json_reply(None, "rate limit exceeded, slow down", code=429),
+        _json_reply(503, "circuit open: too many requests to %UPSTREAM_CLUSTER%", flags=("UO",), retry_after=True),
+        _json_reply(504, "upstream request timeout", flags=("UT",)),
+        _json_reply(503, "no ready replica of %UPSTREAM_CLUSTER% could take the request",
+                    flags=NO_REPLICA_FLAGS, retry_after=True),
+        _json_reply(None, "request body larger than the limit", code=413),
+        _json_reply(None, "%LOCAL_REPLY_BODY%", code=401),
+        _json_reply(None, "%LOCAL_REPLY_BODY%", code=403),
+        # Direct responses (no route: 404; every backend at weight 0: 500) carry JSON already.
+        _json_body(404), _json_body(500),
+    ]}
+
+
+def _json_body(code: int) -> dict:
+    return {"filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+        "default_value": code, "runtime_key": f"cloudmart.local_reply.{code}"}}}},
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                                 "content_type": "application/json"}}
 
 
 def _downstream_tls(t: m.DownstreamTLS, sds: SdsRef) -> dict:
@@ -548,6 +617,9 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
     return {
         "node": {"id": node_id, "cluster": "cloudmart"},
         "admin": {"address": {"pipe": {"path": admin_socket, "mode": 0o600}}},
+        # Histograms are merged when the admin interface is read (not every 5 s): a latency
+        # histogram read right after a run includes the run's last requests.
+        "stats_flush_on_admin": True,
         "dynamic_resources": {"lds_config": _source(xds_folder, "lds.json"),
                               "cds_config": _source(xds_folder, "cds.json")},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {
@@ -557,7 +629,8 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
 
 
 def xds_files(plane: m.DataPlane, xds_folder: str) -> dict[str, dict]:
-    """The files of the dynamic config: lds.json, cds.json, rds-<listener>.json, sds-<secret>.json."""
+    """The files of the dynamic config: lds.json, cds.json, rds-<listener>.json, sds-<secret>.json,
+    eds-<cluster>.json (the endpoints: an endpoint change rewrites only these)."""
     plane.check()
 
     def sds(name: str) -> dict:
@@ -571,7 +644,12 @@ def xds_files(plane: m.DataPlane, xds_folder: str) -> dict[str, dict]:
         listeners.append({"@type": LISTENER, **listener(l, sds, {"rds": {
             "route_config_name": l.name, "config_source": _source(xds_folder, rds_name)}})})
     files["lds.json"] = {"resources": listeners}
-    files["cds.json"] = {"resources": [{"@type": CLUSTER, **cluster(c, sds)} for c in plane.clusters]}
+    def eds(name: str) -> dict:
+        return _source(xds_folder, eds_file(name))
+
+    files["cds.json"] = {"resources": [{"@type": CLUSTER, **cluster(c, sds, eds)} for c in plane.clusters]}
+    for c in plane.clusters:
+        files[eds_file(c.name)] = {"resources": [{"@type": LOAD_ASSIGNMENT, **load_assignment(c)}]}
     for s in plane.secrets:
         files[f"sds-{s.name}.json"] = {"resources": [{"@type": SECRET, **secret(s)}]}
     # A version per file, from its content: the admin API reports it once Envoy applied the file.

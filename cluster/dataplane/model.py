@@ -289,6 +289,8 @@ class Listener:
     stat_prefix: str | None = None
     request_timeout_s: float | None = None
     xff_num_trusted_hops: int = 0
+    max_request_bytes: int | None = None    # a larger body is answered 413 (Envoy's buffer filter)
+    json_errors: bool = False        # Envoy's own error replies (503, 429, 413, 401, 504) as JSON
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from cluster.dataplane import envoy as render
 from cluster.dataplane.model import DataPlane
 
 READY_TIMEOUT_S = 15.0
+MAX_SOCKET_PATH = 100      # bytes; the kernel's limit is 107 (sun_path is 108 with the NUL)
 APPLY_TIMEOUT_S = 10.0
 
 
@@ -87,6 +88,12 @@ class EnvoyProxy:
         self.xds = self.folder / "xds"
         self.xds.mkdir(exist_ok=True)
         self.admin_socket = str(self.folder / "admin.sock")
+        self._socket_dir: str | None = None
+        if len(self.admin_socket.encode()) > MAX_SOCKET_PATH:
+            # A Unix socket path has at most 107 bytes: under a deep state folder, the socket goes
+            # to a short private folder of its own (mkdtemp makes it 0700), removed on stop().
+            self._socket_dir = tempfile.mkdtemp(prefix="cm-envoy-")
+            self.admin_socket = os.path.join(self._socket_dir, "admin.sock")
         self.node_id = node_id
         self.log_level = log_level
         self.concurrency = concurrency
@@ -124,7 +131,11 @@ class EnvoyProxy:
         if kind not in kinds:
             raise ValueError(f"proxy-config {kind!r}: expected one of {', '.join(kinds)}")
         rows: list[dict] = []
-        for section in self.config_dump()["configs"]:
+        dump = self.admin("/config_dump?include_eds").json()["configs"]
+        # Endpoints come from EDS (file-based): per cluster, from the endpoints section.
+        eds = {e.get("endpoint_config", {}).get("cluster_name"): e.get("endpoint_config", {})
+               for section in dump for e in section.get("dynamic_endpoint_configs", [])}
+        for section in dump:
             if kind == "listeners":
                 for entry in section.get("dynamic_listeners", []):
                     l = entry.get("active_state", {}).get("listener", {})
@@ -155,7 +166,7 @@ class EnvoyProxy:
                 for entry in section.get("dynamic_active_clusters", []):
                     c = entry.get("cluster", {})
                     endpoints = [_address_text(lb["endpoint"]["address"])
-                                 for group in c.get("load_assignment", {}).get("endpoints", [])
+                                 for group in (c.get("load_assignment") or eds.get(c.get("name"), {})).get("endpoints", [])
                                  for lb in group.get("lb_endpoints", [])]
                     rows.append({"name": c.get("name"), "endpoints": endpoints, "lb_policy": c.get("lb_policy", "ROUND_ROBIN"),
                                  "circuit_breakers": (c.get("circuit_breakers", {}).get("thresholds") or [{}])[0],
@@ -189,6 +200,8 @@ class EnvoyProxy:
         validate_plane(plane)
         self._write_files(plane)
         bootstrap = self.folder / "bootstrap.json"
+        # A socket left by an Envoy that was killed would keep the new one from binding its admin.
+        Path(self.admin_socket).unlink(missing_ok=True)
         bootstrap.write_text(json.dumps(render.dynamic_bootstrap(self.node_id, str(self.xds), self.admin_socket)))
         log = open(self.folder / "envoy.log", "ab")
         try:
@@ -196,21 +209,22 @@ class EnvoyProxy:
                 [envoy_binary(), "-c", str(bootstrap), "--concurrency", str(self.concurrency),
                  "--log-level", self.log_level, "--disable-hot-restart", "--drain-time-s", "2",
                  "--parent-shutdown-time-s", "3", "--service-node", self.node_id, "--service-cluster", "cloudmart"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
         self.plane = plane
         self._wait_listeners(plane, READY_TIMEOUT_S)
 
-    def _write_files(self, plane: DataPlane, kinds: tuple[str, ...] = ("sds", "rds", "lds", "cds")) -> dict[str, str]:
-        """Write the files of the given kinds (secrets and routes before what names them)."""
+    def _write_files(self, plane: DataPlane, kinds: tuple[str, ...] = ("sds", "eds", "rds", "lds", "cds")) -> dict[str, str]:
+        """Write the files of the given kinds (secrets, endpoints and routes before what names them)."""
         files = render.xds_files(plane, str(self.xds))
-        order = sorted(files, key=lambda n: (not n.startswith("sds-"), n == "lds.json", n == "cds.json"))
+        order = sorted(files, key=lambda n: (not n.startswith(("sds-", "eds-")), n == "lds.json", n == "cds.json"))
         versions: dict[str, str] = {}
         for name in order:
             if name.split("-")[0].split(".")[0] in kinds:
                 _write_atomic(self.xds / name, files[name])
-                versions[name] = files[name]["version_info"]
+                versions[name] = (_endpoints_key(files[name]["resources"][0]) if name.startswith("eds-")
+                                  else files[name]["version_info"])
         return versions
 
     def _wait_listeners(self, plane: DataPlane, timeout_s: float) -> None:
@@ -237,8 +251,13 @@ class EnvoyProxy:
     def applied_versions(self) -> dict[str, set[str]]:
         """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds-<name>.json)."""
         out: dict[str, set[str]] = {}
-        for section in self.config_dump()["configs"]:
+        for section in self.admin("/config_dump?include_eds").json()["configs"]:
             kind = section.get("@type", "")
+            for e in section.get("dynamic_endpoint_configs", []):
+                # Envoy reports no version for file-based EDS: the endpoints themselves tell.
+                assignment = e.get("endpoint_config", {})
+                out.setdefault(render.eds_file(assignment.get("cluster_name", "")), set()).add(
+                    _endpoints_key(assignment))
             # The last CDS/LDS update Envoy accepted (clusters it left unchanged keep older versions).
             if kind.endswith("ClustersConfigDump") and "version_info" in section:
                 out["cds.json"] = {section["version_info"]}
@@ -257,8 +276,9 @@ class EnvoyProxy:
         wanted = dict(versions)
         while time.monotonic() < deadline:
             applied = self.applied_versions()
-            # Envoy subscribes to a secret only once a listener or cluster names it.
-            wanted = {n: v for n, v in wanted.items() if not n.startswith("sds-") or n in applied}
+            # Envoy subscribes to a secret only once a listener or cluster names it (and to a
+            # cluster's endpoints once that cluster exists).
+            wanted = {n: v for n, v in wanted.items() if not n.startswith(("sds-", "eds-")) or n in applied}
             if all(applied.get(name) == {v} for name, v in wanted.items()):
                 return
             time.sleep(0.02)
@@ -280,7 +300,9 @@ class EnvoyProxy:
             union = DataPlane(listeners=list(plane.listeners),
                               clusters=list(plane.clusters) + [c for c in old.clusters if c.name not in names],
                               secrets=list(plane.secrets) + [s for s in old.secrets if s.name not in secret_names])
-            self._wait_versions(self._write_files(union, ("sds", "cds")))
+            self._wait_versions(self._write_files(union, ("sds", "eds", "cds")))
+            # The endpoints of clusters that CDS just added are now subscribed to: wait for them too.
+            self._wait_versions({n: v for n, v in self._write_files(union, ("eds",)).items()})
             self._wait_versions(self._write_files(union, ("rds", "lds")))
             self._wait_versions(self._write_files(plane, ("cds",)))
             self.plane = plane
@@ -298,12 +320,22 @@ class EnvoyProxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self._socket_dir:
+            import shutil
+
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> "EnvoyProxy":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _endpoints_key(assignment: dict) -> str:
+    """The endpoints of a ClusterLoadAssignment as one comparable string."""
+    return ",".join(sorted(_address_text(lb["endpoint"]["address"])
+                           for group in assignment.get("endpoints", []) for lb in group.get("lb_endpoints", [])))
 
 
 def _address_text(address: dict) -> str:

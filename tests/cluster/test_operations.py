@@ -26,9 +26,17 @@ def _background_browse(cm, seconds: float, rps: float = 10.0):
     return thread, box
 
 
-def _upstreams(cm) -> set[str]:
-    port = cm.status()["gateway_admin_port"]
-    return {u["address"] for u in httpx.get(f"http://127.0.0.1:{port}/reverse_proxy/upstreams").json()}
+def _upstreams(cm, cluster: str = "outbound|80||product") -> set[str]:
+    """The hosts the gateway's Envoy balances a cluster over (its admin API, a Unix socket)."""
+    admin = httpx.Client(transport=httpx.HTTPTransport(uds=cm.status()["gateway_admin_socket"]))
+    data = admin.get("http://envoy-admin/clusters?format=json").json()
+    hosts = set()
+    for c in data["cluster_statuses"]:
+        if c["name"] == cluster:
+            for h in c.get("host_statuses", []):
+                sock = h["address"]["socket_address"]
+                hosts.add(f"{sock['address']}:{sock['port_value']}")
+    return hosts
 
 
 def test_scale_up_kill_and_scale_down_lose_no_request(cloudmart, wait_for):

@@ -1,0 +1,185 @@
+"""The local target's gateway config (`dataplane.local.render`) and endpoint updates over EDS."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from cluster import topology
+from cluster.dataplane import envoy, local
+from cluster.dataplane import model as m
+from cluster.dataplane.errors import ResourceError
+
+
+@pytest.fixture(scope="module")
+def topo():
+    return topology.load()
+
+
+def _endpoints(topo, port: int = 20000) -> dict[str, list[str]]:
+    return {svc: [f"127.0.0.1:{port + i}"] for i, svc in enumerate(sorted(topo.services))}
+
+
+def test_render_adds_the_edge_policy_to_the_manifests_routes(topo):
+    plane = local.render(topo, endpoints=_endpoints(topo), port=18999, cluster_ports={"product": 19001})
+    gw = plane.listener("gateway")
+    assert gw.port == 18999 and gw.json_errors and gw.max_request_bytes == local.MAX_BODY_BYTES
+    assert gw.jwt is not None and gw.jwt.allow_missing
+    assert gw.jwt.providers[0].jwks_uri == "http://auth/api/auth/.well-known/jwks.json"
+    (limit,) = gw.rate_limits
+    assert limit.key == "header:x-user-id" and limit.max_tokens == 2000 and limit.tokens_per_fill == 100
+    assert set(gw.strip_headers) >= {"x-user-id", "x-user-roles"}
+    routes = {r.name.split(".")[0]: r for r in gw.virtual_hosts[0].routes}
+    assert {"auth", "order", "product", "user"} <= set(routes)
+    # HTTPRoutes without a retry of their own get Istio's default, to another host; their
+    # backendRequest timeout stays the per-try timeout.
+    order = routes["order"]
+    assert order.retry.attempts == 2 and order.retry.retry_other_hosts and 503 in order.retry.retriable_status_codes
+    assert "reset" in order.retry.retry_on and order.retry.per_try_timeout_s == 15.0 and order.timeout_s == 15.0
+    # The per-Service balancer: same endpoints, no edge policy.
+    balancer = plane.listener("cluster-product")
+    assert balancer.port == 19001 and balancer.jwt is None and not balancer.rate_limits
+    assert plane.cluster("outbound|80||product").endpoints == (m.Endpoint("127.0.0.1", 20000 + sorted(topo.services).index("product")),)
+
+
+def test_render_takes_applied_objects_and_refuses_bad_ones(topo):
+    extra = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "product"},
+             "spec": {"host": "product", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 7}}}}}
+    plane = local.render(topo, [extra], endpoints=_endpoints(topo))
+    assert plane.cluster("outbound|80||product").circuit_breaker.max_connections == 7
+    bad = {**extra, "spec": {"host": "product", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 0}}}}}
+    with pytest.raises(ResourceError, match="DestinationRule product: .*maxConnections"):
+        local.render(topo, [bad], endpoints=_endpoints(topo))
+    with pytest.raises(ValueError, match="rate limit"):
+        local.render(topo, endpoints=_endpoints(topo), rate=(0, 10))
+
+
+def test_running_clusters_take_their_endpoints_from_eds_files(topo, tmp_path):
+    files = envoy.xds_files(local.render(topo, endpoints=_endpoints(topo)), str(tmp_path))
+    cds = {c["name"]: c for c in files["cds.json"]["resources"]}
+    product = cds["outbound|80||product"]
+    assert product["type"] == "EDS" and "load_assignment" not in product
+    eds_name = envoy.eds_file("outbound|80||product")
+    assert eds_name == "eds-outbound_80__product.json"
+    assert product["eds_cluster_config"]["eds_config"]["path_config_source"]["path"] == f"{tmp_path}/{eds_name}"
+    assignment = files[eds_name]["resources"][0]
+    assert assignment["cluster_name"] == "outbound|80||product"
+    # What `envoy --mode validate` checks has the same endpoints inline.
+    static = {c["name"]: c for c in envoy.static_bootstrap(local.render(topo, endpoints=_endpoints(topo)))
+              ["static_resources"]["clusters"]}
+    assert static["outbound|80||product"]["load_assignment"]["endpoints"] == assignment["endpoints"]
+
+
+def _stat(proxy, name: str) -> int:
+    return int(proxy.stats().get(name, 0))
+
+
+def test_an_endpoint_change_rewrites_only_eds_and_drops_no_request(upstreams, envoys):
+    """Moving a cluster from one replica to another under load: Envoy updates the membership,
+    replaces no cluster (cluster_modified stays), and every request is answered 200."""
+    a, b = upstreams("a"), upstreams("b")
+    c = lambda *ups: m.Cluster("outbound|80||svc", tuple(m.Endpoint(port=u.port) for u in ups), idle_timeout_s=4.0)
+    route = m.Route("r", m.RouteMatch("/"), clusters=(m.WeightedCluster("outbound|80||svc", 1),), retry=local.GATEWAY_RETRY)
+    plane = lambda *ups: m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(route,)),), json_errors=True)], [c(*ups)])
+    proxy = envoys(plane(a), "eds")
+    url = f"http://127.0.0.1:{proxy.ports()['l']}/x"
+    modified = _stat(proxy, "cluster_manager.cluster_modified")
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                codes.append(client.get(url).status_code)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        for step in (plane(a, b), plane(b), plane(a), plane(a, b)):
+            time.sleep(0.3)
+            proxy.apply(step)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(codes) > 20 and set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
+    assert _stat(proxy, "cluster_manager.cluster_modified") == modified, "no cluster was replaced"
+    assert _stat(proxy, "cluster.outbound|80||svc.membership_change") >= 4
+    assert a.hits > 0 and b.hits > 0
+
+
+def test_no_endpoint_or_a_refused_one_is_a_json_503(upstreams, envoys, tmp_path):
+    import socket
+
+    with socket.socket() as s:             # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    empty = m.Cluster("outbound|80||empty", ())
+    refused = m.Cluster("outbound|80||dead", (m.Endpoint(port=dead),))
+    routes = (m.Route("e", m.RouteMatch("/empty"), clusters=(m.WeightedCluster(empty.name, 1),), retry=local.GATEWAY_RETRY),
+              m.Route("d", m.RouteMatch("/dead"), clusters=(m.WeightedCluster(refused.name, 1),), retry=local.GATEWAY_RETRY))
+    proxy = envoys(m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=routes),), json_errors=True)],
+                               [empty, refused]), "503")
+    base = f"http://127.0.0.1:{proxy.ports()['l']}"
+    for path, cluster in (("/empty", empty.name), ("/dead", refused.name)):
+        resp = httpx.get(base + path)
+        assert resp.status_code == 503, (path, resp.status_code, resp.text)
+        assert resp.headers["content-type"] == "application/json" and resp.headers["retry-after"] == "1"
+        assert resp.json()["detail"] == f"no ready replica of {cluster} could take the request"
+
+
+def _identity(tmp_path):
+    from cluster.dataplane.build import MeshIdentity
+    from cluster.mesh import MeshCA
+
+    tls = MeshCA(tmp_path / "mesh").issue("order-0", "order")
+    return MeshIdentity(tls.ca_file, tls.cert_file, tls.key_file)
+
+
+def test_render_sidecar_is_strict_by_default_and_takes_applied_policies(topo, tmp_path):
+    labels = {"app.kubernetes.io/name": "order"}
+    kw = dict(service="order", labels=labels, app="127.0.0.1:21000", inbound_port=21001,
+              identity=_identity(tmp_path), peers={"product": (21002, ["127.0.0.1:21003"])})
+    plane = local.render_sidecar(topo, **kw)
+    inbound = plane.listener("inbound")
+    assert inbound.port == 21001 and inbound.tls.mode == "STRICT" and not inbound.rbac
+    assert plane.cluster("inbound|8080||order").endpoints == (m.Endpoint("127.0.0.1", 21000),)
+    assert plane.listener("outbound-product").port == 21002
+    peer = plane.cluster("outbound|80||product")
+    assert peer.tls.peer_sans == ("spiffe://cloudmart.local/ns/cloudmart/sa/product",)
+    assert peer.endpoints == (m.Endpoint("127.0.0.1", 21003),)
+    permissive = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                  "metadata": {"name": "order", "namespace": "cloudmart"},
+                  "spec": {"selector": {"matchLabels": labels}, "mtls": {"mode": "PERMISSIVE"}}}
+    deny = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "no-notif"},
+            "spec": {"action": "DENY", "rules": [{"from": [{"source": {"principals": [
+                "cluster.local/ns/cloudmart/sa/notification"]}}]}]}}
+    # HTTPRoutes and other non-Istio objects applied for the gateway are not a sidecar's business.
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "x"}, "spec": {}}
+    plane = local.render_sidecar(topo, [permissive, deny, route], **kw)
+    assert plane.listener("inbound").tls.mode == "PERMISSIVE"
+    (rbac,) = plane.listener("inbound").rbac
+    assert rbac.action == "DENY"
+
+
+def test_a_deep_state_folder_still_gets_a_private_admin_socket(tmp_path):
+    import os
+    import stat
+
+    from cluster.dataplane.proxy import EnvoyProxy
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    proxy = EnvoyProxy(deep / "sidecar-product-canary-0", "deep")
+    plane = m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(
+        m.Route("r", m.RouteMatch("/"), direct_response=m.DirectResponse(200, "ok")),)),))], [])
+    try:
+        proxy.start(plane)
+        assert len(proxy.admin_socket.encode()) <= 100
+        assert stat.S_IMODE(os.stat(os.path.dirname(proxy.admin_socket)).st_mode) == 0o700
+        assert proxy.admin("/ready").status_code == 200
+    finally:
+        proxy.stop()
+    assert not os.path.exists(os.path.dirname(proxy.admin_socket))
