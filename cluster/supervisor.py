@@ -665,6 +665,18 @@ class Supervisor:
         raise web.HTTPBadRequest(text=json.dumps({"detail": f"unknown deployment {name!r}; valid: "
                                                   f"{', '.join(self.replicas)}"}), content_type="application/json")
 
+    def _check_sidecar_budget(self, new_replicas: int, what: str) -> None:
+        """In mesh mode each new replica brings an Envoy: 409 when this user's inotify instances
+        would not hold it (`cluster.dataplane.limits`); nothing is changed."""
+        if not self.mesh or new_replicas <= 0:
+            return
+        from cluster.dataplane import limits
+
+        try:
+            limits.check(new_replicas, what)
+        except limits.InotifyBudgetError as exc:
+            raise web.HTTPConflict(text=json.dumps({"detail": str(exc)}), content_type="application/json") from None
+
     def routes(self) -> web.RouteTableDef:
         r = web.RouteTableDef()
 
@@ -680,6 +692,7 @@ class Supervisor:
             if not isinstance(n, int) or n < 0 or n > 20:
                 raise web.HTTPBadRequest(text=json.dumps({"detail": f"replicas={n!r}: must be an integer 0..20"}),
                                          content_type="application/json")
+            self._check_sidecar_budget(n - len(self.replicas[name]), f"scale {name} to {n}")
             self.wanted[name] = n
             await self._scale_to(name)
             return web.json_response(self.status()["deployments"][name])
@@ -710,6 +723,8 @@ class Supervisor:
             if not isinstance(weight, int) or not 0 <= weight <= 100:
                 raise web.HTTPBadRequest(text=json.dumps({"detail": f"weight={weight!r}: must be 0..100"}),
                                          content_type="application/json")
+            starting = sum(1 for c in canaries if weight > 0 and self.wanted.get(self.topology.services[c], 0) == 0)
+            self._check_sidecar_budget(starting, f"canary {svc} {weight}")
             self.weights[svc] = 100 - weight
             for canary in canaries:
                 self.weights[canary] = weight

@@ -4,7 +4,7 @@ Two shapes of the same content:
 - `static_bootstrap(plane)`: everything inline (listeners, inline route configs, clusters,
   secrets). This is what `envoy --mode validate` checks before anything goes live.
 - `dynamic_bootstrap(...)` plus `xds_files(plane)`: the bootstrap names file-based xDS sources
-  (LDS, RDS, CDS, SDS) in one watched folder; Envoy reloads a resource when its file is replaced
+  (LDS, one shared RDS, CDS with endpoints inline, SDS) in one watched folder; Envoy reloads a resource when its file is replaced
   by a rename into that folder (never when edited in place), so a swap is atomic.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from typing import Callable
 
 from cluster.dataplane import model as m
@@ -37,7 +36,6 @@ HTTP_OPTIONS = T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_INSPECTOR = T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 PREVIOUS_HOSTS = T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 BUFFER = T + "envoy.extensions.filters.http.buffer.v3.Buffer"
-LOAD_ASSIGNMENT = T + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
@@ -92,19 +90,10 @@ def load_assignment(c: m.Cluster) -> dict:
         {"endpoint": {"address": address(e.host, e.port, e.pipe)}} for e in c.endpoints]}]}
 
 
-def eds_file(cluster_name: str) -> str:
-    """The EDS file of a cluster (`outbound|80||order` -> `eds-outbound_80__order.json`)."""
-    return "eds-" + re.sub(r"[^A-Za-z0-9_.-]", "_", cluster_name) + ".json"
-
-
-def cluster(c: m.Cluster, sds: SdsRef, eds: Callable[[str], dict] | None = None) -> dict:
-    """A cluster; with `eds`, its endpoints come from an EDS source (an endpoint change then
-    replaces no cluster: connection pools, outlier state and requests in flight stay)."""
-    out: dict = {"name": c.name, "connect_timeout": duration(c.connect_timeout_s), "lb_policy": c.lb_policy}
-    if eds is None:
-        out.update({"type": "STATIC", "load_assignment": load_assignment(c)})
-    else:
-        out.update({"type": "EDS", "eds_cluster_config": {"eds_config": eds(c.name)}})
+def cluster(c: m.Cluster, sds: SdsRef) -> dict:
+    """A cluster with its endpoints inline (STATIC): CDS replaces it when they change."""
+    out: dict = {"name": c.name, "connect_timeout": duration(c.connect_timeout_s), "lb_policy": c.lb_policy,
+                 "type": "STATIC", "load_assignment": load_assignment(c)}
     # Counters of every ejection, pending overflow… are kept per cluster (Envoy's default).
     common: dict = {}
     if c.idle_timeout_s is not None:
@@ -628,28 +617,63 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
     }
 
 
+ROUTES_NAME = "routes"
+RDS_FILE = "rds.json"
+
+
+def shared_routes(plane: m.DataPlane) -> tuple[list[m.Listener], dict | None]:
+    """The listeners whose routes come from the one shared route configuration (RDS) of an
+    Envoy, and that configuration (None if no listener uses it).
+
+    Listeners whose routes change on `apply` (the gateway's; a sidecar's outbound listeners) share
+    one RDS resource: each file-based xDS subscription costs Envoy an inotify instance, and Linux
+    gives a user 128 by default (fs.inotify.max_user_instances). With several listeners, each one's
+    virtual hosts answer for `<domain>:<port>` of its own port (`*:<port>`), which is the Host a
+    local client sends; a listener on a kernel-chosen port or a Unix socket keeps its routes inline.
+    Routes that never change (a sidecar's inbound listener, the per-Service balancers) stay inline.
+    """
+    candidates = [l for l in plane.listeners if not l.inline_routes]
+    if len(candidates) > 1:
+        candidates = [l for l in candidates if l.port and not l.pipe]
+    if not candidates:
+        return [], None
+    if len(candidates) == 1:
+        return candidates, {**route_configuration(candidates[0]), "name": ROUTES_NAME}
+    hosts = []
+    for l in candidates:
+        for vh in route_configuration(l)["virtual_hosts"]:
+            hosts.append({**vh, "name": f"{l.name}:{vh['name']}",
+                          "domains": [f"{d}:{l.port}" for d in vh["domains"]]})
+    return candidates, {"name": ROUTES_NAME, "virtual_hosts": hosts}
+
+
 def xds_files(plane: m.DataPlane, xds_folder: str) -> dict[str, dict]:
-    """The files of the dynamic config: lds.json, cds.json, rds-<listener>.json, sds-<secret>.json,
-    eds-<cluster>.json (the endpoints: an endpoint change rewrites only these)."""
+    """The files of the dynamic config: lds.json, cds.json (endpoints inline), rds.json (the one
+    route configuration the changing listeners share) and one sds-<secret>.json per secret.
+
+    Seven inotify instances per Envoy at most (LDS, CDS, RDS, two SDS secrets and the two
+    certificate files they watch), however many listeners and clusters: an endpoint change
+    replaces only the clusters whose endpoints changed (requests in flight on the old cluster
+    finish; its outlier-detection state and connection pool start again)."""
     plane.check()
 
     def sds(name: str) -> dict:
         return {"name": name, "sds_config": _source(xds_folder, f"sds-{name}.json")}
 
     files: dict[str, dict] = {}
+    shared, routes = shared_routes(plane)
+    shared_names = {l.name for l in shared}
+    if routes is not None:
+        files[RDS_FILE] = {"resources": [{"@type": ROUTE_CONFIG, **routes}]}
     listeners = []
     for l in plane.listeners:
-        rds_name = f"rds-{l.name}.json"
-        files[rds_name] = {"resources": [{"@type": ROUTE_CONFIG, **route_configuration(l)}]}
-        listeners.append({"@type": LISTENER, **listener(l, sds, {"rds": {
-            "route_config_name": l.name, "config_source": _source(xds_folder, rds_name)}})})
+        if l.name in shared_names:
+            ref = {"rds": {"route_config_name": ROUTES_NAME, "config_source": _source(xds_folder, RDS_FILE)}}
+        else:
+            ref = {"route_config": route_configuration(l)}
+        listeners.append({"@type": LISTENER, **listener(l, sds, ref)})
     files["lds.json"] = {"resources": listeners}
-    def eds(name: str) -> dict:
-        return _source(xds_folder, eds_file(name))
-
-    files["cds.json"] = {"resources": [{"@type": CLUSTER, **cluster(c, sds, eds)} for c in plane.clusters]}
-    for c in plane.clusters:
-        files[eds_file(c.name)] = {"resources": [{"@type": LOAD_ASSIGNMENT, **load_assignment(c)}]}
+    files["cds.json"] = {"resources": [{"@type": CLUSTER, **cluster(c, sds)} for c in plane.clusters]}
     for s in plane.secrets:
         files[f"sds-{s.name}.json"] = {"resources": [{"@type": SECRET, **secret(s)}]}
     # A version per file, from its content: the admin API reports it once Envoy applied the file.

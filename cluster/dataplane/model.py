@@ -291,6 +291,7 @@ class Listener:
     xff_num_trusted_hops: int = 0
     max_request_bytes: int | None = None    # a larger body is answered 413 (Envoy's buffer filter)
     json_errors: bool = False        # Envoy's own error replies (503, 429, 413, 401, 504) as JSON
+    inline_routes: bool = False      # routes that never change: inline, not in the shared RDS
 
 
 @dataclass(frozen=True)

@@ -131,10 +131,16 @@ class EnvoyProxy:
         if kind not in kinds:
             raise ValueError(f"proxy-config {kind!r}: expected one of {', '.join(kinds)}")
         rows: list[dict] = []
-        dump = self.admin("/config_dump?include_eds").json()["configs"]
-        # Endpoints come from EDS (file-based): per cluster, from the endpoints section.
-        eds = {e.get("endpoint_config", {}).get("cluster_name"): e.get("endpoint_config", {})
-               for section in dump for e in section.get("dynamic_endpoint_configs", [])}
+        dump = self.admin("/config_dump").json()["configs"]
+        # Route configurations: the shared one (RDS), and those inline in a listener.
+        route_configs = [entry.get("route_config", {}) for section in dump
+                         for entry in section.get("dynamic_route_configs", [])]
+        for section in dump:
+            for entry in section.get("dynamic_listeners", []):
+                for chain in entry.get("active_state", {}).get("listener", {}).get("filter_chains", [])[:1]:
+                    inline = chain["filters"][0]["typed_config"].get("route_config")
+                    if inline:
+                        route_configs.append(inline)
         for section in dump:
             if kind == "listeners":
                 for entry in section.get("dynamic_listeners", []):
@@ -147,8 +153,7 @@ class EnvoyProxy:
                                         ("STRICT" if chains and "transport_socket" in chains[0] else "DISABLE"),
                                  "http_filters": [f["name"] for f in hcm.get("http_filters", [])]})
             elif kind == "routes":
-                for entry in section.get("dynamic_route_configs", []):
-                    rc = entry.get("route_config", {})
+                for rc in route_configs if section is dump[0] else ():
                     for vh in rc.get("virtual_hosts", []):
                         for r in vh.get("routes", []):
                             action = r.get("route", {})
@@ -166,7 +171,7 @@ class EnvoyProxy:
                 for entry in section.get("dynamic_active_clusters", []):
                     c = entry.get("cluster", {})
                     endpoints = [_address_text(lb["endpoint"]["address"])
-                                 for group in (c.get("load_assignment") or eds.get(c.get("name"), {})).get("endpoints", [])
+                                 for group in c.get("load_assignment", {}).get("endpoints", [])
                                  for lb in group.get("lb_endpoints", [])]
                     rows.append({"name": c.get("name"), "endpoints": endpoints, "lb_policy": c.get("lb_policy", "ROUND_ROBIN"),
                                  "circuit_breakers": (c.get("circuit_breakers", {}).get("thresholds") or [{}])[0],
@@ -215,16 +220,15 @@ class EnvoyProxy:
         self.plane = plane
         self._wait_listeners(plane, READY_TIMEOUT_S)
 
-    def _write_files(self, plane: DataPlane, kinds: tuple[str, ...] = ("sds", "eds", "rds", "lds", "cds")) -> dict[str, str]:
-        """Write the files of the given kinds (secrets, endpoints and routes before what names them)."""
+    def _write_files(self, plane: DataPlane, kinds: tuple[str, ...] = ("sds", "rds", "lds", "cds")) -> dict[str, str]:
+        """Write the files of the given kinds (secrets and routes before what names them)."""
         files = render.xds_files(plane, str(self.xds))
-        order = sorted(files, key=lambda n: (not n.startswith(("sds-", "eds-")), n == "lds.json", n == "cds.json"))
+        order = sorted(files, key=lambda n: (not n.startswith("sds-"), n == "lds.json", n == "cds.json"))
         versions: dict[str, str] = {}
         for name in order:
             if name.split("-")[0].split(".")[0] in kinds:
                 _write_atomic(self.xds / name, files[name])
-                versions[name] = (_endpoints_key(files[name]["resources"][0]) if name.startswith("eds-")
-                                  else files[name]["version_info"])
+                versions[name] = files[name]["version_info"]
         return versions
 
     def _wait_listeners(self, plane: DataPlane, timeout_s: float) -> None:
@@ -249,15 +253,10 @@ class EnvoyProxy:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def applied_versions(self) -> dict[str, set[str]]:
-        """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds-<name>.json)."""
+        """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds.json, sds-<name>.json)."""
         out: dict[str, set[str]] = {}
-        for section in self.admin("/config_dump?include_eds").json()["configs"]:
+        for section in self.admin("/config_dump").json()["configs"]:
             kind = section.get("@type", "")
-            for e in section.get("dynamic_endpoint_configs", []):
-                # Envoy reports no version for file-based EDS: the endpoints themselves tell.
-                assignment = e.get("endpoint_config", {})
-                out.setdefault(render.eds_file(assignment.get("cluster_name", "")), set()).add(
-                    _endpoints_key(assignment))
             # The last CDS/LDS update Envoy accepted (clusters it left unchanged keep older versions).
             if kind.endswith("ClustersConfigDump") and "version_info" in section:
                 out["cds.json"] = {section["version_info"]}
@@ -266,7 +265,7 @@ class EnvoyProxy:
                 if any("warming_state" in l for l in section.get("dynamic_listeners", [])):
                     out["lds.json"].add("warming")
             for r in section.get("dynamic_route_configs", []):
-                out.setdefault(f"rds-{r['route_config']['name']}.json", set()).add(r.get("version_info", ""))
+                out.setdefault(render.RDS_FILE, set()).add(r.get("version_info", ""))
             for sec in section.get("dynamic_active_secrets", []):
                 out.setdefault(f"sds-{sec['name']}.json", set()).add(sec.get("version_info", ""))
         return out
@@ -276,9 +275,9 @@ class EnvoyProxy:
         wanted = dict(versions)
         while time.monotonic() < deadline:
             applied = self.applied_versions()
-            # Envoy subscribes to a secret only once a listener or cluster names it (and to a
-            # cluster's endpoints once that cluster exists).
-            wanted = {n: v for n, v in wanted.items() if not n.startswith(("sds-", "eds-")) or n in applied}
+            # Envoy subscribes to a secret only once a listener or cluster names it, and to the
+            # routes once a listener names them.
+            wanted = {n: v for n, v in wanted.items() if not n.startswith(("sds-", "rds")) or n in applied}
             if all(applied.get(name) == {v} for name, v in wanted.items()):
                 return
             time.sleep(0.02)
@@ -300,9 +299,7 @@ class EnvoyProxy:
             union = DataPlane(listeners=list(plane.listeners),
                               clusters=list(plane.clusters) + [c for c in old.clusters if c.name not in names],
                               secrets=list(plane.secrets) + [s for s in old.secrets if s.name not in secret_names])
-            self._wait_versions(self._write_files(union, ("sds", "eds", "cds")))
-            # The endpoints of clusters that CDS just added are now subscribed to: wait for them too.
-            self._wait_versions({n: v for n, v in self._write_files(union, ("eds",)).items()})
+            self._wait_versions(self._write_files(union, ("sds", "cds")))
             self._wait_versions(self._write_files(union, ("rds", "lds")))
             self._wait_versions(self._write_files(plane, ("cds",)))
             self.plane = plane
@@ -331,11 +328,6 @@ class EnvoyProxy:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def _endpoints_key(assignment: dict) -> str:
-    """The endpoints of a ClusterLoadAssignment as one comparable string."""
-    return ",".join(sorted(_address_text(lb["endpoint"]["address"])
-                           for group in assignment.get("endpoints", []) for lb in group.get("lb_endpoints", [])))
 
 
 def _address_text(address: dict) -> str:

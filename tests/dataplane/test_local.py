@@ -57,33 +57,57 @@ def test_render_takes_applied_objects_and_refuses_bad_ones(topo):
         local.render(topo, endpoints=_endpoints(topo), rate=(0, 10))
 
 
-def test_running_clusters_take_their_endpoints_from_eds_files(topo, tmp_path):
-    files = envoy.xds_files(local.render(topo, endpoints=_endpoints(topo)), str(tmp_path))
+def test_running_config_has_endpoints_inline_and_one_shared_route_configuration(topo, tmp_path):
+    """Few watched files per Envoy (each costs an inotify instance): endpoints inline in CDS, the
+    gateway listener's routes in the one RDS file, the per-Service balancers' routes inline."""
+    plane = local.render(topo, endpoints=_endpoints(topo), cluster_ports={s: 20000 + i for i, s in
+                                                                          enumerate(sorted(topo.services))})
+    files = envoy.xds_files(plane, str(tmp_path))
+    assert sorted(files) == ["cds.json", "lds.json", envoy.RDS_FILE]
     cds = {c["name"]: c for c in files["cds.json"]["resources"]}
     product = cds["outbound|80||product"]
-    assert product["type"] == "EDS" and "load_assignment" not in product
-    eds_name = envoy.eds_file("outbound|80||product")
-    assert eds_name == "eds-outbound_80__product.json"
-    assert product["eds_cluster_config"]["eds_config"]["path_config_source"]["path"] == f"{tmp_path}/{eds_name}"
-    assignment = files[eds_name]["resources"][0]
-    assert assignment["cluster_name"] == "outbound|80||product"
-    # What `envoy --mode validate` checks has the same endpoints inline.
-    static = {c["name"]: c for c in envoy.static_bootstrap(local.render(topo, endpoints=_endpoints(topo)))
-              ["static_resources"]["clusters"]}
-    assert static["outbound|80||product"]["load_assignment"]["endpoints"] == assignment["endpoints"]
+    assert product["type"] == "STATIC" and product["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    lds = {l["name"]: l for l in files["lds.json"]["resources"]}
+    hcm = lambda l: l["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm(lds["gateway"])["rds"]["route_config_name"] == envoy.ROUTES_NAME
+    assert hcm(lds["gateway"])["rds"]["config_source"]["path_config_source"]["path"] == f"{tmp_path}/{envoy.RDS_FILE}"
+    balancers = [name for name in lds if name.startswith("cluster-")]
+    assert len(balancers) == len(topo.services) and all("route_config" in hcm(lds[n]) for n in balancers)
+    # What `envoy --mode validate` checks has the same endpoints.
+    static = {c["name"]: c for c in envoy.static_bootstrap(plane)["static_resources"]["clusters"]}
+    assert static["outbound|80||product"]["load_assignment"] == product["load_assignment"]
+
+
+def test_a_sidecars_outbound_listeners_share_one_route_configuration(tmp_path):
+    from cluster.dataplane import build
+
+    ident = _identity(tmp_path)
+    services = {"payment", "inventory", "order"}
+    w = build.Workload("order", {"app.kubernetes.io/name": "order"}, m.Endpoint(port=1), inbound_port=20100)
+    peers = {"payment": (20101, [m.Endpoint(port=20201)]), "inventory": (20102, [m.Endpoint(port=20202)])}
+    files = envoy.xds_files(build.sidecar([], w, ident, peers, services), str(tmp_path))
+    # One RDS, one SDS per secret: nothing per listener or per cluster.
+    assert sorted(files) == ["cds.json", "lds.json", envoy.RDS_FILE, "sds-mesh-ca.json", "sds-mesh-identity.json"]
+    hosts = {vh["name"]: vh["domains"] for vh in files[envoy.RDS_FILE]["resources"][0]["virtual_hosts"]}
+    assert hosts == {"outbound-payment:payment": ["*:20101"], "outbound-inventory:inventory": ["*:20102"]}
+    lds = {l["name"]: l["filter_chains"][0]["filters"][0]["typed_config"] for l in files["lds.json"]["resources"]}
+    assert "route_config" in lds["inbound"] and all("rds" in lds[f"outbound-{p}"] for p in peers)
 
 
 def _stat(proxy, name: str) -> int:
     return int(proxy.stats().get(name, 0))
 
 
-def test_an_endpoint_change_rewrites_only_eds_and_drops_no_request(upstreams, envoys):
-    """Moving a cluster from one replica to another under load: Envoy updates the membership,
-    replaces no cluster (cluster_modified stays), and every request is answered 200."""
-    a, b = upstreams("a"), upstreams("b")
+def test_an_endpoint_change_replaces_only_that_cluster_and_drops_no_request(upstreams, envoys):
+    """Moving a cluster from one replica to another under load: Envoy replaces that cluster only
+    (cluster_modified rises by one per change, the other cluster is untouched), and every request
+    is answered 200."""
+    a, b, o = upstreams("a"), upstreams("b"), upstreams("other")
     c = lambda *ups: m.Cluster("outbound|80||svc", tuple(m.Endpoint(port=u.port) for u in ups), idle_timeout_s=4.0)
+    other = m.Cluster("outbound|80||other", (m.Endpoint(port=o.port),), idle_timeout_s=4.0)
     route = m.Route("r", m.RouteMatch("/"), clusters=(m.WeightedCluster("outbound|80||svc", 1),), retry=local.GATEWAY_RETRY)
-    plane = lambda *ups: m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(route,)),), json_errors=True)], [c(*ups)])
+    plane = lambda *ups: m.DataPlane([m.Listener("l", (m.VirtualHost("v", routes=(route,)),), json_errors=True)],
+                                     [c(*ups), other])
     proxy = envoys(plane(a), "eds")
     url = f"http://127.0.0.1:{proxy.ports()['l']}/x"
     modified = _stat(proxy, "cluster_manager.cluster_modified")
@@ -106,8 +130,8 @@ def test_an_endpoint_change_rewrites_only_eds_and_drops_no_request(upstreams, en
         stop.set()
         thread.join()
     assert len(codes) > 20 and set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
-    assert _stat(proxy, "cluster_manager.cluster_modified") == modified, "no cluster was replaced"
-    assert _stat(proxy, "cluster.outbound|80||svc.membership_change") >= 4
+    assert _stat(proxy, "cluster_manager.cluster_modified") == modified + 4, "one cluster replaced per change"
+    assert _stat(proxy, "cluster_manager.cluster_added") == 2
     assert a.hits > 0 and b.hits > 0
 
 
