@@ -42,7 +42,11 @@ CORS_FILTER = "envoy.filters.http.cors"
 CORS = T + "envoy.extensions.filters.http.cors.v3.Cors"
 CORS_POLICY = T + "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+EXT_AUTHZ = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+EXT_AUTHZ_PER_ROUTE = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 JWT_PAYLOAD_KEY = "jwt_payload"
+JWT_MISSING = "Jwt is missing"          # jwt_authn's status message for a request without a token
 # Distinct client addresses / header values with a bucket of their own (least recently used evicted).
 MAX_KEYS = 4096
 
@@ -282,6 +286,8 @@ def route(r: m.Route) -> dict:
         per_filter[rate_limit_filter_name(rl)] = rate_limit_config(rl)
     if r.jwt_disabled:
         per_filter[JWT_FILTER] = {"@type": JWT_PER_ROUTE, "disabled": True}
+        # No token check here, so no edge check either (a filter absent from the chain ignores it).
+        per_filter[EXT_AUTHZ_FILTER] = {"@type": EXT_AUTHZ_PER_ROUTE, "disabled": True}
     if per_filter:
         out["typed_per_filter_config"] = per_filter
     return out
@@ -382,12 +388,49 @@ def jwt_filter(j: m.JwtAuth) -> dict:
             "payload_in_metadata": JWT_PAYLOAD_KEY,
             "claim_to_headers": [{"header_name": h, "claim_name": c} for h, c in p.claim_headers],
         }
+        if j.defer_failed:
+            # Under the payload's key, so that one metadata match ("a token was presented")
+            # enables the ext_authz check for verified and failed tokens alike.
+            providers[p.name]["failed_status_in_metadata"] = JWT_PAYLOAD_KEY
     requirements: list[dict] = [{"provider_name": p.name} for p in j.providers]
-    if j.allow_missing:
+    if j.defer_failed:
+        requirements.append({"allow_missing_or_failed": {}})
+    elif j.allow_missing:
         requirements.append({"allow_missing": {}})
     requires = requirements[0] if len(requirements) == 1 else {"requires_any": {"requirements": requirements}}
     return {"name": JWT_FILTER, "typed_config": {
         "@type": JWT, "providers": providers, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}}
+
+
+def ext_authz_filter(a: m.ExtAuthz, jwt_checked: bool) -> dict:
+    """Envoy's HTTP ext_authz: the request's method and headers (Authorization included) go to
+    `a.path` on `a.cluster`; a 2xx passes, any other answer is the client's answer. Fail closed:
+    an unreachable service (or one slower than `a.timeout_s`) is a 503. With a JWT check before
+    it, only requests whose token jwt_authn verified are asked about (an anonymous request has
+    nothing to revoke)."""
+    config: dict = {
+        "@type": EXT_AUTHZ,
+        "transport_api_version": "V3",
+        "http_service": {
+            "server_uri": {"uri": f"http://{a.cluster.rsplit('|', 1)[-1]}{a.path}", "cluster": a.cluster,
+                           "timeout": duration(a.timeout_s)},
+            "path_override": a.path,
+        },
+        "failure_mode_allow": False,
+        "status_on_error": {"code": 503},
+    }
+    if a.upstream_headers:
+        # What the check answers about the caller (X-User-Id, X-User-Roles) replaces what the
+        # request carried: the service sees the identity auth vouched for.
+        config["http_service"]["authorization_response"] = {
+            "allowed_upstream_headers": {"patterns": [{"exact": h, "ignore_case": True} for h in a.upstream_headers]}}
+    if jwt_checked:
+        # jwt_authn writes the payload of a verified token, or the failure status of any other
+        # outcome, under JWT_PAYLOAD_KEY; "Jwt is missing" is the one outcome not worth a check.
+        config["filter_enabled_metadata"] = {"filter": JWT_FILTER, "path": [{"key": JWT_PAYLOAD_KEY},
+                                                                            {"key": "message"}],
+                                             "value": {"string_match": {"exact": JWT_MISSING}}, "invert": True}
+    return {"name": EXT_AUTHZ_FILTER, "typed_config": config}
 
 
 def rate_limit_filter_name(rl: m.RateLimit) -> str:
@@ -457,6 +500,9 @@ def http_filters(listener: m.Listener) -> list[dict]:
     listener_limits = {rl.name for rl in listener.rate_limits}
     route_limits = sorted({rl.name for vh in listener.virtual_hosts for r in vh.routes for rl in r.rate_limits})
     filters += [_rate_limit_slot(name) for name in route_limits if name not in listener_limits]
+    if listener.ext_authz:
+        # After the rate limits: a request over its user's limit costs the authorization service nothing.
+        filters.append(ext_authz_filter(listener.ext_authz, listener.jwt is not None))
     if listener.faults:
         # Empty here; each route carries its own fault (typed_per_filter_config).
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": FAULT}})
@@ -515,6 +561,19 @@ def local_reply_config() -> dict:
     """Envoy's own answers as CloudMart's JSON errors ({"detail": …}), never an empty body:
     a request no ready replica could take is a 503 with Retry-After (never a 502)."""
     return {"mappers": [
+        # ext_authz could not ask the authorization service (UAEX with Envoy's own 503): fail closed.
+        {"filter": {"and_filter": {"filters": [
+            {"response_flag_filter": {"flags": ["UAEX"]}},
+            {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+                "default_value": 503, "runtime_key": "cloudmart.local_reply.authz503"}}}}]}},
+         "body_format_override": {"json_format": {"detail": "the token check (auth) is unavailable; try again"},
+                                  "content_type": "application/json"},
+         "headers_to_add": [{"header": {"key": "retry-after", "value": "1"},
+                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]},
+        # Any other ext_authz denial is auth's own JSON answer (401, 429 …): passed on as it is.
+        {"filter": {"response_flag_filter": {"flags": ["UAEX"]}},
+         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                                  "content_type": "application/json"}},
         _json_reply(None, "rate limit exceeded, slow down", code=429),
         _json_reply(503, "circuit open: too many requests to %UPSTREAM_CLUSTER%", flags=("UO",), retry_after=True),
         _json_reply(504, "upstream request timeout", flags=("UT",)),

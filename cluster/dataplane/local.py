@@ -18,6 +18,8 @@ The edge policy, on top of the HTTPRoutes:
   the auth Service, cached, refetched on failure): a bad token is 401, a missing one passes (the
   services decide what needs a user), a valid one reaches the service as `x-user-id` /
   `x-user-roles` (client-sent copies are dropped first).
+- Revocation and auth's own key ring: every request with a token is also checked at auth's
+  `/verify` (Envoy's `ext_authz`; see `edge_check`), which refuses a revoked `jti`.
 - A token bucket per user (Envoy's `local_ratelimit`, one bucket per `x-user-id`, i.e. per token
   subject; requests without a token share one bucket), at the rate of the auth Deployment's
   `RATE_LIMIT_RPS` / `RATE_LIMIT_BURST`; over it: 429 with `Retry-After`.
@@ -43,6 +45,7 @@ log = logging.getLogger("cloudmart.dataplane")
 
 MAX_BODY_BYTES = 1 << 20        # 1 MiB: CloudMart's largest legitimate request is a few kB
 JWKS_PATH = "/api/auth/.well-known/jwks.json"
+VERIFY_PATH = "/api/auth/verify"
 DEFAULT_ISSUER = "cloudmart-auth"
 DEFAULT_RATE = (1000.0, 2000.0)  # requests/s and burst per user: the auth service's defaults
 # Istio's default retry policy (2 retries, on another host), plus resets: a replica killed with a
@@ -74,6 +77,20 @@ def _manifest_rate(topology) -> tuple[float, float]:
         return float(env.get("RATE_LIMIT_RPS", DEFAULT_RATE[0])), float(env.get("RATE_LIMIT_BURST", DEFAULT_RATE[1]))
     except ValueError as exc:
         raise ValueError(f"auth Deployment: RATE_LIMIT_RPS/RATE_LIMIT_BURST: {exc}") from None
+
+
+def edge_check(listener: m.Listener, auth_service: str) -> m.Listener:
+    """Every request that presents a token is also asked about at auth's `/verify` (Envoy's
+    ext_authz), which refuses a revoked token (its `jti` on the deny list) and knows auth's own key
+    ring at once. jwt_authn still checks signature and claims and sets the identity headers; a
+    token it cannot verify (right after an emergency key rotation its cached JWKS lacks the new
+    key until the next refresh) is left to `/verify` instead of being refused here, so the edge
+    follows auth's ring, as the rotation lesson's model assumes. A request without a token is not
+    asked about. auth unreachable: 503 with Retry-After (fail closed)."""
+    if listener.jwt is None or not listener.jwt.allow_missing:
+        return listener
+    authz = m.ExtAuthz(build.outbound(auth_service), VERIFY_PATH, upstream_headers=("x-user-id", "x-user-roles"))
+    return replace(listener, jwt=replace(listener.jwt, defer_failed=True), ext_authz=authz)
 
 
 def endpoint(text: str) -> m.Endpoint:
@@ -118,6 +135,11 @@ def render(topology, extra_objects: list[dict] | tuple = (), *, endpoints: dict[
         hosts = tuple(replace(vh, routes=tuple(with_retry(r) for r in vh.routes)) for vh in l.virtual_hosts)
         l = replace(l, virtual_hosts=hosts, json_errors=True)
         if l.name == "gateway":
+            # Revocation: jwt_authn checks a token's signature and claims only; auth's /verify also
+            # refuses a token whose jti is on the deny list, so every request with a verified token
+            # is checked there (ext_authz; a request without a token is not).
+            if auth in topology.services:
+                l = edge_check(l, auth)
             l = replace(l, rate_limits=l.rate_limits + (limit,), max_request_bytes=MAX_BODY_BYTES)
         listeners.append(l)
     plane.listeners = listeners
