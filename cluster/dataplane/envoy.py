@@ -36,6 +36,8 @@ HTTP_OPTIONS = T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_INSPECTOR = T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 PREVIOUS_HOSTS = T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 BUFFER = T + "envoy.extensions.filters.http.buffer.v3.Buffer"
+BUFFER_PER_ROUTE = T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+BUFFER_FILTER = "envoy.filters.http.buffer"
 
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
@@ -46,6 +48,7 @@ EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 EXT_AUTHZ = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 EXT_AUTHZ_PER_ROUTE = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 JWT_PAYLOAD_KEY = "jwt_payload"
+INT64_MAX = 2**63 - 1
 JWT_MISSING = "Jwt is missing"          # jwt_authn's status message for a request without a token
 # Distinct client addresses / header values with a bucket of their own (least recently used evicted).
 MAX_KEYS = 4096
@@ -173,7 +176,9 @@ def route_match(rm: m.RouteMatch) -> dict:
     headers = []
     for h in rm.headers:
         entry: dict = {"name": h.name}
-        if h.match.kind == "present":
+        if h.above is not None:
+            entry["range_match"] = {"start": h.above + 1, "end": INT64_MAX}     # [start, end)
+        elif h.match.kind == "present":
             entry["present_match"] = True
         else:
             entry["string_match"] = string_match(h.match)
@@ -288,6 +293,8 @@ def route(r: m.Route) -> dict:
         per_filter[JWT_FILTER] = {"@type": JWT_PER_ROUTE, "disabled": True}
         # No token check here, so no edge check either (a filter absent from the chain ignores it).
         per_filter[EXT_AUTHZ_FILTER] = {"@type": EXT_AUTHZ_PER_ROUTE, "disabled": True}
+    if r.unbuffered:
+        per_filter[BUFFER_FILTER] = {"@type": BUFFER_PER_ROUTE, "disabled": True}
     if per_filter:
         out["typed_per_filter_config"] = per_filter
     return out
@@ -508,7 +515,7 @@ def http_filters(listener: m.Listener) -> list[dict]:
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": FAULT}})
     if listener.max_request_bytes is not None:
         # After the checks (a refused request is never buffered); a larger body is 413.
-        filters.append({"name": "envoy.filters.http.buffer",
+        filters.append({"name": BUFFER_FILTER,
                         "typed_config": {"@type": BUFFER, "max_request_bytes": listener.max_request_bytes}})
     filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}})
     return filters

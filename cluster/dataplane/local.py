@@ -46,6 +46,7 @@ log = logging.getLogger("cloudmart.dataplane")
 MAX_BODY_BYTES = 1 << 20        # 1 MiB: CloudMart's largest legitimate request is a few kB
 JWKS_PATH = "/api/auth/.well-known/jwks.json"
 VERIFY_PATH = "/api/auth/verify"
+TOO_LARGE = m.DirectResponse(413, f'{{"detail": "request body larger than {MAX_BODY_BYTES} bytes"}}')
 DEFAULT_ISSUER = "cloudmart-auth"
 DEFAULT_RATE = (1000.0, 2000.0)  # requests/s and burst per user: the auth service's defaults
 # Istio's default retry policy (2 retries, on another host), plus resets: a replica killed with a
@@ -135,6 +136,14 @@ def render(topology, extra_objects: list[dict] | tuple = (), *, endpoints: dict[
         hosts = tuple(replace(vh, routes=tuple(with_retry(r) for r in vh.routes)) for vh in l.virtual_hosts)
         l = replace(l, virtual_hosts=hosts, json_errors=True)
         if l.name == "gateway":
+            # A declared body over the limit is refused at once, before anything is read or proxied
+            # (the buffer filter would wait for the whole body first); a body without a length
+            # (chunked) is counted by the buffer filter.
+            too_large = m.Route("body-too-large", m.RouteMatch("/", headers=(m.HeaderMatch(
+                "content-length", m.StringMatch("present"), above=MAX_BODY_BYTES),)), direct_response=TOO_LARGE,
+                                unbuffered=True)
+            hosts = tuple(replace(vh, routes=(too_large, *vh.routes)) for vh in l.virtual_hosts)
+            l = replace(l, virtual_hosts=hosts)
             # Revocation: jwt_authn checks a token's signature and claims only; auth's /verify also
             # refuses a token whose jti is on the deny list, so every request with a verified token
             # is checked there (ext_authz; a request without a token is not).

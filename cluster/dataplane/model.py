@@ -85,6 +85,7 @@ class HeaderMatch:
     name: str
     match: StringMatch
     invert: bool = False
+    above: int | None = None          # instead of `match`: the value is an integer > above
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Route:
     cors: CorsPolicy | None = None
     rate_limits: tuple["RateLimit", ...] = ()   # buckets of this route only (Kong counts per route)
     jwt_disabled: bool = False                  # skip the listener's JWT check on this route
+    unbuffered: bool = False          # the listener's body buffer (size limit) skips this route
 
 
 @dataclass(frozen=True)

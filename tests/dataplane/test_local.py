@@ -271,3 +271,31 @@ def test_edge_check_refuses_a_revoked_token_and_fails_closed(upstreams, envoys):
     assert down.status_code == 503 and down.headers.get("retry-after") == "1", (down.status_code, down.headers, down.text)
     assert down.headers["content-type"] == "application/json" and "auth" in down.json()["detail"]
     assert httpx.get(url).status_code == 200                                    # anonymous still served
+
+
+def test_a_declared_body_over_1_mib_is_413_at_once_and_exactly_1_mib_passes(topo, upstreams, envoys):
+    """The gateway's first route: a Content-Length over the limit is answered 413 (JSON) before
+    the body is sent; exactly the limit reaches the service; without a length the buffer filter
+    counts."""
+    import socket
+
+    app = upstreams("app")
+    plane = local.render(topo, endpoints={svc: [f"127.0.0.1:{app.port}"] for svc in topo.services})
+    assert plane.listener("gateway").virtual_hosts[0].routes[0].name == "body-too-large"
+    proxy = envoys(plane, "body")
+    port = proxy.ports()["gateway"]
+    base = f"http://127.0.0.1:{port}/api/products"
+    for declared, expected in ((local.MAX_BODY_BYTES + 1, 413), (10 ** 12, 413)):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            # Headers only: the answer must come without the body being sent.
+            s.sendall(f"POST /api/products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {declared}\r\n\r\n".encode())
+            head = s.recv(4096).decode()
+        assert head.startswith(f"HTTP/1.1 {expected} "), head
+        assert "application/json" in head
+    hits = app.hits
+    exact = httpx.post(base, content=b"x" * local.MAX_BODY_BYTES, timeout=10)
+    assert exact.status_code == 200 and app.hits == hits + 1
+    chunked = httpx.post(base, content=iter([b"x" * 65536] * 17), timeout=10)   # 1 MiB + 64 KiB, no length
+    assert chunked.status_code == 413 and chunked.headers["content-type"] == "application/json"
+    assert app.hits == hits + 1
