@@ -146,6 +146,22 @@ def test_checkout_flows_through_the_sidecars(mesh_cloudmart):
     assert inbound["value"].sum() > 0
 
 
+def test_every_envoy_holds_at_most_seven_inotify_instances(mesh_cloudmart):
+    """Each file-based xDS subscription costs an Envoy an inotify instance (the user's limit is
+    fs.inotify.max_user_instances, 128 by default): LDS, CDS, one shared RDS, two SDS secrets and
+    the two certificate files they watch. One RDS per listener would exceed it."""
+    from cluster.dataplane import limits
+
+    status = mesh_cloudmart.cm.status()
+    pids = {"gateway": status["gateway_pid"]} | {rep["id"]: rep["sidecar_pid"] for dep in status["deployments"].values()
+                                                 for rep in dep["replicas"]}
+    held = {name: limits.instances_of(pid) for name, pid in pids.items()}
+    assert len(held) >= 8 and all(1 <= n <= limits.PER_ENVOY for n in held.values()), held
+    order = next(rep for rep in status["deployments"]["order"]["replicas"])
+    # order's sidecar has an outbound listener per peer, yet one watched route file.
+    assert len(order["sidecar_outbound_ports"]) >= 3 and held[order["id"]] <= limits.PER_ENVOY
+
+
 def test_order_replica_is_wired_to_its_own_sidecar(mesh_cloudmart):
     rep = _replica(mesh_cloudmart, "order")
     assert set(rep["sidecar_outbound_ports"]) >= {"product", "auth"}
