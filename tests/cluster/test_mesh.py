@@ -159,7 +159,7 @@ def test_every_envoy_holds_at_most_seven_inotify_instances(mesh_cloudmart):
     assert len(held) >= 8 and all(1 <= n <= limits.PER_ENVOY for n in held.values()), held
     order = next(rep for rep in status["deployments"]["order"]["replicas"])
     # order's sidecar has an outbound listener per peer, yet one watched route file.
-    assert len(order["sidecar_outbound_ports"]) >= 3 and held[order["id"]] <= limits.PER_ENVOY
+    assert len(order["sidecar_outbound_ports"]) >= 2 and held[order["id"]] <= limits.PER_ENVOY
 
 
 def test_order_replica_is_wired_to_its_own_sidecar(mesh_cloudmart):
