@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+
+from local_http import JSONHandler, serve
 
 
 def free_port() -> int:
@@ -17,34 +16,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _Echo(BaseHTTPRequestHandler):
+class _Echo(JSONHandler):
     def _answer(self) -> None:
-        body = json.dumps({"method": self.command, "path": self.path,
-                           "headers": [[k, v] for k, v in self.headers.items()]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_json({"method": self.command, "path": self.path,
+                        "headers": [[k, v] for k, v in self.headers.items()]})
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, *args) -> None:   # quiet
-        pass
 
 
 @contextlib.contextmanager
 def echo_server():
     """An HTTP server on 127.0.0.1 that answers every request with the headers it received."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(_Echo) as url:
+        yield url.removeprefix("http://")
 
 
 def received_headers(resp: httpx.Response) -> dict[str, list[str]]:
