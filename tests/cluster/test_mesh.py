@@ -185,3 +185,24 @@ def test_a_crashed_sidecar_is_started_again(mesh_cloudmart, wait_for):
             return False
 
     wait_for(serving_again, 30)
+
+
+def test_a_frozen_sidecar_takes_its_replica_out_of_the_endpoints(mesh_cloudmart, wait_for):
+    """Readiness is probed through the sidecar: a sidecar that stops answering (SIGSTOP) makes its
+    replica not ready although the replica's own /readyz still answers; once it runs again the
+    replica is ready again."""
+    import os
+    import signal
+
+    cm = mesh_cloudmart.cm
+    rep = _replica(mesh_cloudmart, "inventory")
+    os.kill(rep["sidecar_pid"], signal.SIGSTOP)
+    try:
+        wait_for(lambda: not _replica(mesh_cloudmart, "inventory")["ready"], 30)
+        own = httpx.get(f"http://127.0.0.1:{rep['port']}/readyz", timeout=5)
+        assert own.status_code == 200, own.text
+        assert cm.status()["deployments"]["inventory"]["ready"] == 0
+    finally:
+        os.kill(rep["sidecar_pid"], signal.SIGCONT)
+    wait_for(lambda: _replica(mesh_cloudmart, "inventory")["ready"], 30)
+    assert _replica(mesh_cloudmart, "inventory")["sidecar_pid"] == rep["sidecar_pid"]
