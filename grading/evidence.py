@@ -37,17 +37,20 @@ import numpy as np
 __all__ = ["Evidence", "capture", "gateway_snapshot", "verify"]
 
 _KEY = secrets.token_bytes(32)  # fresh in every kernel
-_DURATION = "caddy_http_request_duration_seconds"
+# The gateway is Envoy: the request-time histogram (milliseconds) of its edge listener.
+_DURATION = "envoy_http_downstream_rq_time"
+_PREFIX = ("envoy_http_conn_manager_prefix", "gateway")
 
 
 def gateway_snapshot(cm: Any) -> dict[str, Any]:
     """The gateway's request count and latency histogram (cumulative buckets, seconds) now."""
     df = cm.metrics()
     gw = df[df["kind"] == "gateway"]
+    gw = gw[gw["labels"].map(lambda labels: labels.get(_PREFIX[0]) == _PREFIX[1])]
     count = float(gw[gw["metric"] == f"{_DURATION}_count"]["value"].sum())
     buckets: dict[float, float] = {}
     for _, row in gw[gw["metric"] == f"{_DURATION}_bucket"].iterrows():
-        le = float(row["labels"].get("le", "inf").replace("+Inf", "inf"))
+        le = float(row["labels"].get("le", "inf").replace("+Inf", "inf")) / 1000.0
         buckets[le] = buckets.get(le, 0.0) + float(row["value"])
     return {"count": count, "buckets": dict(sorted(buckets.items())), "t": time.time()}
 

@@ -143,7 +143,7 @@ def gateway(objects: list[dict], endpoints: dict[str, list[m.Endpoint]], *, port
             raise ValueError(f"cluster_ports: Service {service!r} does not exist")
         balance = m.Route(f"cluster-{service}", m.RouteMatch("/"), clusters=(m.WeightedCluster(outbound(service), 1),))
         listeners.append(m.Listener(f"cluster-{service}", (m.VirtualHost(service, routes=(balance,)),),
-                                    port=cluster_port, stat_prefix=f"cluster_{service}"))
+                                    port=cluster_port, stat_prefix=f"cluster_{service}", inline_routes=True))
     return Built(m.DataPlane(listeners, clusters, secrets), kong_config.report)
 
 
@@ -186,7 +186,8 @@ def sidecar(objects: list[dict], workload: Workload, identity: MeshIdentity,
                                                                    for x in p.not_ports))
                                            for p in r.policies)) for r in rbac)
     listeners = [m.Listener("inbound", (m.VirtualHost("inbound", routes=in_routes),), port=workload.inbound_port,
-                            tls=tls, rbac=rbac, jwt=jwt, stat_prefix="inbound")]
+                            tls=tls, rbac=rbac, jwt=jwt, stat_prefix="inbound",
+                            inline_routes=True)]
     vs_routes: dict[str, list[m.Route]] = {}
     for obj in objects:
         if obj.get("kind") == "VirtualService":

@@ -4,7 +4,7 @@ Two shapes of the same content:
 - `static_bootstrap(plane)`: everything inline (listeners, inline route configs, clusters,
   secrets). This is what `envoy --mode validate` checks before anything goes live.
 - `dynamic_bootstrap(...)` plus `xds_files(plane)`: the bootstrap names file-based xDS sources
-  (LDS, RDS, CDS, SDS) in one watched folder; Envoy reloads a resource when its file is replaced
+  (LDS, one shared RDS, CDS with endpoints inline, SDS) in one watched folder; Envoy reloads a resource when its file is replaced
   by a rename into that folder (never when edited in place), so a swap is atomic.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Callable
 
 from cluster.dataplane import model as m
@@ -34,13 +35,21 @@ ROUTE_CONFIG = T + "envoy.config.route.v3.RouteConfiguration"
 HTTP_OPTIONS = T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_INSPECTOR = T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 PREVIOUS_HOSTS = T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+BUFFER = T + "envoy.extensions.filters.http.buffer.v3.Buffer"
+BUFFER_PER_ROUTE = T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute"
+BUFFER_FILTER = "envoy.filters.http.buffer"
 
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
 CORS = T + "envoy.extensions.filters.http.cors.v3.Cors"
 CORS_POLICY = T + "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+EXT_AUTHZ = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+EXT_AUTHZ_PER_ROUTE = T + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 JWT_PAYLOAD_KEY = "jwt_payload"
+INT64_MAX = 2**63 - 1
+JWT_MISSING = "Jwt is missing"          # jwt_authn's status message for a request without a token
 # Distinct client addresses / header values with a bucket of their own (least recently used evicted).
 MAX_KEYS = 4096
 
@@ -83,16 +92,16 @@ def address(host: str, port: int, pipe: str | None, mode: int | None = None) -> 
 
 # -- clusters ------------------------------------------------------------------------------------
 
+def load_assignment(c: m.Cluster) -> dict:
+    return {"cluster_name": c.name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": address(e.host, e.port, e.pipe)}} for e in c.endpoints]}]}
+
+
 def cluster(c: m.Cluster, sds: SdsRef) -> dict:
-    out: dict = {
-        "name": c.name,
-        "type": "STATIC",
-        "connect_timeout": duration(c.connect_timeout_s),
-        "lb_policy": c.lb_policy,
-        "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": address(e.host, e.port, e.pipe)}} for e in c.endpoints]}]},
-        # Counters of every ejection, pending overflow… are kept per cluster (Envoy's default).
-    }
+    """A cluster with its endpoints inline (STATIC): CDS replaces it when they change."""
+    out: dict = {"name": c.name, "connect_timeout": duration(c.connect_timeout_s), "lb_policy": c.lb_policy,
+                 "type": "STATIC", "load_assignment": load_assignment(c)}
+    # Counters of every ejection, pending overflow… are kept per cluster (Envoy's default).
     common: dict = {}
     if c.idle_timeout_s is not None:
         common["idle_timeout"] = duration(c.idle_timeout_s)
@@ -167,7 +176,9 @@ def route_match(rm: m.RouteMatch) -> dict:
     headers = []
     for h in rm.headers:
         entry: dict = {"name": h.name}
-        if h.match.kind == "present":
+        if h.above is not None:
+            entry["range_match"] = {"start": h.above + 1, "end": INT64_MAX}     # [start, end)
+        elif h.match.kind == "present":
             entry["present_match"] = True
         else:
             entry["string_match"] = string_match(h.match)
@@ -280,6 +291,10 @@ def route(r: m.Route) -> dict:
         per_filter[rate_limit_filter_name(rl)] = rate_limit_config(rl)
     if r.jwt_disabled:
         per_filter[JWT_FILTER] = {"@type": JWT_PER_ROUTE, "disabled": True}
+        # No token check here, so no edge check either (a filter absent from the chain ignores it).
+        per_filter[EXT_AUTHZ_FILTER] = {"@type": EXT_AUTHZ_PER_ROUTE, "disabled": True}
+    if r.unbuffered:
+        per_filter[BUFFER_FILTER] = {"@type": BUFFER_PER_ROUTE, "disabled": True}
     if per_filter:
         out["typed_per_filter_config"] = per_filter
     return out
@@ -380,12 +395,49 @@ def jwt_filter(j: m.JwtAuth) -> dict:
             "payload_in_metadata": JWT_PAYLOAD_KEY,
             "claim_to_headers": [{"header_name": h, "claim_name": c} for h, c in p.claim_headers],
         }
+        if j.defer_failed:
+            # Under the payload's key, so that one metadata match ("a token was presented")
+            # enables the ext_authz check for verified and failed tokens alike.
+            providers[p.name]["failed_status_in_metadata"] = JWT_PAYLOAD_KEY
     requirements: list[dict] = [{"provider_name": p.name} for p in j.providers]
-    if j.allow_missing:
+    if j.defer_failed:
+        requirements.append({"allow_missing_or_failed": {}})
+    elif j.allow_missing:
         requirements.append({"allow_missing": {}})
     requires = requirements[0] if len(requirements) == 1 else {"requires_any": {"requirements": requirements}}
     return {"name": JWT_FILTER, "typed_config": {
         "@type": JWT, "providers": providers, "rules": [{"match": {"prefix": "/"}, "requires": requires}]}}
+
+
+def ext_authz_filter(a: m.ExtAuthz, jwt_checked: bool) -> dict:
+    """Envoy's HTTP ext_authz: the request's method and headers (Authorization included) go to
+    `a.path` on `a.cluster`; a 2xx passes, any other answer is the client's answer. Fail closed:
+    an unreachable service (or one slower than `a.timeout_s`) is a 503. With a JWT check before
+    it, only requests whose token jwt_authn verified are asked about (an anonymous request has
+    nothing to revoke)."""
+    config: dict = {
+        "@type": EXT_AUTHZ,
+        "transport_api_version": "V3",
+        "http_service": {
+            "server_uri": {"uri": f"http://{a.cluster.rsplit('|', 1)[-1]}{a.path}", "cluster": a.cluster,
+                           "timeout": duration(a.timeout_s)},
+            "path_override": a.path,
+        },
+        "failure_mode_allow": False,
+        "status_on_error": {"code": 503},
+    }
+    if a.upstream_headers:
+        # What the check answers about the caller (X-User-Id, X-User-Roles) replaces what the
+        # request carried: the service sees the identity auth vouched for.
+        config["http_service"]["authorization_response"] = {
+            "allowed_upstream_headers": {"patterns": [{"exact": h, "ignore_case": True} for h in a.upstream_headers]}}
+    if jwt_checked:
+        # jwt_authn writes the payload of a verified token, or the failure status of any other
+        # outcome, under JWT_PAYLOAD_KEY; "Jwt is missing" is the one outcome not worth a check.
+        config["filter_enabled_metadata"] = {"filter": JWT_FILTER, "path": [{"key": JWT_PAYLOAD_KEY},
+                                                                            {"key": "message"}],
+                                             "value": {"string_match": {"exact": JWT_MISSING}}, "invert": True}
+    return {"name": EXT_AUTHZ_FILTER, "typed_config": config}
 
 
 def rate_limit_filter_name(rl: m.RateLimit) -> str:
@@ -411,6 +463,10 @@ def rate_limit_config(rl: m.RateLimit) -> dict:
                     "filter_enforced": {"runtime_key": f"{rl.name}_enforced", **always}}
     if rl.response_headers:
         config["enable_x_ratelimit_headers"] = "DRAFT_VERSION_03"
+    # When to come back: the next refill (RFC 9110 Retry-After, whole seconds).
+    config["response_headers_to_add"] = [{"header": {"key": "retry-after",
+                                                     "value": str(max(1, math.ceil(rl.fill_interval_s)))},
+                                          "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
     if rl.key is None:
         config["token_bucket"] = bucket
     else:
@@ -451,9 +507,16 @@ def http_filters(listener: m.Listener) -> list[dict]:
     listener_limits = {rl.name for rl in listener.rate_limits}
     route_limits = sorted({rl.name for vh in listener.virtual_hosts for r in vh.routes for rl in r.rate_limits})
     filters += [_rate_limit_slot(name) for name in route_limits if name not in listener_limits]
+    if listener.ext_authz:
+        # After the rate limits: a request over its user's limit costs the authorization service nothing.
+        filters.append(ext_authz_filter(listener.ext_authz, listener.jwt is not None))
     if listener.faults:
         # Empty here; each route carries its own fault (typed_per_filter_config).
         filters.append({"name": FAULT_FILTER, "typed_config": {"@type": FAULT}})
+    if listener.max_request_bytes is not None:
+        # After the checks (a refused request is never buffered); a larger body is 413.
+        filters.append({"name": BUFFER_FILTER,
+                        "typed_config": {"@type": BUFFER, "max_request_bytes": listener.max_request_bytes}})
     filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}})
     return filters
 
@@ -470,11 +533,72 @@ def _hcm(listener: m.Listener, stat_prefix: str, routes: dict) -> dict:
     }
     if listener.request_timeout_s is not None:
         config["request_timeout"] = duration(listener.request_timeout_s)
+    if listener.json_errors:
+        config["local_reply_config"] = local_reply_config()
     if listener.tls:
         # The caller's SPIFFE id travels to the workload in x-forwarded-client-cert, as in Istio.
         config["forward_client_cert_details"] = "SANITIZE_SET"
         config["set_current_client_cert_details"] = {"uri": True}
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def _json_reply(status: int | None, detail: str, *, flags: tuple[str, ...] = (), code: int | None = None,
+                retry_after: bool = False) -> dict:
+    if flags:
+        match: dict = {"response_flag_filter": {"flags": list(flags)}}
+    else:
+        match = {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+            "default_value": code, "runtime_key": f"cloudmart.local_reply.{code}"}}}}
+    mapper: dict = {"filter": match, "body_format_override": {
+        "json_format": {"detail": detail}, "content_type": "application/json"}}
+    if status is not None:
+        mapper["status_code"] = status
+    if retry_after:
+        mapper["headers_to_add"] = [{"header": {"key": "retry-after", "value": "1"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return mapper
+
+
+# Envoy's response flags: UH no healthy upstream, UF connection failure, URX retries exhausted,
+# UC/UR connection or stream reset by the upstream, NR/NC no route or cluster, UO circuit open.
+NO_REPLICA_FLAGS = ("UH", "UF", "URX", "UC", "UR", "NC")
+
+
+def local_reply_config() -> dict:
+    """Envoy's own answers as CloudMart's JSON errors ({"detail": …}), never an empty body:
+    a request no ready replica could take is a 503 with Retry-After (never a 502)."""
+    return {"mappers": [
+        # ext_authz could not ask the authorization service (UAEX with Envoy's own 503): fail closed.
+        {"filter": {"and_filter": {"filters": [
+            {"response_flag_filter": {"flags": ["UAEX"]}},
+            {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+                "default_value": 503, "runtime_key": "cloudmart.local_reply.authz503"}}}}]}},
+         "body_format_override": {"json_format": {"detail": "the token check (auth) is unavailable; try again"},
+                                  "content_type": "application/json"},
+         "headers_to_add": [{"header": {"key": "retry-after", "value": "1"},
+                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]},
+        # Any other ext_authz denial is auth's own JSON answer (401, 429 …): passed on as it is.
+        {"filter": {"response_flag_filter": {"flags": ["UAEX"]}},
+         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                                  "content_type": "application/json"}},
+        _json_reply(None, "rate limit exceeded, slow down", code=429),
+        _json_reply(503, "circuit open: too many requests to %UPSTREAM_CLUSTER%", flags=("UO",), retry_after=True),
+        _json_reply(504, "upstream request timeout", flags=("UT",)),
+        _json_reply(503, "no ready replica of %UPSTREAM_CLUSTER% could take the request",
+                    flags=NO_REPLICA_FLAGS, retry_after=True),
+        _json_reply(None, "request body larger than the limit", code=413),
+        _json_reply(None, "%LOCAL_REPLY_BODY%", code=401),
+        _json_reply(None, "%LOCAL_REPLY_BODY%", code=403),
+        # Direct responses (no route: 404; every backend at weight 0: 500) carry JSON already.
+        _json_body(404), _json_body(500),
+    ]}
+
+
+def _json_body(code: int) -> dict:
+    return {"filter": {"status_code_filter": {"comparison": {"op": "EQ", "value": {
+        "default_value": code, "runtime_key": f"cloudmart.local_reply.{code}"}}}},
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                                 "content_type": "application/json"}}
 
 
 def _downstream_tls(t: m.DownstreamTLS, sds: SdsRef) -> dict:
@@ -548,6 +672,9 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
     return {
         "node": {"id": node_id, "cluster": "cloudmart"},
         "admin": {"address": {"pipe": {"path": admin_socket, "mode": 0o600}}},
+        # Histograms are merged when the admin interface is read (not every 5 s): a latency
+        # histogram read right after a run includes the run's last requests.
+        "stats_flush_on_admin": True,
         "dynamic_resources": {"lds_config": _source(xds_folder, "lds.json"),
                               "cds_config": _source(xds_folder, "cds.json")},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {
@@ -556,20 +683,61 @@ def dynamic_bootstrap(node_id: str, xds_folder: str, admin_socket: str) -> dict:
     }
 
 
+ROUTES_NAME = "routes"
+RDS_FILE = "rds.json"
+
+
+def shared_routes(plane: m.DataPlane) -> tuple[list[m.Listener], dict | None]:
+    """The listeners whose routes come from the one shared route configuration (RDS) of an
+    Envoy, and that configuration (None if no listener uses it).
+
+    Listeners whose routes change on `apply` (the gateway's; a sidecar's outbound listeners) share
+    one RDS resource: each file-based xDS subscription costs Envoy an inotify instance, and Linux
+    gives a user 128 by default (fs.inotify.max_user_instances). With several listeners, each one's
+    virtual hosts answer for `<domain>:<port>` of its own port (`*:<port>`), which is the Host a
+    local client sends; a listener on a kernel-chosen port or a Unix socket keeps its routes inline.
+    Routes that never change (a sidecar's inbound listener, the per-Service balancers) stay inline.
+    """
+    candidates = [l for l in plane.listeners if not l.inline_routes]
+    if len(candidates) > 1:
+        candidates = [l for l in candidates if l.port and not l.pipe]
+    if not candidates:
+        return [], None
+    if len(candidates) == 1:
+        return candidates, {**route_configuration(candidates[0]), "name": ROUTES_NAME}
+    hosts = []
+    for l in candidates:
+        for vh in route_configuration(l)["virtual_hosts"]:
+            hosts.append({**vh, "name": f"{l.name}:{vh['name']}",
+                          "domains": [f"{d}:{l.port}" for d in vh["domains"]]})
+    return candidates, {"name": ROUTES_NAME, "virtual_hosts": hosts}
+
+
 def xds_files(plane: m.DataPlane, xds_folder: str) -> dict[str, dict]:
-    """The files of the dynamic config: lds.json, cds.json, rds-<listener>.json, sds-<secret>.json."""
+    """The files of the dynamic config: lds.json, cds.json (endpoints inline), rds.json (the one
+    route configuration the changing listeners share) and one sds-<secret>.json per secret.
+
+    Seven inotify instances per Envoy at most (LDS, CDS, RDS, two SDS secrets and the two
+    certificate files they watch), however many listeners and clusters: an endpoint change
+    replaces only the clusters whose endpoints changed (requests in flight on the old cluster
+    finish; its outlier-detection state and connection pool start again)."""
     plane.check()
 
     def sds(name: str) -> dict:
         return {"name": name, "sds_config": _source(xds_folder, f"sds-{name}.json")}
 
     files: dict[str, dict] = {}
+    shared, routes = shared_routes(plane)
+    shared_names = {l.name for l in shared}
+    if routes is not None:
+        files[RDS_FILE] = {"resources": [{"@type": ROUTE_CONFIG, **routes}]}
     listeners = []
     for l in plane.listeners:
-        rds_name = f"rds-{l.name}.json"
-        files[rds_name] = {"resources": [{"@type": ROUTE_CONFIG, **route_configuration(l)}]}
-        listeners.append({"@type": LISTENER, **listener(l, sds, {"rds": {
-            "route_config_name": l.name, "config_source": _source(xds_folder, rds_name)}})})
+        if l.name in shared_names:
+            ref = {"rds": {"route_config_name": ROUTES_NAME, "config_source": _source(xds_folder, RDS_FILE)}}
+        else:
+            ref = {"route_config": route_configuration(l)}
+        listeners.append({"@type": LISTENER, **listener(l, sds, ref)})
     files["lds.json"] = {"resources": listeners}
     files["cds.json"] = {"resources": [{"@type": CLUSTER, **cluster(c, sds)} for c in plane.clusters]}
     for s in plane.secrets:

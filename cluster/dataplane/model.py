@@ -85,6 +85,7 @@ class HeaderMatch:
     name: str
     match: StringMatch
     invert: bool = False
+    above: int | None = None          # instead of `match`: the value is an integer > above
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class Route:
     cors: CorsPolicy | None = None
     rate_limits: tuple["RateLimit", ...] = ()   # buckets of this route only (Kong counts per route)
     jwt_disabled: bool = False                  # skip the listener's JWT check on this route
+    unbuffered: bool = False          # the listener's body buffer (size limit) skips this route
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,22 @@ class JwtAuth:
 
     providers: tuple[JwtProvider, ...]
     allow_missing: bool = True
+    # A token jwt_authn cannot verify (unknown kid right after an emergency key rotation, bad
+    # signature, expired) is not refused here but left to the listener's ext_authz check, which
+    # knows the issuer's key ring at once; needs the listener's `ext_authz`.
+    defer_failed: bool = False
+
+
+@dataclass(frozen=True)
+class ExtAuthz:
+    """Ask an HTTP service about every request that carries a verified JWT (after `jwt_authn`):
+    a 2xx lets it through, any other answer goes back to the client as it is; an unreachable or
+    slow service is a 503 (fail closed)."""
+
+    cluster: str
+    path: str                       # the check's path (the original method and headers are sent)
+    timeout_s: float = 1.0
+    upstream_headers: tuple[str, ...] = ()   # headers of a 2xx answer copied onto the request
 
 
 @dataclass(frozen=True)
@@ -283,12 +301,16 @@ class Listener:
     tls: DownstreamTLS | None = None
     strip_headers: tuple[str, ...] = ()     # removed before any filter runs (spoofed identity)
     jwt: JwtAuth | None = None
+    ext_authz: ExtAuthz | None = None      # runs after jwt_authn, only for requests with a verified JWT
     rbac: tuple[Rbac, ...] = ()      # evaluated in order: DENY policies, then ALLOW
     rate_limits: tuple[RateLimit, ...] = ()
     faults: bool = False             # add the fault filter (routes carry their own fault)
     stat_prefix: str | None = None
     request_timeout_s: float | None = None
     xff_num_trusted_hops: int = 0
+    max_request_bytes: int | None = None    # a larger body is answered 413 (Envoy's buffer filter)
+    json_errors: bool = False        # Envoy's own error replies (503, 429, 413, 401, 504) as JSON
+    inline_routes: bool = False      # routes that never change: inline, not in the shared RDS
 
 
 @dataclass(frozen=True)
@@ -346,6 +368,10 @@ class DataPlane:
                 for p in listener.jwt.providers:
                     if p.jwks_cluster not in clusters:
                         raise ValueError(f"JWT provider {p.name!r} names unknown cluster {p.jwks_cluster!r}")
+            if listener.jwt and listener.jwt.defer_failed and not listener.ext_authz:
+                raise ValueError(f"listener {listener.name!r}: a JWT check that defers failed tokens needs ext_authz")
+            if listener.ext_authz and listener.ext_authz.cluster not in clusters:
+                raise ValueError(f"ext_authz of {listener.name!r} names unknown cluster {listener.ext_authz.cluster!r}")
             if listener.tls:
                 for s in (listener.tls.cert_secret, listener.tls.ca_secret):
                     if s not in secrets:

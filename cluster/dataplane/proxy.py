@@ -23,6 +23,7 @@ from cluster.dataplane import envoy as render
 from cluster.dataplane.model import DataPlane
 
 READY_TIMEOUT_S = 15.0
+MAX_SOCKET_PATH = 100      # bytes; the kernel's limit is 107 (sun_path is 108 with the NUL)
 APPLY_TIMEOUT_S = 10.0
 
 
@@ -87,6 +88,12 @@ class EnvoyProxy:
         self.xds = self.folder / "xds"
         self.xds.mkdir(exist_ok=True)
         self.admin_socket = str(self.folder / "admin.sock")
+        self._socket_dir: str | None = None
+        if len(self.admin_socket.encode()) > MAX_SOCKET_PATH:
+            # A Unix socket path has at most 107 bytes: under a deep state folder, the socket goes
+            # to a short private folder of its own (mkdtemp makes it 0700), removed on stop().
+            self._socket_dir = tempfile.mkdtemp(prefix="cm-envoy-")
+            self.admin_socket = os.path.join(self._socket_dir, "admin.sock")
         self.node_id = node_id
         self.log_level = log_level
         self.concurrency = concurrency
@@ -124,7 +131,17 @@ class EnvoyProxy:
         if kind not in kinds:
             raise ValueError(f"proxy-config {kind!r}: expected one of {', '.join(kinds)}")
         rows: list[dict] = []
-        for section in self.config_dump()["configs"]:
+        dump = self.admin("/config_dump").json()["configs"]
+        # Route configurations: the shared one (RDS), and those inline in a listener.
+        route_configs = [entry.get("route_config", {}) for section in dump
+                         for entry in section.get("dynamic_route_configs", [])]
+        for section in dump:
+            for entry in section.get("dynamic_listeners", []):
+                for chain in entry.get("active_state", {}).get("listener", {}).get("filter_chains", [])[:1]:
+                    inline = chain["filters"][0]["typed_config"].get("route_config")
+                    if inline:
+                        route_configs.append(inline)
+        for section in dump:
             if kind == "listeners":
                 for entry in section.get("dynamic_listeners", []):
                     l = entry.get("active_state", {}).get("listener", {})
@@ -136,8 +153,7 @@ class EnvoyProxy:
                                         ("STRICT" if chains and "transport_socket" in chains[0] else "DISABLE"),
                                  "http_filters": [f["name"] for f in hcm.get("http_filters", [])]})
             elif kind == "routes":
-                for entry in section.get("dynamic_route_configs", []):
-                    rc = entry.get("route_config", {})
+                for rc in route_configs if section is dump[0] else ():
                     for vh in rc.get("virtual_hosts", []):
                         for r in vh.get("routes", []):
                             action = r.get("route", {})
@@ -189,6 +205,8 @@ class EnvoyProxy:
         validate_plane(plane)
         self._write_files(plane)
         bootstrap = self.folder / "bootstrap.json"
+        # A socket left by an Envoy that was killed would keep the new one from binding its admin.
+        Path(self.admin_socket).unlink(missing_ok=True)
         bootstrap.write_text(json.dumps(render.dynamic_bootstrap(self.node_id, str(self.xds), self.admin_socket)))
         log = open(self.folder / "envoy.log", "ab")
         try:
@@ -196,7 +214,7 @@ class EnvoyProxy:
                 [envoy_binary(), "-c", str(bootstrap), "--concurrency", str(self.concurrency),
                  "--log-level", self.log_level, "--disable-hot-restart", "--drain-time-s", "2",
                  "--parent-shutdown-time-s", "3", "--service-node", self.node_id, "--service-cluster", "cloudmart"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
         self.plane = plane
@@ -235,9 +253,9 @@ class EnvoyProxy:
         return " | ".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def applied_versions(self) -> dict[str, set[str]]:
-        """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds-<name>.json)."""
+        """The version_info Envoy reports per xDS file it applied (lds.json, cds.json, rds.json, sds-<name>.json)."""
         out: dict[str, set[str]] = {}
-        for section in self.config_dump()["configs"]:
+        for section in self.admin("/config_dump").json()["configs"]:
             kind = section.get("@type", "")
             # The last CDS/LDS update Envoy accepted (clusters it left unchanged keep older versions).
             if kind.endswith("ClustersConfigDump") and "version_info" in section:
@@ -247,7 +265,7 @@ class EnvoyProxy:
                 if any("warming_state" in l for l in section.get("dynamic_listeners", [])):
                     out["lds.json"].add("warming")
             for r in section.get("dynamic_route_configs", []):
-                out.setdefault(f"rds-{r['route_config']['name']}.json", set()).add(r.get("version_info", ""))
+                out.setdefault(render.RDS_FILE, set()).add(r.get("version_info", ""))
             for sec in section.get("dynamic_active_secrets", []):
                 out.setdefault(f"sds-{sec['name']}.json", set()).add(sec.get("version_info", ""))
         return out
@@ -257,8 +275,9 @@ class EnvoyProxy:
         wanted = dict(versions)
         while time.monotonic() < deadline:
             applied = self.applied_versions()
-            # Envoy subscribes to a secret only once a listener or cluster names it.
-            wanted = {n: v for n, v in wanted.items() if not n.startswith("sds-") or n in applied}
+            # Envoy subscribes to a secret only once a listener or cluster names it, and to the
+            # routes once a listener names them.
+            wanted = {n: v for n, v in wanted.items() if not n.startswith(("sds-", "rds")) or n in applied}
             if all(applied.get(name) == {v} for name, v in wanted.items()):
                 return
             time.sleep(0.02)
@@ -298,12 +317,17 @@ class EnvoyProxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if self._socket_dir:
+            import shutil
+
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> "EnvoyProxy":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
 
 
 def _address_text(address: dict) -> str:

@@ -213,9 +213,11 @@ async def revoke(request: Request, user: auth.CurrentUser,
     return RevokePublic(revoked=listed > 0, listed_for_s=listed)
 
 
-@router.get(
-    "/verify", response_model=VerifyPublic, summary="Forward-auth check for the gateway",
-    description="No token: 200 anonymous. Valid token: 200 with `X-User-Id` and `X-User-Roles` headers. "
+@router.api_route(
+    "/verify", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], response_model=VerifyPublic,
+    summary="Forward-auth check for the gateway",
+    description="Any method (the gateway's check carries the original request's method, not its body). "
+                "No token: 200 anonymous. Valid token: 200 with `X-User-Id` and `X-User-Roles` headers. "
                 "Invalid token: 401. Over the rate limit (per subject, else per client IP): 429 with `Retry-After`.",
     responses={401: {"model": Problem, "description": "Invalid token"},
                429: {"model": Problem, "description": "Rate limit exceeded"}},

@@ -1,14 +1,15 @@
-"""The Caddy gateway in front of the real services: forward_auth, rate limit, routing."""
+"""The Envoy gateway in front of the real services: JWT check, rate limit, body limit, routing."""
 
 from __future__ import annotations
 
-import copy
+import asyncio
+import contextlib
 import json
+import time
 
 import httpx
 import pytest
-import redis
-from caddy_proc import caddy, echo_server, free_port, received_headers
+from echo_proc import echo_server, free_port, received_headers
 
 pytestmark = pytest.mark.live
 
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.live
 def test_public_read_passes_anonymously(cloudmart):
     resp = httpx.get(f"{cloudmart.cm.gateway_url}/api/products")
     assert resp.status_code == 200
-    assert resp.headers["via"].endswith("Caddy")
+    # Envoy's own marks (it sends no Via): its server header and the upstream's time.
+    assert resp.headers["server"] == "envoy"
+    assert int(resp.headers["x-envoy-upstream-service-time"]) >= 0
     assert resp.headers["x-service-version"] == "v1"
 
 
@@ -29,7 +32,8 @@ def test_no_token_on_a_protected_route_is_401(cloudmart):
 def test_bad_token_is_401_at_the_gateway(cloudmart):
     resp = httpx.get(f"{cloudmart.cm.gateway_url}/api/products",
                      headers={"Authorization": "Bearer not.a.jwt"})
-    assert resp.status_code == 401   # even on a public route: forward_auth refuses it
+    assert resp.status_code == 401   # even on a public route: Envoy's jwt_authn refuses it
+    assert resp.json()["detail"]
 
 
 def test_valid_token_reaches_the_service_as_that_user(cloudmart):
@@ -38,38 +42,88 @@ def test_valid_token_reaches_the_service_as_that_user(cloudmart):
     assert "alice" in resp.text
 
 
-def test_over_the_rate_limit_is_429_with_retry_after(cloudmart):
-    """Empty bob's token bucket in the real Redis; the gateway must answer 429 + Retry-After."""
-    cm = cloudmart.cm
-    token = cm.token_for("bob")
-    headers = {"Authorization": f"Bearer {token}"}
-    assert httpx.get(f"{cm.gateway_url}/api/products", headers=headers).status_code == 200
-    from services.infra import load_infra
+def _live_endpoints(cloudmart) -> dict[str, list[str]]:
+    """Every Service's ready replicas (`127.0.0.1:port`), from the running CloudMart."""
+    from cluster import topology
 
-    r = redis.Redis.from_url(load_infra(cloudmart.state_dir).redis_url)   # Redis takes no anonymous client
-    key = "ratelimit:sub:bob"
-    assert r.exists(key), "the auth service keeps bob's bucket in Redis"
-    seconds, micros = r.time()
-    r.hset(key, mapping={"tokens": "-100000", "ts": str(seconds + micros / 1e6)})
+    topo = topology.load()
+    deployments = cloudmart.cm.status()["deployments"]
+    return {svc: [f"127.0.0.1:{r['port']}" for r in deployments[dep]["replicas"] if r["ready"]]
+            for svc, dep in topo.services.items()}
+
+
+@contextlib.contextmanager
+def _own_gateway(tmp_path, endpoints: dict[str, list[str]], **render_kw):
+    """A gateway Envoy of its own, rendered by the same `render()` as the live one."""
+    from cluster import topology
+    from cluster.dataplane.local import Gateway, render
+
+    port = free_port()
+    gateway = Gateway(tmp_path / "own-gateway")
+    plane = render(topology.load(), endpoints=endpoints, port=port, **render_kw)
+    asyncio.run(gateway.start(plane))
     try:
-        resp = httpx.get(f"{cm.gateway_url}/api/products", headers=headers)
-        assert resp.status_code == 429
-        assert int(resp.headers["retry-after"]) >= 1
-        other = cm.get("/api/products")   # alice has her own bucket
-        assert other.status_code == 200
+        yield f"http://127.0.0.1:{port}"
     finally:
-        r.delete(key)
-    assert httpx.get(f"{cm.gateway_url}/api/products", headers=headers).status_code == 200
+        asyncio.run(gateway.stop())
+
+
+def test_the_live_gateway_limits_each_user_with_envoy(cloudmart):
+    """The running gateway's Envoy has the per-user token bucket (keyed by the verified token's
+    subject) at the auth Deployment's rate, and counts what it let through."""
+    cm = cloudmart.cm
+    cm.get("/api/products")
+    stats = httpx.Client(transport=httpx.HTTPTransport(uds=cm.status()["gateway_admin_socket"])).get(
+        "http://admin/stats?format=json").json()["stats"]
+    names = {s["name"]: s.get("value") for s in stats if "name" in s}
+    assert names.get("gateway_per_user.http_local_rate_limit.enabled", 0) > 0, sorted(
+        n for n in names if "rate" in n)[:10]
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(cloudmart, tmp_path):
+    """A gateway rendered like the live one, with a bucket of 3 at 1/s per user: bob's fourth
+    request in a row is 429 + Retry-After (JSON), alice keeps her own bucket, and bob is let
+    through again once his bucket refilled."""
+    cm = cloudmart.cm
+    bob = {"Authorization": f"Bearer {cm.token_for('bob')}"}
+    with _own_gateway(tmp_path, _live_endpoints(cloudmart), rate=(1.0, 3.0)) as url:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            codes = [client.get("/api/products", headers=bob).status_code for _ in range(3)]
+            assert codes == [200, 200, 200]
+            over = client.get("/api/products", headers=bob)
+            assert over.status_code == 429, over.text
+            assert int(over.headers["retry-after"]) >= 1
+            assert "rate limit" in over.json()["detail"]
+            alice = client.get("/api/products", headers={"Authorization": f"Bearer {cm.token}"})
+            assert alice.status_code == 200, "alice has her own bucket"
+            time.sleep(float(over.headers["retry-after"]) + 0.2)
+            assert client.get("/api/products", headers=bob).status_code == 200
+
+
+def test_no_ready_replica_is_a_json_503_never_an_empty_502(cloudmart, tmp_path):
+    """Envoy's own answer when a Service has no ready replica, or its only replica refuses the
+    connection (killed, not yet out of the endpoints): JSON 503 with Retry-After."""
+    endpoints = _live_endpoints(cloudmart)
+    dead = free_port()                     # nothing listens there: connection refused
+    endpoints["product"] = [f"127.0.0.1:{dead}"]
+    endpoints["order"] = []
+    with _own_gateway(tmp_path, endpoints) as url:
+        for path in ("/api/products", "/api/orders"):
+            resp = httpx.get(url + path, timeout=10)
+            assert resp.status_code == 503, (path, resp.status_code, resp.text)
+            assert resp.headers["content-type"] == "application/json"
+            assert "no ready replica" in resp.json()["detail"] and resp.headers["retry-after"] == "1"
 
 
 def test_a_body_over_the_gateway_limit_is_413_and_never_reaches_a_service(cloudmart):
-    from cluster.caddy import MAX_BODY_BYTES
+    from cluster.dataplane.local import MAX_BODY_BYTES
 
     cm = cloudmart.cm
     big = b'{"username": "' + b"x" * (MAX_BODY_BYTES + 1024) + b'"}'
     resp = httpx.post(f"{cm.gateway_url}/api/users", content=big, headers={"Content-Type": "application/json"},
                       timeout=30)
     assert resp.status_code == 413, resp.text[:200]
+    assert "limit" in resp.json()["detail"]
     # A body under the limit still reaches the service (and gets its own 422 for a bad field).
     small = httpx.post(f"{cm.gateway_url}/api/users", json={"username": "x" * 1000}, timeout=30)
     assert small.status_code == 422, small.text[:200]
@@ -79,32 +133,7 @@ def test_unknown_path_is_404_json(cloudmart):
     resp = httpx.get(f"{cloudmart.cm.gateway_url}/nowhere")
     assert resp.status_code == 404
     assert "no route" in resp.json()["detail"]
-
-
-def _gateway_in_front_of_an_echo(cloudmart, echo_dial: str, tmp_path):
-    """The running gateway's own configuration (read from its admin API), with every route's
-    upstream pointed at `echo_dial`; forward_auth still asks the real auth replica."""
-    live = httpx.get(f"http://127.0.0.1:{cloudmart.cm.status()['gateway_admin_port']}/config/").json()
-    listen, admin = free_port(), free_port()
-    config = copy.deepcopy(live)
-    config["admin"]["listen"] = f"127.0.0.1:{admin}"
-    servers = config["apps"]["http"]["servers"]
-    gateway = servers["gateway"]
-    for name in [n for n in servers if n != "gateway"]:
-        del servers[name]                      # in-cluster listeners: ports the live gateway holds
-    gateway["listen"] = [f"127.0.0.1:{listen}"]
-    first, *routes = gateway["routes"]
-    assert first["handle"][0]["rewrite"]["uri"] == "/api/auth/verify", "route 0 is forward_auth"
-    redirected = 0
-    for route in routes:
-        for handler in route["handle"]:
-            if handler.get("handler") == "reverse_proxy":
-                handler["upstreams"] = [{"dial": echo_dial}]
-                handler.pop("health_checks", None)
-                handler["transport"].pop("tls", None)
-                redirected += 1
-    assert redirected >= 7, "every service route is a reverse_proxy"
-    return caddy(config, tmp_path / "echo-gateway", admin, (listen,)), f"http://127.0.0.1:{listen}"
+    assert resp.headers["content-type"] == "application/json"
 
 
 SPOOFED = {"X-User-Id": "admin", "X-User-Roles": "admin", "X-Forwarded-For": "1.2.3.4"}
@@ -114,8 +143,9 @@ def test_gateway_replaces_spoofed_user_and_forwarded_for_headers(cloudmart, tmp_
     """What a service behind the gateway receives: the user the auth check found, never the client's
     own X-User-Id/X-User-Roles/X-Forwarded-For; an anonymous request carries no user header."""
     with echo_server() as dial:
-        proc, url = _gateway_in_front_of_an_echo(cloudmart, dial, tmp_path)
-        with proc:
+        # The live gateway's config with every Service but auth (whose JWKS Envoy reads) on the echo.
+        endpoints = {svc: eps if svc == "auth" else [dial] for svc, eps in _live_endpoints(cloudmart).items()}
+        with _own_gateway(tmp_path, endpoints) as url:
             signed_in = httpx.get(f"{url}/api/orders", headers={
                 "Authorization": f"Bearer {cloudmart.cm.token}", **SPOOFED})
             assert signed_in.status_code == 200, signed_in.text

@@ -1,4 +1,4 @@
-"""`--mesh`: a Caddy sidecar per replica, mTLS between them, Envoy-style metrics."""
+"""`--mesh`: an Envoy sidecar per replica, mTLS with SPIFFE identities between them, Envoy's metrics."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import socket
 import ssl
 import uuid
 
+import asyncio
+
 import httpx
 import pytest
-from caddy_proc import caddy, free_port
+from echo_proc import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -18,18 +20,26 @@ def _replica(running, deployment):
 
 
 def test_every_replica_has_a_sidecar(mesh_cloudmart):
+    import os
+    import stat
+
     status = mesh_cloudmart.cm.status()
     assert status["mesh"] is True
     for dep in status["deployments"].values():
         for rep in dep["replicas"]:
             assert rep["sidecar_pid"] and rep["sidecar_inbound_port"]
+            # Its admin interface is a Unix socket in a folder only this user can enter (no TCP).
+            sock = rep["sidecar_admin_socket"]
+            assert stat.S_ISSOCK(os.stat(sock).st_mode)
+            assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
 
 
 def test_plaintext_to_a_sidecar_is_refused(mesh_cloudmart):
     rep = _replica(mesh_cloudmart, "product")
-    resp = httpx.get(f"http://127.0.0.1:{rep['sidecar_inbound_port']}/api/products")
-    assert resp.status_code == 400               # Caddy: "Client sent an HTTP request to an HTTPS server"
-    assert "items" not in resp.text              # and the request never reached the service
+    # PeerAuthentication STRICT: the listener speaks TLS only; Envoy closes a plaintext connection
+    # during the handshake, so no HTTP answer (and no request reaches the service).
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError)):
+        httpx.get(f"http://127.0.0.1:{rep['sidecar_inbound_port']}/api/products")
 
 
 def _tls_get(port: int, context: ssl.SSLContext, server_name: str = "product") -> bytes:
@@ -70,27 +80,41 @@ def test_outbound_verifies_the_peer_is_the_service_it_called(mesh_cloudmart, tmp
     """A sidecar's outbound listener for "product" accepts only a peer whose certificate names
     product: the same mesh CA's certificate for payment (a replica answering on the wrong port,
     or a stolen identity) is refused, although it is valid for 127.0.0.1."""
-    from cluster.caddy import sidecar_config
+    import contextlib
+
+    from cluster import topology
+    from cluster.dataplane.build import MeshIdentity
+    from cluster.dataplane.local import Sidecar, render_sidecar
     from cluster.mesh import MeshCA
 
     status = mesh_cloudmart.cm.status()["deployments"]
     product = f"127.0.0.1:{status['product']['replicas'][0]['sidecar_inbound_port']}"
     payment = f"127.0.0.1:{status['payment']['replicas'][0]['sidecar_inbound_port']}"
-    identity = MeshCA(mesh_cloudmart.state_dir / "run" / "mesh").issue("outbound-test", "order")
+    tls = MeshCA(mesh_cloudmart.state_dir / "run" / "mesh").issue("outbound-test", "order")
+    identity = MeshIdentity(tls.ca_file, tls.cert_file, tls.key_file)
 
+    @contextlib.contextmanager
     def sidecar(name, dial):
-        """A sidecar of its own whose outbound listener for product dials `dial`."""
-        admin, inbound, outbound = free_port(), free_port(), free_port()
-        config = sidecar_config(admin_port=admin, inbound_port=inbound, app_port=free_port(), identity=identity,
-                                outbound={outbound: ("product", [dial])})
-        return caddy(config, tmp_path / name, admin, (outbound,)), f"http://127.0.0.1:{outbound}/api/products"
+        """A sidecar of its own (rendered like the live ones) whose outbound listener for product dials `dial`."""
+        outbound = free_port()
+        proxy = Sidecar(tmp_path / name, node_id=name)
+        plane = render_sidecar(topology.load(), service="order", labels={"app.kubernetes.io/name": "order"},
+                               app=f"127.0.0.1:{free_port()}", inbound_port=free_port(), identity=identity,
+                               peers={"product": (outbound, [dial])})
+        asyncio.run(proxy.start(plane))
+        try:
+            yield f"http://127.0.0.1:{outbound}/api/products", proxy.proxy
+        finally:
+            asyncio.run(proxy.stop())
 
-    (right, right_url), (wrong, wrong_url) = sidecar("right", product), sidecar("wrong", payment)
-    with right, wrong:
+    with sidecar("right", product) as (right_url, _), sidecar("wrong", payment) as (wrong_url, wrong):
         ok = httpx.get(right_url, timeout=10)
         assert ok.status_code == 200 and ok.json()["items"]
+        # payment's certificate names spiffe://…/sa/payment, not product: the handshake fails.
         refused = httpx.get(wrong_url, timeout=10)
-        assert refused.status_code == 502, (refused.status_code, refused.text[:200])
+        assert refused.status_code == 503, (refused.status_code, refused.text[:200])
+        # Envoy refused the peer's certificate itself (its SPIFFE id is not product's).
+        assert wrong.stats()["cluster.outbound|80||product.ssl.fail_verify_san"] >= 1
 
 
 def test_tls_with_a_mesh_certificate_is_accepted(mesh_cloudmart):
@@ -122,6 +146,22 @@ def test_checkout_flows_through_the_sidecars(mesh_cloudmart):
     assert inbound["value"].sum() > 0
 
 
+def test_every_envoy_holds_at_most_seven_inotify_instances(mesh_cloudmart):
+    """Each file-based xDS subscription costs an Envoy an inotify instance (the user's limit is
+    fs.inotify.max_user_instances, 128 by default): LDS, CDS, one shared RDS, two SDS secrets and
+    the two certificate files they watch. One RDS per listener would exceed it."""
+    from cluster.dataplane import limits
+
+    status = mesh_cloudmart.cm.status()
+    pids = {"gateway": status["gateway_pid"]} | {rep["id"]: rep["sidecar_pid"] for dep in status["deployments"].values()
+                                                 for rep in dep["replicas"]}
+    held = {name: limits.instances_of(pid) for name, pid in pids.items()}
+    assert len(held) >= 8 and all(1 <= n <= limits.PER_ENVOY for n in held.values()), held
+    order = next(rep for rep in status["deployments"]["order"]["replicas"])
+    # order's sidecar has an outbound listener per peer, yet one watched route file.
+    assert len(order["sidecar_outbound_ports"]) >= 2 and held[order["id"]] <= limits.PER_ENVOY
+
+
 def test_order_replica_is_wired_to_its_own_sidecar(mesh_cloudmart):
     rep = _replica(mesh_cloudmart, "order")
     assert set(rep["sidecar_outbound_ports"]) >= {"product", "auth"}
@@ -145,3 +185,24 @@ def test_a_crashed_sidecar_is_started_again(mesh_cloudmart, wait_for):
             return False
 
     wait_for(serving_again, 30)
+
+
+def test_a_frozen_sidecar_takes_its_replica_out_of_the_endpoints(mesh_cloudmart, wait_for):
+    """Readiness is probed through the sidecar: a sidecar that stops answering (SIGSTOP) makes its
+    replica not ready although the replica's own /readyz still answers; once it runs again the
+    replica is ready again."""
+    import os
+    import signal
+
+    cm = mesh_cloudmart.cm
+    rep = _replica(mesh_cloudmart, "inventory")
+    os.kill(rep["sidecar_pid"], signal.SIGSTOP)
+    try:
+        wait_for(lambda: not _replica(mesh_cloudmart, "inventory")["ready"], 30)
+        own = httpx.get(f"http://127.0.0.1:{rep['port']}/readyz", timeout=5)
+        assert own.status_code == 200, own.text
+        assert cm.status()["deployments"]["inventory"]["ready"] == 0
+    finally:
+        os.kill(rep["sidecar_pid"], signal.SIGCONT)
+    wait_for(lambda: _replica(mesh_cloudmart, "inventory")["ready"], 30)
+    assert _replica(mesh_cloudmart, "inventory")["sidecar_pid"] == rep["sidecar_pid"]

@@ -26,9 +26,17 @@ def _background_browse(cm, seconds: float, rps: float = 10.0):
     return thread, box
 
 
-def _upstreams(cm) -> set[str]:
-    port = cm.status()["gateway_admin_port"]
-    return {u["address"] for u in httpx.get(f"http://127.0.0.1:{port}/reverse_proxy/upstreams").json()}
+def _upstreams(cm, cluster: str = "outbound|80||product") -> set[str]:
+    """The hosts the gateway's Envoy balances a cluster over (its admin API, a Unix socket)."""
+    admin = httpx.Client(transport=httpx.HTTPTransport(uds=cm.status()["gateway_admin_socket"]))
+    data = admin.get("http://envoy-admin/clusters?format=json").json()
+    hosts = set()
+    for c in data["cluster_statuses"]:
+        if c["name"] == cluster:
+            for h in c.get("host_statuses", []):
+                sock = h["address"]["socket_address"]
+                hosts.add(f"{sock['address']}:{sock['port_value']}")
+    return hosts
 
 
 def test_scale_up_kill_and_scale_down_lose_no_request(cloudmart, wait_for):
@@ -161,3 +169,34 @@ def test_a_crashed_gateway_is_started_again(cloudmart, wait_for):
             return False
 
     wait_for(serving_again, 30)
+
+
+def test_checkouts_during_an_order_restart_get_json_503_with_retry_after_never_502(cloudmart, wait_for):
+    """The only order replica is killed while checkouts keep coming: until it is ready again, the
+    gateway answers each one with its JSON 503 and Retry-After (no endpoint, or the retries ran
+    out), never an empty 502; afterwards checkouts are accepted again."""
+    import uuid
+
+    cm = cloudmart.cm
+    pid = cm.get("/api/products").json()["items"][0]["id"]
+    body = {"items": [{"product_id": pid, "quantity": 1}], "payment": {"card_number": "4242424242424242"}}
+    answers: list[httpx.Response] = []
+    killed = cm.kill("order")
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=cm.gateway_url, headers={"Authorization": f"Bearer {cm.token}"}, timeout=20) as client:
+        while time.monotonic() < deadline:
+            resp = client.post("/api/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            answers.append(resp)
+            if resp.status_code == 202 and any(a.status_code == 503 for a in answers):
+                break
+            time.sleep(0.05)
+    codes = collections.Counter(a.status_code for a in answers)
+    assert killed["killed"].startswith("order-")
+    assert 502 not in codes and set(codes) <= {202, 503}, codes
+    unavailable = [a for a in answers if a.status_code == 503]
+    assert unavailable, f"no checkout met the restart: {codes}"
+    for a in unavailable:
+        assert a.headers["content-type"].startswith("application/json") and a.headers["retry-after"] == "1"
+        assert "order" in a.json()["detail"]
+    assert answers[-1].status_code == 202, codes
+    wait_for(lambda: cm.status()["deployments"]["order"]["ready"] == 1, 30)

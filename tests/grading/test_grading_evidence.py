@@ -15,7 +15,9 @@ import pytest
 from grading import evidence
 from grading.evidence import Evidence, capture, verify
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Envoy's default histogram buckets (milliseconds), as the gateway's Envoy reports them.
+BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+GATEWAY = {"envoy_http_conn_manager_prefix": "gateway"}
 
 
 class FakeGateway:
@@ -29,12 +31,15 @@ class FakeGateway:
     def metrics(self) -> pd.DataFrame:
         served = self.latencies_s if self.reads else []
         self.reads += 1
-        rows = [{"kind": "gateway", "metric": f"{evidence._DURATION}_count", "labels": {},
-                 "value": float(len(served))}]
+        rows = [{"kind": "gateway", "metric": f"{evidence._DURATION}_count", "labels": dict(GATEWAY),
+                 "value": float(len(served))},
+                # The per-Service balancers' listeners are not the edge: never counted.
+                {"kind": "gateway", "metric": f"{evidence._DURATION}_count",
+                 "labels": {"envoy_http_conn_manager_prefix": "cluster_product"}, "value": 1e6}]
         for le in (*BUCKETS, float("inf")):
             rows.append({"kind": "gateway", "metric": f"{evidence._DURATION}_bucket",
-                         "labels": {"le": "+Inf" if le == float("inf") else str(le)},
-                         "value": float(sum(1 for x in served if x <= le))})
+                         "labels": {**GATEWAY, "le": "+Inf" if le == float("inf") else str(le)},
+                         "value": float(sum(1 for x in served if x * 1000 <= le))})
         return pd.DataFrame(rows)
 
 
