@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "tests" / "notebooks"))
 from test_notebook_structure import _asserted_names, _bound_names, _is_widget  # noqa: E402
 
 DAY5 = sorted((ROOT / "notebooks" / "day5-finops").glob("0*.ipynb"))
-EXPECTED = ["01-finops-framework", "02-cost-models", "04-lab-cost-monitoring"]   # 03 (alerts) on branch day5-nb: its live alerts do not yet fire reliably
+EXPECTED = ["01-finops-framework", "02-cost-models", "03-cost-alerts", "04-lab-cost-monitoring"]
 SLOTS = {"01": 50, "02": 50, "03": 50, "04": 75}
 
 
