@@ -877,7 +877,7 @@ def _challenge_scenario(v: int, rng) -> dict:
     node = VirtualNode().to_dict()
     if v == 0:
         peak, bf, slo, cpu_ms, tolerant, slack = 120.0, (2.0, 2.5), 150.0, {d: 4.0 for d in CHALLENGE_DEPLOYMENTS}, \
-            ("notification", "product", "product-canary"), 2.0
+            ("notification", "product", "product-canary"), 1.8
         mem = {d: 110.0 for d in CHALLENGE_DEPLOYMENTS}
     else:
         peak = float(rng.choice([90.0, 120.0, 150.0]))
@@ -888,7 +888,7 @@ def _challenge_scenario(v: int, rng) -> dict:
         cpu_ms["product-canary"] = cpu_ms["product"]
         tolerant = (("notification", "product", "product-canary"), ("notification",),
                     ("notification", "product-canary"))[int(rng.integers(3))]
-        slack = float(rng.choice([1.9, 2.0, 2.1]))
+        slack = float(rng.choice([1.75, 1.8, 1.9]))
         mem = {d: float(np.round(rng.uniform(90, 140))) for d in CHALLENGE_DEPLOYMENTS}
     s = {"peak_rps": peak, "black_friday_range": list(bf), "slo_p99_ms": slo, "cpu_ms_per_request": cpu_ms,
          "visits": dict(CHALLENGE_VISITS), "spot_tolerant": list(tolerant), "spot_discount": 0.70,
