@@ -1011,9 +1011,12 @@ def check_challenge(answer: Any, g: Grader) -> None:
     applied = {d: min(int(deps[d]["min_replicas"]), LIVE_MAX_REPLICAS) for d in deps if d in ev.data["replicas"]}
     same = all(ev.data["replicas"][d] == n for d, n in applied.items())
     ratio = measured / floor if floor > 0 else math.inf
-    if same and CHALLENGE_BAND[0] <= ratio <= CHALLENGE_BAND[1] and ev.data["load"]["error_rate"] < 0.05 and both > 0:
+    consistent = same and CHALLENGE_BAND[0] <= ratio <= CHALLENGE_BAND[1] and ev.data["load"]["error_rate"] < 0.05
+    if consistent and both > 0:
         g.award(1 * both, f"the live run had your replicas, and its cost is {ratio:.2f}x the requests' floor "
                           f"(band {CHALLENGE_BAND[0]:g}-{CHALLENGE_BAND[1]:g})")
+    elif consistent:
+        g.miss("the live evidence matches the prediction, but it counts only with the SLO and the budget")
     else:
         g.miss(f"the live evidence does not match the prediction: replicas as planned {same}, cost "
                f"{ratio:.2f}x the floor (band {CHALLENGE_BAND[0]:g}-{CHALLENGE_BAND[1]:g}), error rate "
