@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--target", choices=["local", "kind"], default=None)
     up.add_argument("--port", type=int, default=None, help="gateway port (default $CLOUDMART_GATEWAY_PORT or 8080)")
     up.add_argument("--gateway", choices=["kong", "istio"], default=None, help="kind target: Kong or Istio at the edge")
+    up.add_argument("--owner-pid", type=int, default=None, metavar="PID",
+                    help="stop this CloudMart when process PID (e.g. a notebook's kernel) is gone")
     up.add_argument("--with", dest="with_components", default="", metavar="COMPONENTS",
                     help="kind target: gatekeeper,argocd,opencost,observability; local: observability")
 
@@ -194,7 +196,7 @@ def cmd_up(args) -> int:
         if binaries() is None:
             print(f"note: {missing_reason()}", file=sys.stderr)
     status = target.up(mesh=args.mesh, monolith=args.monolith, replicas=args.replicas, port=args.port,
-                       with_components=extras)
+                       with_components=extras, owner_pid=args.owner_pid)
     if already:
         print(f"CloudMart is already up at {status['gateway_url']}")
     else:

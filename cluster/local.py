@@ -102,8 +102,11 @@ class LocalTarget:
     # ----- lifecycle ---------------------------------------------------------------------
     def up(self, *, mesh: bool = False, monolith: bool = False, replicas: dict[str, int] | None = None,
            port: int | None = None, wait: bool = True, timeout_s: float = UP_TIMEOUT_S,
-           with_components: tuple[str, ...] = ()) -> dict:
-        """Start the supervisor if it is not running, and wait until every replica is ready."""
+           with_components: tuple[str, ...] = (), owner_pid: int | None = None) -> dict:
+        """Start the supervisor if it is not running, and wait until every replica is ready.
+
+        `owner_pid`: the supervisor stops everything once that process is gone (a notebook passes
+        its kernel's pid, so a killed kernel does not leave this CloudMart running)."""
         if self.is_up():
             return self.wait_ready(timeout_s) if wait else self.status()
         port = gateway_port(port)
@@ -134,6 +137,10 @@ class LocalTarget:
             cmd += ["--replicas", ",".join(f"{k}={v}" for k, v in replicas.items())]
         if with_components:
             cmd += ["--with", ",".join(with_components)]
+        if owner_pid is not None:
+            if not isinstance(owner_pid, int) or owner_pid <= 0:
+                raise TargetError(f"owner_pid: got {owner_pid!r}; valid: the pid of a running process")
+            cmd += ["--owner-pid", str(owner_pid)]
         if os.environ.get("CLOUDMART_MANIFESTS"):
             cmd += ["--manifests", os.environ["CLOUDMART_MANIFESTS"]]
         log_path = self.state_dir / "logs" / "supervisor.log"

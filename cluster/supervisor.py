@@ -41,6 +41,7 @@ RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 STOP_GRACE_S = 5.0
 RELOAD_DEBOUNCE_S = 0.3
 INFRA_POLL_S = 1.0
+OWNER_POLL_S = 1.0
 
 
 def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
@@ -802,6 +803,36 @@ def _last_line(log_path: Path, limit: int = 200) -> str:
     return lines[-1][-limit:] if lines else "no output"
 
 
+def owner_alive(pid: int, started_at: float | None) -> bool:
+    """Whether the owner process is still the one that started us (a reused pid or a zombie is gone)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or abs(proc.create_time() - started_at) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+async def watch_owner(pid: int, stopping: asyncio.Event, interval_s: float = OWNER_POLL_S) -> None:
+    """Set `stopping` once the owner process (`--owner-pid`, e.g. a notebook's kernel) is gone, so a
+    CloudMart started by a kernel that was killed does not outlive it."""
+    import psutil
+
+    try:
+        started_at = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        started_at = None
+    while not stopping.is_set():
+        if not owner_alive(pid, started_at):
+            log.warning("owner process %d is gone: stopping", pid)
+            stopping.set()
+            return
+        await asyncio.sleep(interval_s)
+
+
 async def _main(args: argparse.Namespace) -> int:
     replicas = {}
     for item in filter(None, (args.replicas or "").split(",")):
@@ -824,6 +855,8 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup._stopping.set)
     tasks = []
+    if args.owner_pid:   # from the start: an owner killed while CloudMart comes up stops it too
+        tasks.append(asyncio.create_task(watch_owner(args.owner_pid, sup._stopping)))
     try:
         await sup.start()
         if "observability" in args.with_components.split(","):
@@ -831,7 +864,7 @@ async def _main(args: argparse.Namespace) -> int:
 
             sup.observability = Observability(sup)   # Prometheus + Alertmanager, when installed
             await sup.observability.start()
-        tasks = [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
+        tasks += [asyncio.create_task(sup._readiness_loop()), asyncio.create_task(sup._reconfigure_loop()),
                  asyncio.create_task(sup._infra_loop()), asyncio.create_task(sup.usage.run(sup._stopping)),
                  asyncio.create_task(finops_server.serve(sup))]   # OpenCost-compatible API, budgets
         await sup._stopping.wait()
@@ -858,6 +891,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", default="")
     parser.add_argument("--with", dest="with_components", default="", help="observability")
     parser.add_argument("--manifests", default=str(topology.BASE_DIR), help="kustomization to read")
+    parser.add_argument("--owner-pid", type=int, default=None,
+                        help="stop everything when this process (e.g. a notebook's kernel) is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # not a line per admin request to Envoy

@@ -7,6 +7,7 @@ exercise id                 notebook  answer shape
 ``day5.rightsizing``        02        ``{"evidence", "requests": {dep: {"cpu_cores", "memory_mb"}}, "spot"}``
 ``day5.alerts``             03        ``{"budget": {...}, "slo": [{...}, ...]}``
 ``day5.lab_cost``           04        ``{"evidence", "allocation_usd", "efficiency", "recommendations", "budgets"}``
+``day5.challenge``          05        ``{"deployments", "hpa_target_utilization", "spot", "mtls", "dev_weekend_off", "evidence"}``
 ==========================  ========  ============================================================
 
 Costs are those of the **declared virtual node** of the run (the evidence carries it: by default
@@ -61,6 +62,23 @@ requests, which must not be below Kubecost-style right-sizing of the evidence (`
 with the variant's algorithm and target utilisation) (3); budgets fire correctly on hidden
 "next months" (2: the share right among those that must fire × among those that must not); an
 action before 100 % as well as at 100 % (2), counted with the firing share.
+
+**``day5.challenge``** (10). Cost optimisation scenarios on one compressed day (24 hourly rates of a
+diurnal profile): Black Friday (one hidden day's peak is the variant's range times the ordinary
+peak), an idle dev environment at weekends (``dev_weekend_off``), spot for the workers that
+tolerate interruptions (an interruption takes one replica of every spot Deployment at the day's
+peak hour), an over-provisioned canary (``product-canary`` takes a tenth of product's traffic), and
+mesh cost vs security (a sidecar's CPU request per replica with mTLS on). ``deployments`` gives
+per Deployment ``min_replicas``, ``max_replicas`` (1..10), ``cpu_cores`` and ``memory_mb``; the HPA
+sizes each hour for the previous hour's demand at ``hpa_target_utilization``. Each replica is an
+M/M/1 queue (p99 ``ln(100)·s/(c − d)``). Scored by the sim on three hidden traffic days (two
+ordinary, one Black Friday): the p99 within the SLO every hour for every Deployment (4) and a month
+of such days within the budget (3), each multiplied by the SLO factor (per day the share of
+Deployments within the SLO every hour, multiplied over the three days) and by the budget factor (1 at or under the budget, falling to 0 at 1.25 × the budget), so neither
+an oversized nor a starved plan scores; the constraints (2: mTLS on, payment ≥ 2 replicas, memory
+≥ the floor, spot only where tolerated) × that product; and the live evidence (1): a run of the
+configuration's ``min_replicas`` (at most 3 each) through :func:`capture_challenge`, whose
+allocation is within 0.95–1.6 × its requests' floor with an error rate under 5 %.
 """
 
 from __future__ import annotations
@@ -80,7 +98,9 @@ from grading import AnswerShapeError, Grader, _is_number, exercise, variants
 
 __all__ = ["CostEvidence", "capture_cost", "capture_usage", "scenario", "showback_expected", "monthly_lines",
            "rightsizing_minimum", "alert_traces", "lab_expected", "TEAMS", "SHARED_TEAM", "IDLE",
-           "HOURS_PER_MONTH", "EXAMPLE_SHOWBACK_RULE", "EXAMPLE_BUDGET_RULE", "EXAMPLE_SLO_WINDOWS"]
+           "HOURS_PER_MONTH", "EXAMPLE_SHOWBACK_RULE", "EXAMPLE_BUDGET_RULE", "EXAMPLE_SLO_WINDOWS",
+           "capture_challenge", "challenge_days", "challenge_plan", "challenge_month_usd", "challenge_live_floor",
+           "CHALLENGE_DEPLOYMENTS", "EXAMPLE_CHALLENGE"]
 
 HOURS_PER_MONTH = 730.0
 TEAM_LABEL = "cloudmart.io/team"
@@ -204,11 +224,13 @@ _TOLERANT = (("notification", "product"), ("notification",), ("notification", "p
 
 def scenario(exercise_id: str, variant: int | None = None) -> dict[str, Any]:
     """The current learner's scenario of a Day 5 exercise (variant 0 without a stamp)."""
-    if exercise_id not in ("day5.showback", "day5.rightsizing", "day5.alerts", "day5.lab_cost"):
+    if exercise_id not in ("day5.showback", "day5.rightsizing", "day5.alerts", "day5.lab_cost", "day5.challenge"):
         raise ValueError(f"exercise_id: got {exercise_id!r}; valid: day5.showback, day5.rightsizing, "
-                         f"day5.alerts, day5.lab_cost")
+                         f"day5.alerts, day5.lab_cost, day5.challenge")
     v = variants.variant(exercise_id) if variant is None else variant
     rng = variants.rng(exercise_id, v)
+    if exercise_id == "day5.challenge":
+        return _challenge_scenario(v, rng)
     if exercise_id == "day5.showback":
         rule, text = _PRINCIPLES[0 if v == 0 else int(rng.integers(len(_PRINCIPLES)))]
         return {"principle": text, "rule": dict(rule), "shared_team": SHARED_TEAM, "teams": list(TEAMS),
@@ -782,3 +804,265 @@ def _lab_trivial(v: int) -> dict[str, Any]:
                 "recommendations": [{"deployment": "product", "cpu_cores": 0.01, "memory_mb": 20.0,
                                      "monthly_saving_usd": 0.5}],
                 "budgets": [{"team": t, "spend_limit_usd": lines.get(t, 0.0), "actions": [100]} for t in TEAMS]}}
+
+
+# ----- Challenge 5: cost optimisation scenarios ----------------------------------------------------
+CHALLENGE_DEPLOYMENTS = ("auth", "inventory", "notification", "order", "payment", "product", "product-canary", "user")
+CHALLENGE_VISITS = {"auth": 0.3, "inventory": 0.4, "notification": 0.2, "order": 0.2, "payment": 0.2,
+                    "product": 0.9, "product-canary": 0.1, "user": 0.3}   # per request at the edge
+SIDECAR_CORES = 0.05          # the mesh sidecar's CPU request per replica (mTLS on)
+MAX_REPLICAS = 10
+LIVE_MAX_REPLICAS = 3         # the live run applies min_replicas; more would not fit a laptop
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
+CHALLENGE_BAND = (0.95, 1.6)  # live allocation over the requests' floor: usage above requests, sampling
+
+
+def _diurnal(peak_rps: float) -> np.ndarray:
+    """24 hourly rates: a night trough at 35 % of the peak at 04:00, the peak at 16:00."""
+    h = np.arange(24)
+    return peak_rps * (0.35 + 0.65 * (0.5 - 0.5 * np.cos(2 * np.pi * (h - 4) / 24.0)))
+
+
+def challenge_days(s: dict, seeds: list[int]) -> list[dict]:
+    """The hidden traffic days: two ordinary days (peak ± 10 %) and a Black Friday (the peak times a
+    factor drawn in the scenario's range); hourly edge rates, and the hour a spot interruption hits."""
+    out = []
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        factor = float(rng.uniform(*s["black_friday_range"])) if i == len(seeds) - 1 else float(rng.uniform(0.9, 1.1))
+        rates = _diurnal(s["peak_rps"] * factor) * rng.uniform(0.97, 1.03, 24)
+        out.append({"factor": factor, "rps": rates, "interruption_hour": int(np.argmax(rates))})
+    return out
+
+
+def challenge_plan(answer: dict, s: dict, day: dict) -> dict:
+    """One day of a configuration in the sim: per Deployment and hour the HPA's replicas (it sizes
+    for the previous hour's demand at the target utilisation, within min and max; a spot
+    interruption takes one replica at the interruption hour), the p99 of an M/M/1 replica
+    (``ln(100)·s/(c − d)`` ms), and the day's cost in USD (spot at its discount, a sidecar per
+    replica with mTLS)."""
+    node, target = s["node"], float(answer["hpa_target_utilization"])
+    spot = set(answer.get("spot", []))
+    cost, p99, ok = 0.0, {}, {}
+    for dep, cfg in answer["deployments"].items():
+        c, lo, hi = float(cfg["cpu_cores"]), int(cfg["min_replicas"]), int(cfg["max_replicas"])
+        s_ms = s["cpu_ms_per_request"][dep]
+        demand = day["rps"] * CHALLENGE_VISITS[dep] * s_ms / 1000.0          # cores of work, hourly
+        wanted = np.ceil(np.roll(demand, 1) / (target * c) - 1e-9)
+        n = np.clip(wanted, lo, hi)
+        if dep in spot:
+            n = n.copy()
+            n[day["interruption_hour"]] -= 1
+        per = np.where(n > 0, demand / np.maximum(n, 1), np.inf)
+        lat = np.where((n > 0) & (per < c), LN100 * s_ms / np.maximum(c - per, 1e-12), np.inf)
+        p99[dep] = lat
+        ok[dep] = lat <= s["slo_p99_ms"] + 1e-9
+        per_h = c * node["cpuHourlyCost"] + float(cfg["memory_mb"]) / 1024 * node["ramHourlyCostPerGiB"]
+        if answer.get("mtls", False):
+            per_h += SIDECAR_CORES * node["cpuHourlyCost"]
+        cost += float(np.maximum(n, 0).sum()) * per_h * ((1 - s["spot_discount"]) if dep in spot else 1.0)
+    return {"cost_usd": cost, "p99_ms": p99, "ok": ok}
+
+
+def challenge_month_usd(answer: dict, s: dict, days: list[dict]) -> float:
+    """A month of days like ``days`` (their mean), plus the dev environment (off at weekends or not)."""
+    per_day = float(np.mean([challenge_plan(answer, s, d)["cost_usd"] for d in days]))
+    dev = s["dev_usd_per_month"] * ((5 / 7) if answer.get("dev_weekend_off") else 1.0)
+    return per_day * DAYS_PER_MONTH + dev
+
+
+def _challenge_scenario(v: int, rng) -> dict:
+    from cluster.finops.pricing import VirtualNode
+
+    node = VirtualNode().to_dict()
+    if v == 0:
+        peak, bf, slo, cpu_ms, tolerant, slack = 120.0, (2.0, 2.5), 150.0, {d: 4.0 for d in CHALLENGE_DEPLOYMENTS}, \
+            ("notification", "product", "product-canary"), 1.8
+        mem = {d: 110.0 for d in CHALLENGE_DEPLOYMENTS}
+    else:
+        peak = float(rng.choice([90.0, 120.0, 150.0]))
+        low = float(np.round(rng.uniform(1.8, 2.4), 1))
+        bf = (low, round(low + 0.5, 1))
+        slo = float(rng.choice([120.0, 150.0, 200.0]))
+        cpu_ms = {d: float(np.round(rng.uniform(2.5, 5.5), 1)) for d in CHALLENGE_DEPLOYMENTS}
+        cpu_ms["product-canary"] = cpu_ms["product"]
+        tolerant = (("notification", "product", "product-canary"), ("notification",),
+                    ("notification", "product-canary"))[int(rng.integers(3))]
+        slack = float(rng.choice([1.75, 1.8, 1.9]))
+        mem = {d: float(np.round(rng.uniform(90, 140))) for d in CHALLENGE_DEPLOYMENTS}
+    s = {"peak_rps": peak, "black_friday_range": list(bf), "slo_p99_ms": slo, "cpu_ms_per_request": cpu_ms,
+         "visits": dict(CHALLENGE_VISITS), "spot_tolerant": list(tolerant), "spot_discount": 0.70,
+         "memory_floor_mb": mem, "node": node, "sidecar_cores": SIDECAR_CORES, "dev_usd_per_month": 40.0,
+         "max_replicas": MAX_REPLICAS, "live_max_replicas": LIVE_MAX_REPLICAS, "hidden_days": 3,
+         "constraints": ["mtls stays on", "payment keeps >= 2 replicas", "memory >= the floor per Deployment",
+                         "spot only for the tolerant Deployments"]}
+    # the budget: the variant's slack times a floor no plan can beat on an ordinary day — every
+    # hour, each Deployment's demand plus one replica's queueing headroom ln(100)·s/SLO in cores,
+    # a sidecar and a memory floor per replica (two for payment), the dev environment off at weekends
+    rps = _diurnal(peak)
+    floor_h = 0.0
+    for d in CHALLENGE_DEPLOYMENTS:
+        n = 2 if d == "payment" else 1
+        cores = rps * CHALLENGE_VISITS[d] * cpu_ms[d] / 1000.0 + LN100 * cpu_ms[d] / slo + n * SIDECAR_CORES
+        floor_h += float(np.sum(cores)) * node["cpuHourlyCost"] + 24 * n * mem[d] / 1024 * node["ramHourlyCostPerGiB"]
+    s["budget_usd_per_month"] = round(slack * (floor_h * DAYS_PER_MONTH + s["dev_usd_per_month"] * 5 / 7), 2)
+    return s
+
+
+def capture_challenge(cm: Any, start: float, end: float, load: Any) -> CostEvidence:
+    """Signed evidence of the live run of a configuration between ``start`` and ``end``: the
+    replicas per Deployment (status), the accumulated allocation by pod with the declared node,
+    and the load's summary (p99, error rate)."""
+    if not (_is_number(start) and _is_number(end)) or end <= start:
+        raise ValueError(f"start, end: got {start!r}, {end!r}; valid: Unix seconds with start < end")
+    summary = getattr(load, "summary", None)
+    if not isinstance(summary, dict) or "p99_ms" not in summary:
+        raise ValueError("load: the result of cm.load(...) of the run")
+    alloc = cm.opencost.allocation(f"{start:.3f},{end:.3f}", aggregate="pod", accumulate=True)
+    replicas = {d: int(x["ready"]) for d, x in cm.status()["deployments"].items()}
+    pods = {k: {"totalCost": float(v["totalCost"]), "cpuCoreRequestAverage": float(v["cpuCoreRequestAverage"]),
+                "ramByteRequestAverage": float(v["ramByteRequestAverage"])} for k, v in alloc["data"][0].items()}
+    return _sign("challenge", {"replicas": replicas, "pods": pods, "node": alloc["node"], "start": start, "end": end,
+                               "load": {k: summary[k] for k in ("sent", "error_rate", "p99_ms", "p50_ms")}})
+
+
+def challenge_live_floor(ev: CostEvidence) -> tuple[float, float]:
+    """(measured, floor): a month at the run's rate of the pods' allocation, and of their requests."""
+    node, minutes = ev.data["node"], (ev.data["end"] - ev.data["start"]) / 60.0
+    measured = sum(p["totalCost"] for p in ev.data["pods"].values()) * HOURS_PER_MONTH * 60.0 / minutes
+    floor = HOURS_PER_MONTH * sum(p["cpuCoreRequestAverage"] * node["cpuHourlyCost"]
+                                  + p["ramByteRequestAverage"] / 2**30 * node["ramHourlyCostPerGiB"]
+                                  for p in ev.data["pods"].values())
+    return measured, floor
+
+
+def _challenge_shape(answer: Any) -> dict:
+    if not isinstance(answer, dict) or not answer:
+        raise AnswerShapeError("answer: a dict with deployments, hpa_target_utilization, spot, mtls, "
+                               "dev_weekend_off and evidence")
+    deps = answer.get("deployments")
+    if not isinstance(deps, dict) or set(deps) != set(CHALLENGE_DEPLOYMENTS):
+        raise AnswerShapeError(f"answer['deployments']: one entry per Deployment: {list(CHALLENGE_DEPLOYMENTS)}")
+    for dep, cfg in deps.items():
+        ok = isinstance(cfg, dict) and all(_is_number(cfg.get(k)) for k in ("min_replicas", "max_replicas",
+                                                                            "cpu_cores", "memory_mb"))
+        if not ok or not (1 <= cfg["min_replicas"] <= cfg["max_replicas"] <= MAX_REPLICAS) \
+                or int(cfg["min_replicas"]) != cfg["min_replicas"] or int(cfg["max_replicas"]) != cfg["max_replicas"] \
+                or not 0.01 <= cfg["cpu_cores"] <= 4 or not 16 <= cfg["memory_mb"] <= 8192:
+            raise AnswerShapeError(f"answer['deployments'][{dep!r}]: whole min_replicas <= max_replicas in "
+                                   f"1..{MAX_REPLICAS}, cpu_cores in 0.01..4, memory_mb in 16..8192")
+    t = answer.get("hpa_target_utilization")
+    if not _is_number(t) or not 0.1 <= t <= 0.95:
+        raise AnswerShapeError("answer['hpa_target_utilization']: a number in 0.1..0.95")
+    spot = answer.get("spot", [])
+    if not isinstance(spot, (list, tuple, set)) or not set(spot) <= set(CHALLENGE_DEPLOYMENTS):
+        raise AnswerShapeError(f"answer['spot']: a list of Deployments among {list(CHALLENGE_DEPLOYMENTS)}")
+    if not isinstance(answer.get("mtls"), bool) or not isinstance(answer.get("dev_weekend_off", False), bool):
+        raise AnswerShapeError("answer['mtls'] and answer['dev_weekend_off']: True or False")
+    return deps
+
+
+@exercise("day5.challenge", max_score=10)
+def check_challenge(answer: Any, g: Grader) -> None:
+    """Answer: ``{"deployments", "hpa_target_utilization", "spot", "mtls", "dev_weekend_off",
+    "evidence"}`` (see the module docstring)."""
+    deps = _challenge_shape(answer)
+    ev = _evidence(answer, "challenge")
+    s = scenario("day5.challenge")
+    days = challenge_days(s, variants.hidden_seeds("day5.challenge", s["hidden_days"]))
+    plans = [challenge_plan(answer, s, d) for d in days]
+    hours = [bool(np.all(p["ok"][dep])) for p in plans for dep in CHALLENGE_DEPLOYMENTS]
+    # per day the share of Deployments within the SLO every hour, multiplied over the days: a plan
+    # that holds on ordinary days and breaks on Black Friday keeps little
+    slo_share = float(np.prod([np.mean([bool(np.all(p["ok"][dep])) for dep in CHALLENGE_DEPLOYMENTS])
+                               for p in plans]))
+    month = challenge_month_usd(answer, s, days)
+    budget = s["budget_usd_per_month"]
+    bf = 1.0 if month <= budget else max(0.0, 1.0 - (month / budget - 1.0) / 0.25)
+    both = slo_share * bf
+    worst = max(float(np.max(p["p99_ms"][dep])) for p in plans for dep in CHALLENGE_DEPLOYMENTS)
+    if both == 1:
+        g.award(4, f"the p99 stays within {s['slo_p99_ms']:g} ms every hour of the three hidden days, "
+                   f"Black Friday included (worst {worst:.0f} ms)")
+    else:
+        g.partial(4 * both, f"SLO met for {sum(hours)} of {len(hours)} Deployment-days, counted with the budget")
+        g.suggest("Size for the Black Friday peak the HPA reaches one hour late: the replicas it adds are "
+                  "sized for the previous hour's demand at your target utilisation, so max_replicas and the "
+                  "target decide what the peak gets.")
+    if both == 1:
+        g.award(3, f"{month:.2f} USD a month within the budget of {budget:.2f}")
+    else:
+        g.partial(3 * both, f"{month:.2f} USD a month against the budget of {budget:.2f}, counted with the SLO")
+        g.suggest("Cost follows replica-hours: a high floor of replicas all night, a canary as big as the "
+                  "stable version and a dev environment running at weekends are paid for every hour.")
+    tolerant = set(s["spot_tolerant"])
+    checks = {"mTLS stays on": answer["mtls"] is True,
+              "payment keeps >= 2 replicas": deps["payment"]["min_replicas"] >= 2,
+              "memory >= the floor everywhere": all(deps[d]["memory_mb"] >= s["memory_floor_mb"][d] for d in deps),
+              "spot only where interruptions are tolerated": set(answer.get("spot", [])) <= tolerant}
+    kept = [k for k, v in checks.items() if v]
+    if len(kept) == len(checks) and both > 0:
+        g.award(2 * both, "every constraint is respected: " + ", ".join(kept))
+    else:
+        g.partial(2 * both * len(kept) / len(checks), "constraints broken: "
+                  + ", ".join(k for k, v in checks.items() if not v) if len(kept) < len(checks) else
+                  "constraints respected, but the plan misses the SLO or the budget")
+    measured, floor = challenge_live_floor(ev)
+    applied = {d: min(int(deps[d]["min_replicas"]), LIVE_MAX_REPLICAS) for d in deps if d in ev.data["replicas"]}
+    same = all(ev.data["replicas"][d] == n for d, n in applied.items())
+    ratio = measured / floor if floor > 0 else math.inf
+    consistent = same and CHALLENGE_BAND[0] <= ratio <= CHALLENGE_BAND[1] and ev.data["load"]["error_rate"] < 0.05
+    if consistent and both > 0:
+        g.award(1 * both, f"the live run had your replicas, and its cost is {ratio:.2f}x the requests' floor "
+                          f"(band {CHALLENGE_BAND[0]:g}-{CHALLENGE_BAND[1]:g})")
+    elif consistent:
+        g.miss("the live evidence matches the prediction, but it counts only with the SLO and the budget")
+    else:
+        g.miss(f"the live evidence does not match the prediction: replicas as planned {same}, cost "
+               f"{ratio:.2f}x the floor (band {CHALLENGE_BAND[0]:g}-{CHALLENGE_BAND[1]:g}), error rate "
+               f"{ev.data['load']['error_rate']:.2f}")
+
+
+# the notebook's starting point: the configuration CloudMart runs today (not the answer)
+EXAMPLE_CHALLENGE = {
+    "deployments": {d: {"min_replicas": 2, "max_replicas": 4, "cpu_cores": 0.5, "memory_mb": 256.0}
+                    for d in CHALLENGE_DEPLOYMENTS},
+    "hpa_target_utilization": 0.7, "spot": [], "mtls": True, "dev_weekend_off": False}
+
+
+def _example_challenge(v: int, replicas: dict[str, int] | None = None) -> CostEvidence:
+    """Evidence of a made-up live run (for the trivial answers and the tests)."""
+    rng = np.random.default_rng([v, 7])
+    node = {"cpuHourlyCost": 0.031247, "ramHourlyCostPerGiB": 0.0041882, "instanceType": "general.large"}
+    replicas = replicas or {d: 1 for d in CHALLENGE_DEPLOYMENTS}
+    pods, minutes = {}, 1.0
+    for dep, n in replicas.items():
+        for i in range(n):
+            cpu, ram = 0.05, 96 * 2**20
+            floor_h = cpu * node["cpuHourlyCost"] + ram / 2**30 * node["ramHourlyCostPerGiB"]
+            pods[f"{dep}-{i}"] = {"totalCost": floor_h * float(rng.uniform(1.0, 1.3)) * minutes / 60,
+                                  "cpuCoreRequestAverage": cpu, "ramByteRequestAverage": ram}
+    return _sign("challenge", {"replicas": dict(replicas), "pods": pods, "node": node, "start": 0.0, "end": minutes * 60,
+                               "load": {"sent": 600, "error_rate": 0.0, "p99_ms": 40.0, "p50_ms": 8.0}})
+
+
+@grading.trivial("day5.challenge")
+def _challenge_trivial(v: int) -> dict[str, Any]:
+    def live(answer):
+        return _example_challenge(v, {d: min(int(c["min_replicas"]), LIVE_MAX_REPLICAS)
+                                      for d, c in answer["deployments"].items()})
+
+    uniform = {"deployments": {d: {"min_replicas": 2, "max_replicas": 2, "cpu_cores": 1.0, "memory_mb": 256.0}
+                               for d in CHALLENGE_DEPLOYMENTS},
+               "hpa_target_utilization": 0.5, "spot": [], "mtls": True, "dev_weekend_off": False}
+    extreme = {"deployments": {d: {"min_replicas": 1, "max_replicas": 1, "cpu_cores": 0.05, "memory_mb": 16.0}
+                               for d in CHALLENGE_DEPLOYMENTS},
+               "hpa_target_utilization": 0.95, "spot": list(CHALLENGE_DEPLOYMENTS), "mtls": False,
+               "dev_weekend_off": True}
+    copied = json.loads(json.dumps(EXAMPLE_CHALLENGE))
+    out = {"empty": {}}
+    for name, a in (("uniform: two one-core replicas of everything", uniform),
+                    ("extreme: one tiny replica of everything, all on spot, mTLS off", extreme),
+                    ("copied: the notebook's starting configuration", copied)):
+        out[name] = {**a, "evidence": live(a)}
+    return out

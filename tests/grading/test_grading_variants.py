@@ -122,7 +122,8 @@ FAST = ["day1.decomposition", "day1.lab1_cost", "day1.lab1_nodes", "day1.pattern
 SIMULATED = ["day1.challenge", "day1.communication"]
 ACTED = ["day4.branching", "day4.ci_design", "day4.workflow"]  # sim and act; trivial answers tested in test_day4.py
 DAY3 = ["day3.authz_policy", "day3.control_stages", "day3.rego_authz"]  # trivial answers tested in test_day3.py
-FINOPS = ["day5.alerts", "day5.lab_cost", "day5.rightsizing", "day5.showback"]  # tested in test_day5.py
+FINOPS = ["day5.alerts", "day5.challenge", "day5.lab_cost", "day5.rightsizing",
+          "day5.showback"]  # tested in test_day5.py and test_day5_challenge.py
 DAY2 = ["day2.edge_limits", "day2.gateway_choice", "day2.kong_bundle", "day2.mesh_resilience",
         "day2.rollout_policy"]  # tested in test_day2.py
 
