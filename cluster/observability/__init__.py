@@ -4,7 +4,7 @@ The real programs — Debian's `prometheus` (2.42) and `prometheus-alertmanager`
 on macOS — started by the supervisor on 127.0.0.1 at free ports, when `prometheus` is on PATH:
 
 * Prometheus scrapes every replica's `/metrics` (with the state folder's scrape token), the
-  gateway's Caddy metrics and the local OpenCost exporter, every `SCRAPE_INTERVAL_S` seconds; its
+  gateway's Envoy stats (relayed from its admin socket) and the local OpenCost exporter, every `SCRAPE_INTERVAL_S` seconds; its
   targets are a `file_sd` file the supervisor rewrites as replicas come and go. It evaluates the
   rules of `rules/` here and of `<state>/observability/rules/` (learners' rules, added with
   `cm.prometheus.add_rules`, checked by `promtool check rules` first: a rule that does not parse
@@ -118,7 +118,10 @@ class Observability:
                     replicas.append({"targets": [f"127.0.0.1:{rep.app_port}"],
                                      "labels": {"replica": rep.id, "deployment": name,
                                                 "service": rep.deployment.service, "namespace": "cloudmart"}})
-        gateway = [{"targets": [f"127.0.0.1:{sup.gateway_admin_port}"], "labels": {"component": "gateway"}}]
+        # Envoy's admin is a Unix socket in the state folder, which Prometheus cannot scrape: the
+        # receiver's /gateway-metrics relays its /stats/prometheus (as Istio's merged metrics port does).
+        gateway = ([{"targets": [f"127.0.0.1:{self.ports['receiver']}"], "labels": {"component": "gateway"}}]
+                   if "receiver" in self.ports and getattr(sup, "gateway", None) is not None else [])
         opencost = []
         try:
             port = json.loads((Path(sup.run_dir) / "opencost.json").read_text())["port"]
@@ -157,7 +160,7 @@ class Observability:
             "scrape_configs": [
                 job("replicas", authorization={"type": "Bearer",
                                                "credentials_file": str(scrape_token_path(self.state_dir))}),
-                job("gateway"), job("opencost", honor_labels=True),
+                job("gateway", metrics_path="/gateway-metrics"), job("opencost", honor_labels=True),
             ],
         }
 
@@ -181,8 +184,24 @@ class Observability:
                 fh.write(json.dumps({"received_at": time.time(), **body}) + "\n")
             return web.json_response({"ok": True})
 
+        async def gateway_metrics(request):
+            import aiohttp
+
+            socket = getattr(self.sup.gateway, "admin_socket", None)
+            if not socket:
+                return web.Response(status=503, text="no gateway")
+            try:
+                async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket),
+                                                 timeout=aiohttp.ClientTimeout(total=SCRAPE_INTERVAL_S)) as session:
+                    async with session.get("http://envoy-admin/stats/prometheus") as resp:
+                        text = await resp.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                return web.Response(status=503, text=f"gateway admin unreachable: {exc}")
+            return web.Response(text=text, content_type="text/plain")
+
         app = web.Application()
         app.router.add_post("/alertmanager", receive)
+        app.router.add_get("/gateway-metrics", gateway_metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.ports["receiver"]).start()
