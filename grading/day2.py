@@ -75,10 +75,10 @@ import math
 from typing import Any
 
 import numpy as np
-import yaml
 
 import grading
 from grading import AnswerShapeError, Grader, _is_number, exercise, variants
+from grading.manifests import yaml_documents
 
 __all__ = ["scenario", "REQUIREMENTS", "EDGE_CLASSES", "EXAMPLE_EDGE_LIMITS", "EXAMPLE_ROLLOUT",
            "EXAMPLE_KONG_BUNDLE", "EXAMPLE_MESH_POLICY", "edge_traces", "rollout_outcomes", "mesh_outcome",
@@ -574,17 +574,7 @@ def _rollout_trivial(v: int) -> dict[str, Any]:
 
 # ----- YAML helpers -------------------------------------------------------------------------------
 def _docs(answer: Any, what: str) -> list[dict]:
-    if isinstance(answer, str):
-        try:
-            docs = [d for d in yaml.safe_load_all(answer) if d is not None]
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise AnswerShapeError(f"answer: invalid YAML{where}") from None
-    elif isinstance(answer, list):
-        docs = answer
-    else:
-        raise AnswerShapeError(f"answer: give {what} as YAML text (a str with one or more documents)")
+    docs = yaml_documents(answer, f"answer: give {what} as YAML text (a str with one or more documents)")
     if not docs:
         raise AnswerShapeError(f"answer: no documents; give {what}")
     for d in docs:

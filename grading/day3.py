@@ -53,6 +53,7 @@ import yaml
 
 import grading
 from grading import AnswerShapeError, Grader, exercise, variants
+from grading.manifests import yaml_documents
 
 __all__ = [
     "AUTHZ_SCENARIO", "BASELINE_POLICIES", "CONTROL_RULES", "EXAMPLE_POLICY", "EXAMPLE_REGO", "STAGES",
@@ -143,17 +144,7 @@ def _authz_scenario(v: int) -> dict[str, Any]:
 
 
 def _load_docs(answer: Any) -> list[dict]:
-    if isinstance(answer, str):
-        try:
-            docs = [d for d in yaml.safe_load_all(answer) if d is not None]
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise AnswerShapeError(f"answer: invalid YAML{where}") from None
-    elif isinstance(answer, list):
-        docs = answer
-    else:
-        raise AnswerShapeError("answer: give the policies' YAML text (a str with one or more documents)")
+    docs = yaml_documents(answer, "answer: give the policies' YAML text (a str with one or more documents)")
     for d in docs:
         _check_policy(d)
     return docs
