@@ -269,35 +269,20 @@ def _scale(ctx: ResetContext) -> list[str]:
 
 @reset_step("faults")
 def _faults(ctx: ResetContext) -> list[str]:
-    import httpx
+    from cluster.handle import CloudMart
 
+    cm = None   # the handle's own /admin/fault call and admin login, made only if a replica is ready
     changed = []
-    headers = None
-    for name, dep in ctx.target.status()["deployments"].items():
+    for dep in ctx.target.status()["deployments"].values():
         for rep in dep["replicas"]:
             if not rep["ready"]:
                 continue
-            url = f"http://127.0.0.1:{rep['port']}/admin/fault"
-            headers = headers or _admin_headers(ctx.target.status()["gateway_url"])
-            body = httpx.get(url, headers=headers, timeout=10).json()
+            cm = cm or CloudMart(ctx.target, user=None)
+            body = cm._replica_fault(rep, "GET", None)
             if body.get("latency_ms") or body.get("error_rate"):
-                httpx.delete(url, headers=headers, timeout=10).raise_for_status()
+                cm._replica_fault(rep, "DELETE", None)
                 changed.append(f"{rep['id']}: faults cleared")
     return changed
-
-
-def _admin_headers(gateway_url: str) -> dict[str, str]:
-    """A bearer token of the demo admin (password grant through the gateway, as the handle does)."""
-    import httpx
-
-    from cluster.local import TargetError
-
-    password = os.environ.get("CLOUDMART_DEMO_PASSWORD", "cloudmart")
-    resp = httpx.post(f"{gateway_url}/api/auth/token", timeout=30,
-                      data={"grant_type": "password", "username": "admin", "password": password})
-    if resp.status_code != 200:
-        raise TargetError(f"cannot log in as admin to clear faults: HTTP {resp.status_code} {resp.text[:200]}")
-    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
 
 @reset_step("budgets")
