@@ -159,12 +159,35 @@ def _confirmed_orders(cm: Any, start: float, end: float) -> int:
     return n
 
 
+def _wait_until_sampled_past(cm: Any, end: float, timeout_s: float = 15.0) -> None:
+    """Wait until every running replica has a usage sample after ``end``.
+
+    A replica's usage is known only up to its newest sample (OpenCost, too, sees a pod only as far
+    as Prometheus has scraped it). The recorder samples about once a second, later on a busy
+    machine, so a window ending now would bill the last second or two of each replica as not
+    running and allocate less than the requests. A replica with no sample in the last few seconds
+    before ``end`` has stopped and is not waited for; the wait is bounded."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = cm.usage(window_s=max(5.0, time.time() - end + 5.0))
+        if frame.empty:
+            return
+        newest = frame.groupby("replica")["t"].max()
+        running = newest[newest >= end - 5.0]
+        if (running > end).all() or time.monotonic() > deadline:
+            return
+        time.sleep(0.25)
+
+
 def capture_cost(cm: Any, start: float, end: float, aggregate: str = f"label:{TEAM_LABEL}") -> CostEvidence:
     """Signed evidence of one run between Unix times ``start`` and ``end``: the accumulated
     allocation by ``aggregate`` with idle as a line (OpenCost's ``/allocation``), the declared
     node, and the orders confirmed in the window (the ``orders`` stream)."""
     if not (_is_number(start) and _is_number(end)) or end <= start:
         raise ValueError(f"start, end: got {start!r}, {end!r}; valid: Unix seconds with start < end")
+    _wait_until_sampled_past(cm, end)
     answer = cm.opencost.allocation(f"{start:.3f},{end:.3f}", aggregate=aggregate, accumulate=True,
                                     includeIdle=True, shareIdle=False)
     return _sign("cost", {"allocation": answer["data"][0], "bill": answer["bills"][0], "node": answer["node"],

@@ -77,7 +77,7 @@ def test_gatekeeper_step_reports_violations_of_bad_objects():
     assert not [f for f in result.findings if f.rule == "suite"]           # the policies' own suite passes
     clean = scan.tool_gatekeeper({"rendered": {"ok": [yaml.safe_load(
         (ROOT / "cluster/manifests/components/gatekeeper/samples/good-deployment.yaml").read_text())]}})
-    assert clean.count == 0 and clean.extra["suite_cases"] == 12
+    assert clean.count == 0 and clean.extra["suite_cases"] == 14
 
 
 def test_a_missing_tool_is_reported_missing_not_clean(tmp_path, monkeypatch):

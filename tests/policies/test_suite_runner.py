@@ -95,12 +95,14 @@ def test_project_suite_passes_and_its_cases_see_real_violations():
     result = suite.run_suite(PROJECT_SUITE)
     assert result.passed, result.failures()
     cases = {(t.name, c.name): c for t in result.tests for c in t.cases}
-    assert len(cases) == 12 and not any(c.skipped for c in cases.values())
+    assert len(cases) == 14 and not any(c.skipped for c in cases.values())
     assert cases[("container-limits", "no-limits")].messages == [
         "container <app> in Deployment <catalog> has no cpu limit",
         "container <app> in Deployment <catalog> has no memory limit"]
     assert cases[("disallowed-tags", "cronjob-latest")].messages      # the CronJob's nested pod spec is seen
     assert cases[("no-privileged", "other-namespace-not-matched")].messages == []
+    assert cases[("team-label", "pods-only")].messages == [
+        'Deployment <catalog> is missing required labels: {"cloudmart.io/team"}']
     assert all(c.messages == [] for (t, name), c in cases.items() if "good" in name or name in ("labelled", "pinned"))
 
 
@@ -108,7 +110,7 @@ def test_a_wrong_expectation_in_the_project_suite_fails(tmp_path):
     copy = tmp_path / "gatekeeper"
     shutil.copytree(GATEKEEPER_DIR, copy)
     doc = yaml.safe_load((copy / "suite.yaml").read_text())
-    doc["tests"][4]["cases"][1]["assertions"][0]["violations"] = 1          # no-limits really has 2
+    doc["tests"][5]["cases"][1]["assertions"][0]["violations"] = 1          # no-limits really has 2
     (copy / "suite.yaml").write_text(yaml.safe_dump(doc))
     result = suite.run_suite(copy / "suite.yaml")
     assert not result.passed
