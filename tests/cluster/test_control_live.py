@@ -159,6 +159,27 @@ def test_a_rollout_that_cannot_progress_fails_visibly(running):
     cm.wait_rollout("product", 60)
 
 
+def test_cli_get_diff_and_delete(running, tmp_path):
+    import json
+
+    proc = running.cli("get", "deployment", "product", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["kind"] == "Deployment" and obj["metadata"]["name"] == "product"
+    assert "service/product" in running.cli("get", "svc").stdout.split()
+    manifest = tmp_path / "flags.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"},
+                                        "data": {"new-search": "on"}}))
+    diff = running.cli("diff", "-f", str(manifest))
+    assert diff.returncode == 1 and "+  new-search: 'on'" in diff.stdout, diff.stdout + diff.stderr
+    assert running.cli("apply", "-f", str(manifest)).stdout.strip() == "configmap/flags created"
+    assert running.cli("diff", "-f", str(manifest)).returncode == 0
+    assert running.cli("apply", "-f", str(manifest)).stdout.strip() == "configmap/flags unchanged"
+    assert running.cli("delete", "-f", str(manifest)).stdout.strip() == "configmap/flags deleted"
+    gone = running.cli("get", "configmap", "flags")
+    assert gone.returncode == 1 and gone.stderr.strip() == 'cloudmart: error: configmap "flags" not found'
+
+
 def test_the_desired_state_survives_a_supervisor_restart(running):
     cm = running.cm
     cm.apply(with_version(product(cm), "v3"))
