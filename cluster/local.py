@@ -291,6 +291,10 @@ class LocalTarget:
     def rollout(self, deployment: str) -> dict:
         return self._control("GET", "/rollout", params={"deployment": deployment})
 
+    def reset_objects(self) -> list[str]:
+        """Prune and restore the desired state back to the manifests; what changed."""
+        return self._control("POST", "/objects/reset")["changed"]
+
     def rollout_undo(self, deployment: str, to_revision: int | None = None) -> dict:
         return self._control("POST", "/rollout/undo", {"deployment": deployment, "to_revision": to_revision})
 

@@ -8,6 +8,7 @@
     POST /delete  {"objects": [...]}    POST /diff {"objects": [...]}  → {"diff": "..."}
     GET  /objects?kind=&name=           GET /audit
     GET  /rollout?deployment=           POST /rollout/undo {"deployment": "...", "to_revision": n}
+    POST /objects/reset                 (back to the manifests: `cloudmart reset`)
 
 After a stored change the deployment controller (`DeploymentController.reconcile`, after
 Kubernetes' deployment controller) brings the running replicas to the new desired state:
@@ -135,6 +136,11 @@ class DeploymentController:
         """(Re)start the rollout of a Deployment to its current template (a rollout under way is
         replaced: the new one treats every replica of another template as old)."""
         self._cancel(name)
+        # Progressing from now on (a status asked for before the task first runs says so too).
+        self.rollouts[name] = {"deployment": name, "revision": None, "template": self.hash_of(name),
+                               "phase": "Progressing", "reason": "NewReplicaSetCreated", "message": "",
+                               "started_at": time.time(), "finished_at": None, "updated": 0, "available": 0,
+                               "wanted": self.sup.wanted.get(name, 0)}
         task = asyncio.create_task(self._rollout(name))
         self._tasks[name] = task
         task.add_done_callback(lambda t, n=name: self._tasks.pop(n, None) if self._tasks.get(n) is t else None)
@@ -334,6 +340,14 @@ def attach(sup, app) -> ControlPlane:
                 await sup.deployments.reconcile()
         return web.json_response(result.to_dict())
 
+    async def reset_route(request):
+        async with apply_lock:
+            changed = await asyncio.to_thread(sup.control.reset)
+            if changed:
+                await sup.deployments.reconcile()
+        return web.json_response({"changed": changed})
+
+    app.router.add_post("/objects/reset", guarded(reset_route))
     app.router.add_post("/apply", guarded(apply_route))
     app.router.add_post("/delete", guarded(delete_route))
     app.router.add_post("/diff", guarded(diff_route))

@@ -424,6 +424,20 @@ class ControlPlane:
         limit = (new.get("spec") or {}).get("revisionHistoryLimit", REVISION_HISTORY_LIMIT)
         del revisions[:max(0, len(revisions) - (int(limit) + 1))]
 
+    def reset(self) -> list[str]:
+        """Back to the manifests: every applied object pruned or restored, every deleted one back,
+        the revision histories cleared; what changed, one line per object ([] when nothing)."""
+        with self._lock:
+            state = self.store.read()
+            changed = []
+            for text in sorted(state["applied"]):
+                key = Key.parse(text)
+                changed.append(f"{key}: {'back to the manifests' if key in self.base else 'deleted'}")
+            changed += [f"{Key.parse(text)}: restored from the manifests" for text in sorted(state["deleted"])]
+            if changed or state["history"]:
+                self.store.write(self.store.empty())
+            return changed
+
     # ----- audit --------------------------------------------------------------------------
     def audit(self) -> list:
         """Gatekeeper's audit: every violation of every Constraint (deny, warn and dryrun alike) by

@@ -192,3 +192,20 @@ def test_the_desired_state_survives_a_supervisor_restart(running):
     assert served_versions(again) == {"v3"}
     assert again.status()["deployments"]["product"]["wanted"] == 2
     assert len(again.get_objects("constrainttemplate")) == 5
+
+
+def test_reset_brings_back_the_manifests(running):
+    from cluster.reset import reset
+
+    results = {r.name: r for r in reset(running.target, steps=["objects", "scale"])}
+    changed = results["objects"].changed
+    assert "deployment.apps/product: back to the manifests" in changed
+    assert sum(c.startswith("constrainttemplate") for c in changed) == 5
+    assert results["scale"].changed == []      # the manifests' replica count came with the objects
+    from cluster.handle import CloudMart
+
+    cm = CloudMart(running.target)             # a new handle: the supervisor was started again
+    assert served_versions(cm) == {"v1"}
+    assert cm.status()["deployments"]["product"]["wanted"] == 1
+    assert cm.get_objects("constrainttemplate") == []
+    assert [r.changed for r in reset(running.target, steps=["objects", "scale"])] == [[], []]

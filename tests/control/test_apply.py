@@ -322,3 +322,18 @@ def test_a_corrupt_store_is_reported_not_guessed(plane):
     plane.store.path.write_text("{not json")
     with pytest.raises(StoreError, match="not valid JSON"):
         plane.desired()
+
+
+def test_reset_goes_back_to_the_manifests(plane, base_objects):
+    assert plane.reset() == []
+    plane.apply(set_env(base_object(base_objects, "Deployment", "product"), "SERVICE_VERSION", "v2"))
+    plane.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"}})
+    pdb = next(o for o in base_objects if o["kind"] == "PodDisruptionBudget")
+    plane.delete(pdb)
+    changed = plane.reset()
+    assert changed == ["configmap/flags: deleted", "deployment.apps/product: back to the manifests",
+                       f"poddisruptionbudget.policy/{pdb['metadata']['name']}: restored from the manifests"]
+    assert plane.desired() == ControlPlane(plane.store.folder.parent / "fresh", base_objects,
+                                           crd_schemas=plane.crd_schemas).desired()
+    assert len(plane.history("product")) == 1
+    assert plane.reset() == []
