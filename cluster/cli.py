@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("service")
     canary.add_argument("--weight", type=int, required=True, help="percent 0..100")
 
-    reset = sub.add_parser("reset", help="back to a fresh CloudMart: data, faults, scale, canary, budgets")
+    reset = sub.add_parser("reset", help="back to a fresh CloudMart: data, applied objects, faults, scale, canary, budgets")
     reset.add_argument("--keep-data", action="store_true", help="keep the stores' data (orders, stock, events)")
     reset.add_argument("--json", action="store_true")
 

@@ -258,6 +258,8 @@ def _wait_ready(ctx: ResetContext, timeout_s: float = 120.0) -> None:
 def _objects(ctx: ResetContext) -> list[str]:
     from cluster.control import ApplyError
 
+    if not hasattr(ctx.target, "reset_objects"):
+        raise StepSkipped("this target has no control plane of CloudMart's")
     try:
         changed = ctx.target.reset_objects()
     except ApplyError as exc:
