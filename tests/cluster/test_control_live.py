@@ -4,6 +4,7 @@ a failed rollout, and the desired state kept across a supervisor restart."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,25 @@ def test_bad_input_is_one_line_and_exit_1(running):
     assert store(running) == before
 
 
+def test_the_control_channel_answers_400_422_403(running):
+    import httpx
+
+    state = json.loads((running.state_dir / "supervisor.json").read_text())
+    url = f"http://127.0.0.1:{state['control_port']}/apply"
+    auth = {"Authorization": f"Bearer {state['token']}"}
+    assert httpx.post(url, json={"objects": [product(running.cm)]}).status_code == 401    # no token
+    before = store(running)
+    cases = [({"objects": "deployment.yaml"}, 400), ({"objects": ["not a mapping"]}, 400),
+             ({"objects": [{**product(running.cm), "spek": {}}]}, 422)]
+    for body, code in cases:
+        resp = httpx.post(url, json=body, headers=auth, timeout=30)
+        assert resp.status_code == code, resp.text
+        assert resp.json()["detail"] and "\n" not in resp.json()["detail"]
+    resp = httpx.post(url, content=b"{not json", headers=auth, timeout=30)
+    assert resp.status_code == 400 and resp.json()["detail"] == "the request body is not JSON"
+    assert store(running) == before
+
+
 def test_a_rollout_that_cannot_progress_fails_visibly(running):
     cm = running.cm
     obj = product(cm)
@@ -160,8 +180,6 @@ def test_a_rollout_that_cannot_progress_fails_visibly(running):
 
 
 def test_cli_get_diff_and_delete(running, tmp_path):
-    import json
-
     proc = running.cli("get", "deployment", "product", "-o", "json")
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
