@@ -249,6 +249,36 @@ class DeploymentController:
                               "ready": r.ready} for r in reps]}
 
 
+    def object_status(self, name: str) -> dict | None:
+        """The Deployment's `status` as the API server shows it (replica counts and the Available
+        and Progressing conditions), for `cloudmart get -o yaml`; None when it does not run here."""
+        if name not in self.sup.replicas:
+            return None
+        st = self.status(name)
+        wanted = st["wanted"]
+        reps = self.sup.replicas[name]
+        available = sum(self._available(name, r) for r in reps)
+        try:
+            _, max_unavailable = rolling_parameters({"spec": {**((self.deployment_object(name) or {}).get("spec") or {}),
+                                                              "replicas": wanted}})
+        except ValueError:
+            max_unavailable = 0
+        enough = available >= wanted - max_unavailable
+        failed = st["phase"] == "Failed"
+        return {
+            "observedGeneration": st.get("revision") or 1,
+            "replicas": len(reps), "updatedReplicas": st["updated"],
+            "readyReplicas": sum(r.ready for r in reps), "availableReplicas": available,
+            "conditions": [
+                {"type": "Available", "status": "True" if enough else "False",
+                 "reason": "MinimumReplicasAvailable" if enough else "MinimumReplicasUnavailable",
+                 "message": f"{available} of {wanted} replicas available"},
+                {"type": "Progressing", "status": "False" if failed else "True", "reason": st["reason"],
+                 "message": st.get("message") or f"deployment {name!r} {st['phase'].lower()}"},
+            ],
+        }
+
+
 def _error(exc: ApplyError) -> web.Response:
     body = {"detail": " ".join(str(exc).split()), "reasons": exc.reasons,
             "result": exc.result.to_dict() if exc.result else None}
@@ -314,6 +344,9 @@ def attach(sup, app) -> ControlPlane:
         if not kind:
             raise ApplyError("kind: required (e.g. deployment, service, httproute)", status=400)
         found = await asyncio.to_thread(sup.control.get, kind, request.query.get("name") or None)
+        for obj in found:   # what the controller observed, as the API server reports it
+            if obj.get("kind") == "Deployment" and (status := sup.deployments.object_status(obj["metadata"]["name"])):
+                obj["status"] = status
         return web.json_response({"items": found})
 
     async def audit_route(request):

@@ -184,6 +184,8 @@ def test_cli_get_diff_and_delete(running, tmp_path):
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(proc.stdout)
     assert obj["kind"] == "Deployment" and obj["metadata"]["name"] == "product"
+    assert obj["status"]["availableReplicas"] == obj["spec"]["replicas"] == obj["status"]["updatedReplicas"]
+    assert {c["type"]: c["status"] for c in obj["status"]["conditions"]} == {"Available": "True", "Progressing": "True"}
     assert "service/product" in running.cli("get", "svc").stdout.split()
     manifest = tmp_path / "flags.yaml"
     manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"},

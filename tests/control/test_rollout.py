@@ -146,6 +146,10 @@ def test_rolling_update_stays_within_surge_and_unavailable(plane, base_objects, 
     assert min(s[0] for s in sup.samples) >= replicas - max_unavailable
     assert max(s[1] for s in sup.samples) <= replicas + max_surge
     assert max(s[1] for s in sup.samples) == replicas + max_surge or max_surge == 0
+    shown = sup.deployments.object_status("product")
+    assert (shown["replicas"], shown["updatedReplicas"], shown["availableReplicas"]) == (replicas,) * 3
+    assert [(c["type"], c["status"], c["reason"]) for c in shown["conditions"]] == [
+        ("Available", "True", "MinimumReplicasAvailable"), ("Progressing", "True", "NewReplicaSetAvailable")]
 
 
 def test_a_rollout_without_progress_fails_and_keeps_the_old_replicas(plane, base_objects, monkeypatch):
@@ -157,3 +161,6 @@ def test_a_rollout_without_progress_fails_and_keeps_the_old_replicas(plane, base
     assert "0 of 2 new replicas available" in status["message"]
     assert all(not r.stopped for r in old) and all(r in sup.replicas["product"] for r in old)
     assert min(s[0] for s in sup.samples) == 2
+    progressing = sup.deployments.object_status("product")["conditions"][1]
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert sup.deployments.object_status("product")["updatedReplicas"] == 1    # maxSurge 1: one new, never ready
