@@ -11,7 +11,7 @@ import yaml
 
 from cluster.control import GATEKEEPER_MESSAGE, ApplyError, ApplyResult, ControlPlane, load_objects
 from cluster.control.store import StoreError
-from conftest import GATEKEEPER, base_object, set_env
+from control_helpers import GATEKEEPER, base_object, set_env
 
 
 def store_bytes(plane: ControlPlane) -> bytes | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cluster.control import ApplyError, ControlPlane
 from cluster.control.objects import key_of, normalise
-from conftest import base_object
+from control_helpers import base_object
 
 SEEDS = [("Deployment", "product"), ("Deployment", "order"), ("Service", "product"), ("HTTPRoute", "product"),
          ("HorizontalPodAutoscaler", None), ("ConfigMap", None)]

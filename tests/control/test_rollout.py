@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cluster.control.deployments import DeploymentController
-from conftest import base_object, set_env
+from control_helpers import base_object, set_env
 
 
 @dataclass(eq=False)
