@@ -8,6 +8,10 @@
     cloudmart reset [--keep-data] [--json]   (back to the state of a fresh `cloudmart up`)
     cloudmart load --scenario {browse,checkout} --rps R --seconds S [--json]
     cloudmart proxy-config {listeners,routes,clusters,secrets} NAME [--json]
+    cloudmart apply -f FILE|DIR|- [--dry-run]      cloudmart delete -f FILE|DIR|- [--dry-run]
+    cloudmart diff -f FILE|DIR|-                   cloudmart get KIND [NAME] [-o yaml|json|name]
+    cloudmart rollout status|history|undo deployment/NAME [--to-revision N]
+    cloudmart audit                                (Gatekeeper's audit of the desired state)
 
 Errors are one line on stderr and a non-zero exit code.
 """
@@ -111,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("service")
     canary.add_argument("--weight", type=int, required=True, help="percent 0..100")
 
-    reset = sub.add_parser("reset", help="back to a fresh CloudMart: data, faults, scale, canary, budgets")
+    reset = sub.add_parser("reset", help="back to a fresh CloudMart: data, applied objects, faults, scale, canary, budgets")
     reset.add_argument("--keep-data", action="store_true", help="keep the stores' data (orders, stock, events)")
     reset.add_argument("--json", action="store_true")
 
@@ -121,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seconds", type=float, required=True)
     load.add_argument("--seed", type=int, default=None)
     load.add_argument("--json", action="store_true")
+
+    for verb, text in (("apply", "apply Kubernetes objects (validated, admitted, stored, rolled out)"),
+                       ("delete", "delete the objects of a manifest from the desired state"),
+                       ("diff", "what applying a manifest would change")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("-f", "--filename", required=True, action="append", metavar="FILE|DIR|-",
+                       help="a YAML/JSON file, a folder of them, or - for standard input (repeatable)")
+        if verb != "diff":
+            p.add_argument("--dry-run", action="store_true", help="check everything, store nothing")
+    get = sub.add_parser("get", help="objects of the desired state")
+    get.add_argument("kind", help="e.g. deployment, service, httproute, constrainttemplate")
+    get.add_argument("name", nargs="?")
+    get.add_argument("-o", "--output", choices=["yaml", "json", "name"], default="name")
+    rollout = sub.add_parser("rollout", help="a Deployment's rollout: status, history, undo")
+    rollout.add_argument("action", choices=["status", "history", "undo"])
+    rollout.add_argument("deployment", help="deployment/NAME (or NAME)")
+    rollout.add_argument("--to-revision", type=_nonneg_int, default=None)
+    rollout.add_argument("--timeout", type=float, default=120.0, help="status: seconds to wait for completion")
+    rollout.add_argument("--no-wait", action="store_true", help="status: print the state now, do not wait")
+    sub.add_parser("audit", help="violations of the Gatekeeper Constraints by the desired state")
 
     from cluster import scan
     scan.add_parser(sub)
@@ -340,8 +364,109 @@ def cmd_doctor(args) -> int:
     return doctor.run(state_dir(args.state_dir), gateway_port(args.port), live=args.live, as_json=args.json)
 
 
+def _read_manifests(filenames: list[str]) -> list:
+    from cluster.control import load_objects
+
+    docs = []
+    for name in filenames:
+        docs += load_objects("-" if name == "-" else Path(name))
+    return docs
+
+
+def cmd_apply(args) -> int:
+    from cluster.control import ApplyResult
+
+    docs = _read_manifests(args.filename)
+    target = _target(args)
+    raw = target.apply(docs, args.dry_run) if args.command == "apply" else target.delete_objects(docs, args.dry_run)
+    result = ApplyResult.from_dict(raw)
+    for line in result.lines():
+        print(line, file=sys.stderr if line.startswith("Warning: ") else sys.stdout)
+    return 0
+
+
+def cmd_diff(args) -> int:
+    text = _target(args).diff(_read_manifests(args.filename))
+    sys.stdout.write(text)
+    return 1 if text else 0          # like kubectl diff: 1 when there are differences
+
+
+def cmd_get(args) -> int:
+    import yaml
+
+    items = _target(args).get_objects(args.kind, args.name)
+    if args.output == "json":
+        print(json.dumps(items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+    elif args.output == "yaml":
+        sys.stdout.write(yaml.safe_dump_all(items, sort_keys=False) if items else "")
+    else:
+        if not items:
+            print(f"No {args.kind} found.", file=sys.stderr)
+        for obj in items:
+            print(f"{obj['kind'].lower()}/{obj['metadata']['name']}")
+    return 0
+
+
+def _deployment_name(text: str) -> str:
+    kind, sep, name = text.partition("/")
+    if not sep:
+        return text
+    if kind.lower().split(".")[0] not in ("deployment", "deployments", "deploy"):
+        raise CliError(f"{text}: rollout works on deployments only (deployment/NAME)")
+    return name
+
+
+def cmd_rollout(args) -> int:
+    target = _target(args)
+    name = _deployment_name(args.deployment)
+    if args.action == "undo":
+        from cluster.control import ApplyResult
+
+        result = ApplyResult.from_dict(target.rollout_undo(name, args.to_revision))
+        print(f"deployment.apps/{name} rolled back" if result.changed else f"deployment.apps/{name} skipped rollback "
+              f"(already at that template)")
+        return 0
+    status = target.rollout(name)
+    if args.action == "history":
+        print(f"deployment.apps/{name}\nREVISION  CHANGE")
+        for rev in status["history"]:
+            print(f"{rev['revision']:<8}  {rev['summary']}")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    printed = None
+    while True:
+        line = (f"Waiting for deployment \"{name}\" rollout to finish: {status['available']} of {status['wanted']} "
+                f"updated replicas are available...")
+        if status["phase"] == "Failed":
+            raise CliError(f"deployment \"{name}\" {status['message'] or 'rollout failed'} ({status['reason']})")
+        if status["phase"] in ("Complete",) and status["available"] == status["wanted"] == status["updated"]:
+            print(f"deployment \"{name}\" successfully rolled out")
+            return 0
+        if args.no_wait:
+            print(line)
+            return 0
+        if line != printed:
+            print(line)
+            printed = line
+        if time.monotonic() > deadline:
+            raise CliError(f"deployment \"{name}\": rollout not finished after {args.timeout:.0f} s")
+        time.sleep(0.5)
+        status = target.rollout(name)
+
+
+def cmd_audit(args) -> int:
+    violations = _target(args).audit()
+    for v in violations:
+        where = f"{v['namespace']}/" if v.get("namespace") else ""
+        print(f"[{v['constraint']}] {v['enforcementAction']} {v['kind']} {where}{v['name']}: {v['message']}")
+    print(f"{len(violations)} violations", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"up": cmd_up, "doctor": cmd_doctor, "status": cmd_status, "down": cmd_down, "logs": cmd_logs, "scale": cmd_scale,
-            "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load, "reset": cmd_reset}
+            "chaos": cmd_chaos, "canary": cmd_canary, "load": cmd_load, "reset": cmd_reset,
+            "apply": cmd_apply, "delete": cmd_apply, "diff": cmd_diff, "get": cmd_get, "rollout": cmd_rollout,
+            "audit": cmd_audit}
 
 
 def _cmd_scan(args) -> int:

@@ -212,6 +212,64 @@ class CloudMart:
         """Send `weight` percent (0..100) of a service's traffic to its canary (version v2)."""
         return self.target.canary(service, weight)
 
+    # ----- the control plane: Kubernetes objects applied live (cluster/control) ------------------
+    def _control_target(self):
+        if not hasattr(self.target, "apply"):
+            raise TargetError(f"{type(self.target).__name__} has no control plane of CloudMart's: "
+                              f"use kubectl apply / diff / rollout against its API server")
+        return self.target
+
+    def apply(self, objs, dry_run: bool = False):
+        """Apply Kubernetes objects — a dict, a list of dicts, YAML text or a path (file or folder) —
+        validated, admitted by the Gatekeeper Constraints and stored, all or nothing; a Deployment
+        change rolls out. Returns an `ApplyResult`; a refusal raises `ApplyError` (a ValueError)
+        naming the object and field, with nothing applied."""
+        from cluster.control import ApplyResult, load_objects
+
+        if not isinstance(dry_run, bool):
+            raise ValueError(f"dry_run={dry_run!r}: must be True or False")
+        return ApplyResult.from_dict(self._control_target().apply(load_objects(objs), dry_run=dry_run))
+
+    def delete_objects(self, objs, dry_run: bool = False):
+        """Remove objects from the desired state (`kubectl delete -f`); an `ApplyResult`."""
+        from cluster.control import ApplyResult, load_objects
+
+        return ApplyResult.from_dict(self._control_target().delete_objects(load_objects(objs), dry_run=dry_run))
+
+    def diff(self, objs) -> str:
+        """`kubectl diff -f`: what applying `objs` would change, as a unified diff ("" if nothing)."""
+        from cluster.control import load_objects
+
+        return self._control_target().diff(load_objects(objs))
+
+    def get_objects(self, kind: str, name: str | None = None) -> list[dict]:
+        """Objects of the desired state (`kubectl get KIND [NAME] -o yaml`)."""
+        return self._control_target().get_objects(kind, name)
+
+    def rollout_status(self, deployment: str) -> dict:
+        """A Deployment's rollout: phase (Progressing / Complete / Failed), replicas, history."""
+        return self._control_target().rollout(deployment)
+
+    def wait_rollout(self, deployment: str, timeout_s: float = 120.0) -> dict:
+        """Wait until a Deployment's rollout is Complete (raises TargetError if it fails or times out)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self._control_target().rollout(deployment)
+            if status["phase"] == "Complete" and status["updated"] == status["wanted"] == status["available"]:
+                return status
+            if status["phase"] == "Failed":
+                raise TargetError(f"rollout of {deployment} failed: {status['message']}")
+            if time.monotonic() > deadline:
+                raise TargetError(f"rollout of {deployment} not complete after {timeout_s:.0f} s: {status['phase']}, "
+                                  f"{status['available']}/{status['wanted']} updated replicas available")
+            time.sleep(0.2)
+
+    def rollout_undo(self, deployment: str, to_revision: int | None = None):
+        """`kubectl rollout undo`: back to the previous pod template (or `to_revision`)."""
+        from cluster.control import ApplyResult
+
+        return ApplyResult.from_dict(self._control_target().rollout_undo(deployment, to_revision))
+
     def rotate_signing_key(self, overlap: bool = True) -> dict:
         """Rotate auth's JWT signing key (services/auth/keyring.py): ``overlap=True`` lets the
         published next key sign; ``overlap=False`` signs with a never-published key at once."""

@@ -246,6 +246,58 @@ class LocalTarget:
         """Send `weight` percent of the service's traffic to its canary backend."""
         return self._request("POST", "/canary", {"service": service, "weight": weight})
 
+    # ----- the control plane (cluster/control) ---------------------------------------------
+    def _control(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
+                 timeout_s: float = 60.0) -> dict:
+        """A control-plane call; a refusal raises `ApplyError` (its HTTP status kept as `.status`)."""
+        from cluster.control import ApplyError, ApplyResult
+
+        state = self._state()
+        if state is None:
+            raise TargetError(f"CloudMart is not up (state folder {self.state_dir}); run 'cloudmart up'")
+        try:
+            resp = httpx.request(method, f"http://127.0.0.1:{state['control_port']}{path}", json=body,
+                                 params=params, headers={"Authorization": f"Bearer {state['token']}"},
+                                 timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise TargetError(f"the supervisor does not answer: {exc}") from None
+        if resp.status_code in (400, 403, 404, 409, 422):
+            try:
+                data = resp.json()
+            except ValueError:
+                data = {}
+            result = ApplyResult.from_dict(data["result"]) if isinstance(data.get("result"), dict) else None
+            raise ApplyError(str(data.get("detail") or resp.text), data.get("reasons"), result, status=resp.status_code)
+        if resp.status_code >= 400:
+            raise TargetError(error_message(resp, "detail"))
+        return resp.json()
+
+    def apply(self, objects: list[dict], dry_run: bool = False) -> dict:
+        """Apply objects (already read into dicts); the ApplyResult as a dict."""
+        return self._control("POST", "/apply", {"objects": objects, "dry_run": dry_run})
+
+    def delete_objects(self, objects: list[dict], dry_run: bool = False) -> dict:
+        return self._control("POST", "/delete", {"objects": objects, "dry_run": dry_run})
+
+    def diff(self, objects: list[dict]) -> str:
+        return self._control("POST", "/diff", {"objects": objects})["diff"]
+
+    def get_objects(self, kind: str, name: str | None = None) -> list[dict]:
+        return self._control("GET", "/objects", params={"kind": kind, **({"name": name} if name else {})})["items"]
+
+    def audit(self) -> list[dict]:
+        return self._control("GET", "/audit")["violations"]
+
+    def rollout(self, deployment: str) -> dict:
+        return self._control("GET", "/rollout", params={"deployment": deployment})
+
+    def reset_objects(self) -> list[str]:
+        """Prune and restore the desired state back to the manifests; what changed."""
+        return self._control("POST", "/objects/reset")["changed"]
+
+    def rollout_undo(self, deployment: str, to_revision: int | None = None) -> dict:
+        return self._control("POST", "/rollout/undo", {"deployment": deployment, "to_revision": to_revision})
+
 
 def _kill_recorded(raw: dict) -> None:
     status = raw.get("status") or {}

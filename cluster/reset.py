@@ -11,13 +11,13 @@ that looks at what differs and changes only that, so a second reset reports noth
    list), the JetStream streams (purged; the durable consumers stay). No process restarts: no
    service keeps data in memory that these stores do not hold (`services/` reads them per
    request);
-3. ``scale``    — every Deployment at the replicas the manifests give it (canaries at 0);
-4. ``faults``   — injected latency and errors cleared on every replica that has them;
-5. ``budgets``  — the Kubecost-style budgets of the FinOps API deleted.
+3. ``objects``  — the desired state of the local control plane back to the manifests (applied
+   objects pruned or restored, deleted ones back, revision histories cleared; rollouts waited for);
+4. ``scale``    — every Deployment at the replicas the manifests give it (canaries at 0);
+5. ``faults``   — injected latency and errors cleared on every replica that has them;
+6. ``budgets``  — the Kubecost-style budgets of the FinOps API deleted.
 
-Later parts of CloudMart add their own step with :func:`reset_step` (e.g. the applied objects of
-the local control plane: ``@reset_step("objects", before="scale")`` to prune what was applied
-back to the manifests). A store the environment gives by URL (``DATABASE_URL``, ``MONGO_URL``)
+Later parts of CloudMart add their own step with :func:`reset_step`. A store the environment gives by URL (``DATABASE_URL``, ``MONGO_URL``)
 is not CloudMart's to empty: the step says so and leaves it.
 """
 
@@ -252,6 +252,30 @@ def _wait_ready(ctx: ResetContext, timeout_s: float = 120.0) -> None:
             late = [n for n, d in status["deployments"].items() if d["ready"] < d["wanted"]]
             raise TargetError(f"not ready {timeout_s:.0f} s after the reset: {', '.join(late) or 'gateway'}")
         time.sleep(0.1)
+
+
+@reset_step("objects")
+def _objects(ctx: ResetContext) -> list[str]:
+    from cluster.control import ApplyError
+
+    if not hasattr(ctx.target, "reset_objects"):
+        raise StepSkipped("this target has no control plane of CloudMart's")
+    try:
+        changed = ctx.target.reset_objects()
+    except ApplyError as exc:
+        if exc.status == 409:   # the monolith takes no applied objects
+            raise StepSkipped(str(exc)) from None
+        raise
+    if changed:
+        deadline = time.monotonic() + 120
+        while any(r.get("phase") == "Progressing" for r in (ctx.target.status().get("rollouts") or {}).values()):
+            if time.monotonic() > deadline:
+                from cluster.local import TargetError
+
+                raise TargetError("rollouts back to the manifests not finished after 120 s")
+            time.sleep(0.1)
+        _wait_ready(ctx)
+    return changed
 
 
 @reset_step("scale")

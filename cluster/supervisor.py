@@ -122,6 +122,7 @@ class Replica:
     backoff_until: float | None = None   # wall clock time of the next start while backing off
     task: asyncio.Task | None = None
     sidecar_task: asyncio.Task | None = None
+    template_hash: str = ""              # the pod template it runs (cluster.control.deployments)
 
     @property
     def id(self) -> str:
@@ -180,7 +181,10 @@ class Supervisor:
         """Bring everything up; returns once the processes are started (readiness comes later)."""
         for folder in (self.logs_dir, self.run_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)   # logs and configs: the owner's
-        self.topology = topology.load(self.manifests)
+        # The desired state: the manifests plus what was applied since (cluster/control), kept in
+        # the state folder, so a supervisor started again runs what was applied.
+        control = getattr(self, "control", None)
+        self.topology = control.topology() if control is not None else topology.load(self.manifests)
         for name, count in self.replica_overrides.items():
             if name not in {d.name for d in self._deployments()}:
                 raise ValueError(f"--replicas: unknown deployment {name!r}")
@@ -429,13 +433,22 @@ class Supervisor:
                     pass
                 rep.backoff_until = None
 
-    async def _scale_to(self, name: str) -> None:
+    def _add_replica(self, name: str) -> Replica:
+        """Start one more replica of a Deployment, from its current pod template."""
         reps = self.replicas[name]
         dep = next(d for d in self._deployments() if d.name == name)
+        used = {r.index for r in reps}
+        rep = self._new_replica(dep, next(i for i in range(len(reps) + 1) if i not in used))
+        controller = getattr(self, "deployments", None)
+        rep.template_hash = controller.hash_of(name) if controller is not None and not self.monolith else ""
+        reps.append(rep)
+        rep.task = asyncio.create_task(self._run_replica(rep))
+        return rep
+
+    async def _scale_to(self, name: str) -> None:
+        reps = self.replicas[name]
         while len(reps) < self.wanted[name]:
-            rep = self._new_replica(dep, len(reps))
-            reps.append(rep)
-            rep.task = asyncio.create_task(self._run_replica(rep))
+            self._add_replica(name)
         victims = []
         while len(reps) > self.wanted[name]:
             victims.append(reps.pop())
@@ -615,7 +628,7 @@ class Supervisor:
                 "ready": sum(r.ready for r in reps),
                 "replicas": [{
                     "id": r.id, "pid": r.app.pid, "port": r.app_port, "ready": r.ready,
-                    "restarts": r.restarts, "version": r.deployment.version,
+                    "restarts": r.restarts, "version": r.deployment.version, "template": r.template_hash,
                     "state": _replica_state(r), "last_exit": r.last_exit, "last_reason": r.last_reason,
                     "backoff_until": r.backoff_until,
                     "sidecar_pid": r.sidecar.pid if r.sidecar else None,
@@ -642,6 +655,7 @@ class Supervisor:
             and self.topology is not None and self._routed_endpoints == self._endpoints()
             and self.gateway is not None and self.gateway.alive,
             "deployments": deployments,
+            "rollouts": dict(getattr(getattr(self, "deployments", None), "rollouts", {}) or {}),
             "infra": {k: {"pid": v.get("pid"), "port": v.get("port"), "alive": v.get("alive"),
                           "restarts": self.infra_restarts.get(k, 0)}
                       for k, v in infra.get("servers", {}).items()},
@@ -846,6 +860,9 @@ async def _main(args: argparse.Namespace) -> int:
     from cluster.finops import server as finops_server
 
     usage.attach(sup, app)   # sup.usage: CPU and PSS per replica, GET /usage
+    from cluster.control import deployments as control
+
+    control.attach(sup, app)   # sup.control: POST /apply, the deployment controller
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # Port 0: the kernel picks the port as the socket is bound, so no other process can take it first.

@@ -30,6 +30,7 @@ class Violation:
     name: str
     namespace: str | None
     msg: str
+    action: str = "deny"          # the Constraint's enforcementAction: deny, warn or dryrun
 
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
@@ -50,8 +51,15 @@ class Policy:
         """The Constraint's metadata.name."""
         return self.constraint["metadata"]["name"]
 
-    def matches(self, obj: dict[str, Any]) -> bool:
-        """Gatekeeper's match semantics for `kinds` and `namespaces` (the parts we use)."""
+    @property
+    def enforcement_action(self) -> str:
+        """deny (refused at admission), warn (admitted with a warning) or dryrun (audit only)."""
+        return self.constraint.get("spec", {}).get("enforcementAction", "deny")
+
+    def matches(self, obj: dict[str, Any], namespace_labels: dict[str, dict[str, str]] | None = None) -> bool:
+        """Gatekeeper's match semantics: `kinds`, `namespaces`, `excludedNamespaces`,
+        `labelSelector` and `namespaceSelector` (given the labels of each Namespace by name; a
+        namespaced object whose Namespace is unknown does not match a namespaceSelector)."""
         match = self.constraint.get("spec", {}).get("match", {})
         api_version = obj.get("apiVersion", "")
         group = api_version.split("/")[0] if "/" in api_version else ""
@@ -62,18 +70,29 @@ class Policy:
             for k in kinds
         ):
             return False
+        meta = obj.get("metadata", {})
+        ns = meta["name"] if obj.get("kind") == "Namespace" else meta.get("namespace")
         namespaces = match.get("namespaces")
-        if namespaces:
-            ns = obj.get("metadata", {}).get("namespace")
+        if namespaces and not any(_glob(pattern, ns) for pattern in namespaces):
+            return False
+        if ns is not None and any(_glob(pattern, ns) for pattern in match.get("excludedNamespaces") or []):
+            return False
+        if "labelSelector" in match and not selector_matches(match["labelSelector"], meta.get("labels") or {}):
+            return False
+        if "namespaceSelector" in match:
             if obj.get("kind") == "Namespace":
-                ns = obj["metadata"]["name"]
-            if ns not in namespaces:
+                labels = meta.get("labels") or {}
+            elif ns is None:
+                labels = None          # cluster-scoped objects are not selected by namespaceSelector
+            else:
+                labels = (namespace_labels or {}).get(ns)
+            if labels is None or not selector_matches(match["namespaceSelector"], labels):
                 return False
         return True
 
-    def evaluate(self, obj: dict[str, Any]) -> list[Violation]:
+    def evaluate(self, obj: dict[str, Any], namespace_labels: dict[str, dict[str, str]] | None = None) -> list[Violation]:
         """Run the template's `violation` rule on one object; [] when it passes or doesn't match."""
-        if not self.matches(obj):
+        if not self.matches(obj, namespace_labels):
             return []
         if self._interpreter is None:
             self._interpreter = regopy.Interpreter()
@@ -87,8 +106,8 @@ class Policy:
         result = json.loads(str(output))
         messages = sorted(v["msg"] for v in result["expressions"][0]) if result.get("expressions") else []
         meta = obj.get("metadata", {})
-        return [Violation(self.name, obj.get("kind", "?"), meta.get("name", "?"), meta.get("namespace"), m)
-                for m in messages]
+        return [Violation(self.name, obj.get("kind", "?"), meta.get("name", "?"), meta.get("namespace"), m,
+                          self.enforcement_action) for m in messages]
 
 
 @dataclass
@@ -97,9 +116,37 @@ class PolicySet:
 
     policies: list[Policy]
 
-    def evaluate(self, objects: Iterable[dict[str, Any]]) -> list[Violation]:
+    def evaluate(self, objects: Iterable[dict[str, Any]],
+                 namespace_labels: dict[str, dict[str, str]] | None = None) -> list[Violation]:
         """Every violation of every policy over the given objects."""
-        return [v for obj in objects for p in self.policies for v in p.evaluate(obj)]
+        return [v for obj in objects for p in self.policies for v in p.evaluate(obj, namespace_labels)]
+
+
+def _glob(pattern: str, name: str | None) -> bool:
+    """Gatekeeper's namespace patterns: an exact name, or a prefix ending in `*`."""
+    if name is None:
+        return False
+    return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (`matchLabels` and `matchExpressions`) against labels."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ValueError(f"label selector: unknown operator {op!r}")
+    return True
 
 
 def split_policy_objects(objects: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:

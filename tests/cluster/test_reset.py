@@ -39,10 +39,10 @@ def _snapshot(cm: CloudMart, admin: CloudMart) -> dict:
 
 def test_steps_are_ordered_extensible_and_bad_names_are_refused(monkeypatch):
     names = [n for n, _ in resets.STEPS]
-    assert names == ["canary", "data", "scale", "faults", "budgets"]
+    assert names == ["canary", "data", "objects", "scale", "faults", "budgets"]
     monkeypatch.setattr(resets, "STEPS", list(resets.STEPS))
-    resets.reset_step("objects", before="scale")(lambda ctx: [])
-    assert [n for n, _ in resets.STEPS].index("objects") == names.index("scale")
+    resets.reset_step("routes", before="scale")(lambda ctx: [])
+    assert [n for n, _ in resets.STEPS].index("routes") == names.index("scale")
     with pytest.raises(ValueError, match="already registered"):
         resets.reset_step("data")(lambda ctx: [])
     with pytest.raises(ValueError, match="valid: canary"):
