@@ -68,8 +68,6 @@ __all__ = [
     "PATTERN_PROBLEMS",
     "SAGA_FAILURE_PROFILE",
     "TRADEOFFS_SCENARIO",
-    "cheapest_capacity_plan",
-    "cheapest_node_plan",
     "lab1_pods",
     "NODE_TYPES",
     "scenario",
@@ -91,6 +89,12 @@ _WORKERS = 256  # "enough" workers, where a model is about latency rather than c
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _ref():
+    """The reference solutions (imported here, inside a check, never at module level)."""
+    from grading._instructor import day1 as reference
+    return reference
 
 
 _SCENARIO_BUILDERS: dict[str, Any] = {}
@@ -140,11 +144,6 @@ TRADEOFFS_SCENARIO: dict[str, Any] = {
 _TRADEOFFS = copy.deepcopy(TRADEOFFS_SCENARIO)
 
 
-def _tradeoffs_p99(s: Mapping[str, Any], hops: int) -> float:
-    return models.tandem_mm1_quantile_ms(0.99, s["arrival_rate_per_s"],
-                                         s["service_time_ms_per_hop"], hops, 2 * s["hop_delay_ms"])
-
-
 @_scenario_builder("day1.tradeoffs")
 def _tradeoffs_scenario(v: int) -> dict[str, Any]:
     if v == 0:
@@ -160,20 +159,9 @@ def _tradeoffs_scenario(v: int) -> dict[str, Any]:
              deploys_per_week_per_team=int(r.integers(2, 11)))
     # An SLO halfway between two hop counts around the design's, so the budget is clear-cut.
     h = max(1, s["checkout_hops"] + int(r.integers(-2, 3)))
-    s["slo_p99_ms"] = float(round((_tradeoffs_p99(s, h) + _tradeoffs_p99(s, h + 1)) / 2))
+    p99 = _ref().tradeoffs_p99
+    s["slo_p99_ms"] = float(round((p99(s, h) + p99(s, h + 1)) / 2))
     return s
-
-
-def _tradeoffs_reference(s: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    s = scenario("day1.tradeoffs") if s is None else s
-    max_hops = 0
-    while _tradeoffs_p99(s, max_hops + 1) <= s["slo_p99_ms"]:
-        max_hops += 1
-    fits = s["checkout_hops"] <= max_hops
-    arch = ("microservices" if fits and s["teams"] >= s["min_teams_for_microservices"]
-            else "monolith")
-    return {"architecture": arch, "p99_ms_at_load": _tradeoffs_p99(s, s["checkout_hops"]),
-            "max_hops_within_slo": max_hops}
 
 
 def _require_mapping(answer: Any, shape: str) -> Mapping:
@@ -232,7 +220,7 @@ def check_tradeoffs(answer: Any, g: Grader) -> None:
         raise AnswerShapeError(
             f"max_hops_within_slo={hops!r} is invalid; it must be an integer >= 0"
         )
-    ref = _tradeoffs_reference(s)
+    ref = _ref().tradeoffs_reference(s)
 
     err = abs(p99 - ref["p99_ms_at_load"]) / ref["p99_ms_at_load"]
     p99_right = err <= _P99_TOLERANCE
@@ -289,55 +277,45 @@ _EXISTING = frozenset(DOMAIN_MODEL["entities"])
 # How strongly one operation ties two entities: both written = one transaction (an invariant),
 # one written and one read = a lookup, both read = a shared view.
 _ACCESS_WEIGHT = {("w", "w"): 3.0, ("w", "r"): 1.0, ("r", "w"): 1.0, ("r", "r"): 0.5}
-
-# CloudMart's contexts: one per service, each owning its data (database per service). The
-# credential may sit with the customer who registers it (CloudMart's choice: the user service
-# stores the password hashes and auth asks it) or with identity (tokens and keys); both are
-# accepted.
-_IDENTITY_OWNS_CREDENTIAL = (
-    frozenset({"Credential", "OAuthClient", "SigningKey"}),
-    frozenset({"Customer", "Address"}),
-)
-_CUSTOMER_OWNS_CREDENTIAL = (
-    frozenset({"OAuthClient", "SigningKey"}),
-    frozenset({"Customer", "Address", "Credential"}),
-)
-_OTHER_CONTEXTS = (
-    frozenset({"StockItem", "Reservation"}),
-    frozenset({"Order", "OrderLine"}),
-    frozenset({"Payment", "Refund"}),
-    frozenset({"Notification", "NotificationPreference"}),
-)
-# The new requirements. A scan updates its shipment (write-write): shipping is one context, with
-# a language of its own (carrier, parcel, scan) and an external carrier behind it; it only reads
-# the order and the address. Redeeming checks and uses up a coupon's limit in one transaction
-# (write-write): promotions is one context, reading the order and the customer. A review is
-# written alone and only reads product, order and customer: the graph cannot tell whether it is
-# a context of its own (moderation, its own load) or part of the catalogue; both are accepted.
-_NEW_CONTEXTS = (
-    frozenset({"Shipment", "TrackingEvent"}),
-    frozenset({"Coupon", "CouponRedemption"}),
-)
-_REVIEWS_APART = (frozenset({"Product", "Category"}), frozenset({"Review"}))
-_REVIEWS_IN_CATALOGUE = (frozenset({"Product", "Category", "Review"}),)
-_REFERENCE_PARTITIONS: tuple[tuple[frozenset[str], ...], ...] = tuple(
-    identity + catalogue + _OTHER_CONTEXTS + _NEW_CONTEXTS
-    for identity in (_IDENTITY_OWNS_CREDENTIAL, _CUSTOMER_OWNS_CREDENTIAL)
-    for catalogue in (_REVIEWS_APART, _REVIEWS_IN_CATALOGUE)
-)
+_REQUIREMENTS_PER_VARIANT = 3
 
 
-def _all_operations() -> dict[str, dict[str, str]]:
-    return {**_DOMAIN["operations"], **_DOMAIN["extension"]["operations"]}
+@_scenario_builder("day1.decomposition")
+@functools.lru_cache(maxsize=256)
+def _decomposition_scenario(v: int) -> dict[str, Any]:
+    """CloudMart's domain and the new requirements of variant ``v`` (variant 0: the published
+    ``extension``; another draws three of the ``requirement_pool``)."""
+    if v == 0:
+        extension = copy.deepcopy(_DOMAIN["extension"])
+    else:
+        r = variants.rng("day1.decomposition", v)
+        pool = _DOMAIN["requirement_pool"]
+        names = sorted(pool)
+        picked = sorted(names[i] for i in r.permutation(len(names))[:_REQUIREMENTS_PER_VARIANT])
+        extension = {"requirements": {n: pool[n]["text"] for n in picked},
+                     "entities": {e: d for n in picked for e, d in pool[n]["entities"].items()},
+                     "operations": {o: dict(a) for n in picked
+                                    for o, a in pool[n]["operations"].items()}}
+    new = sorted(extension["entities"])
+    return {"entities": copy.deepcopy(_DOMAIN["entities"]),
+            "operations": copy.deepcopy(_DOMAIN["operations"]),
+            "extension": extension, "new_entities": new,
+            "items": sorted({*_DOMAIN["entities"], *new})}
 
 
-def decomposition_graph() -> nx.Graph:
-    """The domain graph over CloudMart's and the new requirements' operations: entities as
-    nodes; an edge's ``weight`` sums, over the operations that touch both ends, 3 if both are
-    written, 1 if one is written and the other read, 0.5 if both are only read."""
+def _all_operations(s: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    return {**s["operations"], **s["extension"]["operations"]}
+
+
+def decomposition_graph(s: Mapping[str, Any] | None = None) -> nx.Graph:
+    """The domain graph over CloudMart's and the new requirements' operations (the learner's
+    :func:`scenario` ``("day1.decomposition")`` unless ``s`` is given): entities as nodes; an
+    edge's ``weight`` sums, over the operations that touch both ends, 3 if both are written, 1
+    if one is written and the other read, 0.5 if both are only read."""
+    s = scenario("day1.decomposition") if s is None else s
     graph = nx.Graph()
-    graph.add_nodes_from(DECOMPOSITION_ITEMS)
-    for touched in _all_operations().values():
+    graph.add_nodes_from(s["items"])
+    for touched in _all_operations(s).values():
         for (a, mode_a), (b, mode_b) in itertools.combinations(sorted(touched.items()), 2):
             w = _ACCESS_WEIGHT[(mode_a, mode_b)]
             if graph.has_edge(a, b):
@@ -347,7 +325,7 @@ def decomposition_graph() -> nx.Graph:
     return graph
 
 
-def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
+def _as_partition(answer: Any, s: Mapping[str, Any]) -> tuple[list[set[str]], list[str]]:
     """The answer's contexts, and the new entities it leaves unplaced (sorted)."""
     shape = "{entity: context_name} for every entity, or a list of sets of entities"
     if isinstance(answer, Mapping):
@@ -372,12 +350,12 @@ def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
             items.extend(group)
     else:
         raise AnswerShapeError(f"expected {shape}, got {type(answer).__name__}")
-    known = set(DECOMPOSITION_ITEMS)
+    known = set(s["items"])
     unknown = sorted(str(i) for i in items if i not in known)
     if unknown:
         raise AnswerShapeError(
             f"unknown entity name(s) {', '.join(unknown)}; the entities are "
-            + ", ".join(DECOMPOSITION_ITEMS)
+            + ", ".join(s["items"])
         )
     dupes = sorted({i for i in items if items.count(i) > 1})
     if dupes:
@@ -385,7 +363,7 @@ def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
     missing = sorted(_EXISTING - set(items))
     if missing:
         raise AnswerShapeError(f"every entity needs a context; missing: {', '.join(missing)}")
-    return [p for p in parts if p], sorted(set(NEW_ENTITIES) - set(items))
+    return [p for p in parts if p], sorted(set(s["new_entities"]) - set(items))
 
 
 def _same_context_pairs(parts: list[set[str]]) -> set[frozenset[str]]:
@@ -416,10 +394,12 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     """Bounded contexts for CloudMart extended with new requirements (:data:`DOMAIN_MODEL` and
     its ``extension``, :func:`decomposition_graph`).
 
-    Answer shape: either a mapping of every entity of :data:`DECOMPOSITION_ITEMS` to a context
-    name, ``{"Customer": "customers", ...}``, or a list of sets of entities,
+    Answer shape: either a mapping of every entity of the learner's
+    ``scenario("day1.decomposition")["items"]`` to a context name,
+    ``{"Customer": "customers", ...}``, or a list of sets of entities,
     ``[{"Customer", ...}, ...]``. Every entity CloudMart has must be placed; a new entity
-    (:data:`NEW_ENTITIES`) left out counts as not placed.
+    (``["new_entities"]``: the variant's requirements, :data:`NEW_ENTITIES` in variant 0) left
+    out counts as not placed.
 
     Scored by where the new entities go (pairwise F1 of pairs with a new entity against a
     reference placement, 5 points), whether CloudMart's contexts stay whole (pairwise F1 of the
@@ -429,16 +409,17 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     loosely coupled), and the last three criteria are weighted by the F1 of the new entities:
     copying CloudMart's contexts without placing the new requirements earns nothing.
     """
-    parts, unplaced = _as_partition(answer)
+    s = scenario("day1.decomposition")
+    parts, unplaced = _as_partition(answer, s)
     full = parts + [{e} for e in unplaced]
-    graph = decomposition_graph()
-    new = frozenset(NEW_ENTITIES)
+    graph = decomposition_graph(s)
+    new = frozenset(s["new_entities"])
     existing_only = [p & _EXISTING for p in full]
     new_f1, old_f1, reference = max(
         ((pairwise_f1(full, [set(p) for p in ref], among=new),
           pairwise_f1(existing_only, [set(p) & _EXISTING for p in ref]),
           [set(p) for p in ref])
-         for ref in _REFERENCE_PARTITIONS),
+         for ref in _ref().decomposition_references(s)),
         key=lambda scored: scored[:2],
     )
 
@@ -446,7 +427,7 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     if new_f1 >= 0.999:
         g.award(5, "the new entities sit with what they must stay consistent with, and apart "
                    "from the rest")
-    elif len(unplaced) == len(NEW_ENTITIES):
+    elif len(unplaced) == len(new):
         g.miss("the entities of the new requirements are not placed in any context")
     elif points > 0:
         g.partial(points, f"the new entities agree with the reference on {_pct(new_f1)} of "
@@ -533,51 +514,6 @@ PATTERNS: tuple[str, ...] = (
 them (``two_phase_commit``, ``shared_database``) are what the other patterns replace between
 microservices, and a variant need not use every pattern, so elimination does not solve it."""
 
-# Two descriptions per pattern, none naming it. A variant draws six patterns and one
-# description of each, in a shuffled order under neutral ids; variant 0 shows the first
-# description of every pattern.
-_PROBLEM_POOL: dict[str, tuple[str, str]] = {
-    "saga": (
-        "Placing an order must set stock aside, take the payment and confirm the order, each in "
-        "a different service with its own database; when the payment is refused, the stock set "
-        "aside must be given back.",
-        "Booking a trip books a flight, a hotel and a car with three providers, each with its "
-        "own records; if the car cannot be booked, the flight and hotel already booked must be "
-        "cancelled."),
-    "outbox": (
-        "The order service commits the order row and then publishes OrderCreated; if the "
-        "process dies between the two, the event is lost and the order is stuck.",
-        "After saving a new customer, the user service sends a message to the broker; when the "
-        "broker is briefly unreachable, the customer exists but no other service ever hears of "
-        "them."),
-    "idempotency_key": (
-        "A mobile client times out and retries POST /api/orders; the customer must not end up "
-        "with two orders or two charges.",
-        "A payment provider's webhook is delivered again whenever it does not see a 200 in "
-        "time; each payment must still be booked exactly once."),
-    "event_sourcing": (
-        "Support must see exactly how an order reached its current state and rebuild it as it "
-        "was at any past moment.",
-        "Auditors require every change to an account's balance to be kept for seven years, and "
-        "the current balance must always be derivable from that record alone."),
-    "cqrs": (
-        "The order-history page joins orders, payments and shipments and is read a hundred "
-        "times more often than they are written; its queries slow the writes down, and it needs "
-        "a shape none of the tables that take the writes has.",
-        "Search needs products by price, stock and rating at once, thousands of times per "
-        "second, while product updates are rare and must be validated strictly."),
-    "api_composition": (
-        "The product page shows details, stock and reviews, owned by three services, in one "
-        "response to the browser.",
-        "A customer's account page shows the profile, the last five orders and the unread "
-        "messages, each kept by a different service, fetched fresh on every visit."),
-    "database_per_service": (
-        "Teams block each other because every service reads and writes the same tables, and a "
-        "column change needs four teams to agree.",
-        "The inventory team cannot change how stock is stored, because the order service's "
-        "code reads the stock table directly."),
-}
-_PATTERNS_PER_VARIANT = 6
 
 SAGA_FAILURE_PROFILE: dict[str, Any] = {
     # The checkout saga's steps in order, with the probability that each step fails.
@@ -590,34 +526,14 @@ SAGA_FAILURE_PROFILE: dict[str, Any] = {
 _SAGA = copy.deepcopy(SAGA_FAILURE_PROFILE)
 
 
-def _problems(v: int) -> tuple[dict[str, str], dict[str, str]]:
-    """The problems of variant ``v`` under neutral ids, and the key: ``({id: text}, {id:
-    pattern})``."""
-    if v == 0:
-        chosen = [(pattern, texts[0]) for pattern, texts in _PROBLEM_POOL.items()]
-    else:
-        r = variants.rng("day1.patterns.problems", v)
-        names = list(_PROBLEM_POOL)
-        picked = [names[i] for i in r.permutation(len(names))[:_PATTERNS_PER_VARIANT]]
-        chosen = [(pattern, _PROBLEM_POOL[pattern][int(r.integers(0, 2))]) for pattern in picked]
-    ids = [f"problem_{chr(ord('a') + i)}" for i in range(len(chosen))]
-    return ({i: text for i, (_, text) in zip(ids, chosen)},
-            {i: pattern for i, (pattern, _) in zip(ids, chosen)})
-
-
-PATTERN_PROBLEMS: dict[str, str] = _problems(0)[0]
+PATTERN_PROBLEMS: dict[str, str] = _ref().problems(0)[0]
 """Problems to match with a pattern in variant 0 (notebook 03 shows the learner's own,
 ``scenario("day1.patterns")["problems"]``): ``{problem_id: description}``."""
-_PATTERN_KEY: dict[str, str] = _problems(0)[1]
-
-
-def _pattern_key() -> dict[str, str]:
-    return _problems(variants.variant("day1.patterns"))[1]
 
 
 @_scenario_builder("day1.patterns")
 def _patterns_scenario(v: int) -> dict[str, Any]:
-    problems = _problems(v)[0]
+    problems = _ref().problems(v)[0]
     if v == 0:
         return dict(_SAGA, problems=problems)
     r = variants.rng("day1.patterns", v)
@@ -627,17 +543,6 @@ def _patterns_scenario(v: int) -> dict[str, Any]:
 
 _RATE_TOLERANCE = 0.05
 _HIDDEN_PROFILES = 4
-
-
-def compensation_rate(failure_probability: list[float]) -> float:
-    """The fraction of sagas that end in compensation: the first step succeeds and a later one
-    fails. (The reference of ``day1.patterns``; tests check it against brute force.)"""
-    all_ok = math.prod(1 - p for p in failure_probability)
-    return (1 - failure_probability[0]) - all_ok
-
-
-def _compensation_rate() -> float:
-    return compensation_rate(scenario("day1.patterns")["failure_probability"])
 
 
 def _hidden_profiles() -> list[list[float]]:
@@ -721,7 +626,7 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not isinstance(chosen_raw, Mapping):
         raise AnswerShapeError(f"'patterns' must be a dict {{problem_id: pattern}}; got "
                                f"{type(chosen_raw).__name__}")
-    key = _pattern_key()
+    key = _ref().pattern_key(variants.variant("day1.patterns"))
     unknown = sorted(str(k) for k in chosen_raw if k not in key)
     if unknown:
         raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; your problems are "
@@ -780,6 +685,7 @@ def check_patterns(answer: Any, g: Grader) -> None:
 
 def _score_rate(rate: Any, rg: Grader) -> None:
     profile = scenario("day1.patterns")["failure_probability"]
+    compensation_rate = _ref().compensation_rate
     ref = compensation_rate(profile)
     shown = _rate_of(rate, profile) if callable(rate) else float(rate)
     total_failure = 1 - math.prod(1 - p for p in profile)
@@ -848,15 +754,14 @@ LAB1_COST_SCENARIO: dict[str, Any] = {
 """The capacity-planning lab (notebook 04): load per service, instance types, SLO."""
 _LAB1 = copy.deepcopy(LAB1_COST_SCENARIO)
 
-_MAX_REPLICAS_SEARCHED = 64
+_LAB1_HIDDEN = 3
 
 
-@_scenario_builder("day1.lab1_cost")
-@functools.lru_cache(maxsize=256)
-def _lab1_scenario(v: int) -> dict[str, Any]:
-    if v == 0:
-        return _LAB1
-    r = variants.rng("day1.lab1_cost", v)
+def _lab1_draw(r: np.random.Generator) -> dict[str, Any]:
+    """A capacity scenario drawn from ``r``: the published loads scaled per service. Drawn again
+    while the minimum replica count of one instance type, for every service, would meet the SLO
+    close to the cheapest plan's cost: the lab is about sizing."""
+    ref = _ref()
     for _ in range(50):
         services = {}
         for name, svc in _LAB1["services"].items():
@@ -865,73 +770,89 @@ def _lab1_scenario(v: int) -> dict[str, Any]:
                                                   * r.uniform(1.0, 2.5))),
                 "service_time_ms": float(round(svc["service_time_ms"] * r.uniform(0.8, 1.2), 1)),
             }
-        s = dict(_LAB1, services=services)
-        # Draw again while the minimum replica count of one instance type, for every service,
-        # would meet the SLO close to the cheapest plan's cost: the lab is about sizing.
-        _, best = cheapest_capacity_plan(s)
+        s = dict(copy.deepcopy(_LAB1), services=services)
+        _, best = ref.cheapest_capacity_plan(s)
         n = s["min_replicas"]
-        if all(any(_replica_p99_ms(k, n, inst, s) > s["slo_p99_ms"] for k in s["services"])
+        if all(any(ref.replica_p99_ms(k, n, inst, s) > s["slo_p99_ms"] for k in s["services"])
                or len(s["services"]) * n * it["usd_per_h"] > 1.4 * best
                for inst, it in s["instance_types"].items()):
             return s
-    raise RuntimeError(f"no lab1 variant {v} found")  # pragma: no cover
+    raise RuntimeError("no lab1 scenario found")  # pragma: no cover
 
 
-def _replica_p99_ms(service: str, replicas: int, instance: str,
-                    s: Mapping[str, Any] | None = None) -> float:
-    s = scenario("day1.lab1_cost") if s is None else s
-    svc = s["services"][service]
-    it = s["instance_types"][instance]
-    return models.mmc_response_quantile_ms(
-        0.99, svc["arrival_rate_per_s"] / replicas, svc["service_time_ms"] / it["speed"],
-        int(it["vcpu"]),
-    )
+@_scenario_builder("day1.lab1_cost")
+@functools.lru_cache(maxsize=256)
+def _lab1_scenario(v: int) -> dict[str, Any]:
+    if v == 0:
+        return _LAB1
+    return _lab1_draw(variants.rng("day1.lab1_cost", v))
 
 
-def _cheapest_per_service(s: Mapping[str, Any]) -> dict[str, tuple[float, dict[str, Any]]]:
-    out = {}
-    for service in s["services"]:
-        best = None
-        for instance, it in s["instance_types"].items():
-            for replicas in range(s["min_replicas"], _MAX_REPLICAS_SEARCHED + 1):
-                if _replica_p99_ms(service, replicas, instance, s) <= s["slo_p99_ms"]:
-                    cost = replicas * it["usd_per_h"]
-                    if best is None or cost < best[0] - 1e-12:
-                        best = (cost, {"replicas": replicas, "instance": instance})
-                    break
-        if best is None:  # pragma: no cover - guarded by a test of the scenario
-            raise RuntimeError(f"no plan meets the SLO for {service}")
-        out[service] = best
-    return out
+@functools.lru_cache(maxsize=8)
+def _lab1_hidden(key: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_lab1_draw(r) for r in _ref().hidden_rngs(key, _LAB1_HIDDEN))
 
 
-def cheapest_capacity_plan(s: Mapping[str, Any] | None = None
-                           ) -> tuple[dict[str, dict[str, Any]], float]:
-    """The cheapest plan meeting the lab's SLO (the learner's scenario unless ``s`` is given),
-    found by exhaustive search, and its $/h."""
-    s = scenario("day1.lab1_cost") if s is None else s
-    best = _cheapest_per_service(s)
-    return {k: v[1] for k, v in best.items()}, sum(v[0] for v in best.values())
+def _answer_for(answer: Any, s: Mapping[str, Any]) -> Any:
+    """A plan answer as is, or what a learner's function returns for the scenario ``s`` (a
+    copy); ``None`` when the function fails on it."""
+    if not callable(answer):
+        return answer
+    try:
+        return answer(copy.deepcopy(dict(s)))
+    except Exception:  # a learner's function may fail on a case it was not written for
+        return None
 
 
-@exercise("day1.lab1_cost", max_score=10)
-def check_lab1_cost(answer: Any, g: Grader) -> None:
-    """A capacity plan for the learner's :func:`scenario` ``("day1.lab1_cost")`` that meets the
-    SLO at low cost.
+_OWN_POINTS, _HIDDEN_POINTS = 6.0, 4.0
 
-    Answer shape::
 
-        {service: {"replicas": int, "instance": str}, ...}   # every service of the scenario;
-                                                             # instance from INSTANCE_TYPES
+def _score_own_and_hidden(answer: Any, g: Grader, s: Mapping[str, Any],
+                          hidden: tuple[Mapping[str, Any], ...], score_one, what: str) -> None:
+    """The plan's score on the learner's scenario counts 6 of 10; a function of the scenario
+    also earns 4 x (the share of hidden scenarios it solves in full) x (its own score / 10)."""
+    own = Grader(g.exercise_id, 10)
+    plan = _answer_for(answer, s)
+    if plan is None:
+        raise AnswerShapeError(f"your function raised or returned nothing for your own "
+                               f"scenario; it must return {what}")
+    score_one(plan, own, s)
+    g.score += _OWN_POINTS * own.score / 10
+    g.right += own.right
+    g.wrong += own.wrong
+    if own.hint:
+        g.suggest(own.hint)
+    if own.score < 10:
+        g.wrong.append(f"your own scenario earns {own.score:g} of 10, counted as "
+                       f"{_OWN_POINTS * own.score / 10:.1f} of {_OWN_POINTS:g}")
+    if not callable(answer):
+        g.miss(f"a plan for your scenario only: write it as a function of the scenario "
+               f"(returning {what}) to earn the {_HIDDEN_POINTS:g} points of "
+               f"{len(hidden)} hidden scenarios")
+        g.suggest("Turn your method into a function of the scenario dict: it is also scored "
+                  "on scenarios the notebook does not show.")
+        return
+    solved = 0
+    for hs in hidden:
+        plan = _answer_for(answer, hs)
+        trial = Grader(g.exercise_id, 10)
+        try:
+            if plan is not None:
+                score_one(plan, trial, hs)
+        except AnswerShapeError:
+            trial.score = 0.0
+        solved += trial.score >= 10 - 1e-9
+    points = _HIDDEN_POINTS * solved / len(hidden) * own.score / 10
+    text = f"your function solves {solved} of {len(hidden)} hidden scenarios in full"
+    if solved == len(hidden) and own.score >= 10:
+        g.award(points, text)
+    else:
+        g.partial(points, text + (f", counted as {points:.1f} of {_HIDDEN_POINTS:g}"))
+        g.suggest("Does your function follow the scenario it is given (its loads, types and "
+                  "prices), or numbers of your own scenario?")
 
-    Two opposing criteria, SLO and cost, scored together: each service's p99 is predicted for
-    the plan (M/M/c per replica, Erlang C). When every service meets the SLO with at least
-    ``min_replicas``, the cost earns the points: 10 within ``cost_tolerance`` of the cheapest
-    plan that does, 3 within 20%, 1 within 40%, else 0 (over-provisioned). Otherwise 0.5 per
-    service that meets the SLO at close to its lowest cost: a plan that misses the SLO, or buys
-    it at any price, loses.
-    """
-    s = scenario("day1.lab1_cost")
+
+def _check_plan_shape(answer: Any, s: Mapping[str, Any]) -> Mapping:
     instances = s["instance_types"]
     shape = '{service: {"replicas": int, "instance": str}} for ' + ", ".join(s["services"])
     answer = _require_mapping(answer, shape)
@@ -951,12 +872,19 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
         if entry["instance"] not in instances:
             raise AnswerShapeError(f"{service}: instance={entry['instance']!r} is unknown; "
                                    f"choose from {', '.join(instances)}")
+    return answer
 
-    cheapest = _cheapest_per_service(s)
+
+def _score_plan(answer: Any, g: Grader, s: Mapping[str, Any]) -> None:
+    """SLO and cost of one plan on one scenario, out of 10."""
+    ref = _ref()
+    answer = _check_plan_shape(answer, s)
+    instances = s["instance_types"]
+    cheapest = ref.cheapest_per_service(s)
     all_ok, near_cheapest = True, 0
     for service in s["services"]:
         r, inst = int(answer[service]["replicas"]), answer[service]["instance"]
-        p99 = _replica_p99_ms(service, r, inst, s)
+        p99 = ref.replica_p99_ms(service, r, inst, s)
         cost = r * instances[inst]["usd_per_h"]
         label = f"{service} ({r} x {inst}, ${cost:.3f}/h)"
         if math.isinf(p99):
@@ -986,7 +914,7 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
                                            "their lowest cost; the plan as a whole does not")
         g.miss(f"cost ${cost:.3f}/h is not scored until every service meets the SLO")
         return
-    _, min_cost = cheapest_capacity_plan(s)
+    _, min_cost = ref.cheapest_capacity_plan(s)
     ratio = cost / min_cost
     if ratio <= 1 + s["cost_tolerance"] + 1e-9:
         g.award(10, f"every service meets the SLO, at ${cost:.3f}/h: within "
@@ -1006,38 +934,93 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
               "differently against price.")
 
 
+@exercise("day1.lab1_cost", max_score=10)
+def check_lab1_cost(answer: Any, g: Grader) -> None:
+    """A capacity plan for the learner's :func:`scenario` ``("day1.lab1_cost")`` that meets the
+    SLO at low cost — as a plan, or as a function of a scenario returning one.
+
+    Answer shape::
+
+        {service: {"replicas": int, "instance": str}, ...}   # every service of the scenario;
+                                                             # instance from INSTANCE_TYPES
+        # or a function plan(scenario) -> such a dict, for any scenario shaped like
+        # scenario("day1.lab1_cost")
+
+    Two opposing criteria, SLO and cost, scored together on one scenario: each service's p99 is
+    predicted for the plan (M/M/c per replica, Erlang C). When every service meets the SLO with
+    at least ``min_replicas``, the cost earns the points: 10 within ``cost_tolerance`` of the
+    cheapest plan that does, 3 within 20%, 1 within 40%, else 0 (over-provisioned). Otherwise
+    0.5 per service that meets the SLO at close to its lowest cost.
+
+    The learner's own scenario counts 6 of the 10 points. A function also earns 4 x the share
+    of 3 hidden scenarios (other loads and service times) it solves in full, in proportion to
+    its own score; a plain plan cannot earn them.
+    """
+    s = scenario("day1.lab1_cost")
+    _score_own_and_hidden(answer, g, s, _lab1_hidden("day1.lab1_cost"), _score_plan,
+                          "a plan {service: {'replicas', 'instance'}}")
+
+
 # --------------------------------------------------------------------------------------------
-# day1.lab1_nodes (notebook 04, step 2): put the capacity plan on nodes
+# day1.lab1_nodes (notebook 04, step 2): put pods on nodes
 # --------------------------------------------------------------------------------------------
 
 NODE_TYPES: tuple[str, ...] = ("general.large", "general.xlarge", "general.2xlarge",
                                "compute.large", "compute.xlarge")
 """The node types of :data:`sim.PRICE_SHEET` the node step may use."""
-_MEMORY_GIB_PER_VCPU = 0.75   # a replica's memory request per vCPU of its size
-_MEMORY_BASE_GIB = 0.25       # plus a fixed part per replica
 _MAX_NODES = 200
+_LAB1_NODES_HIDDEN = 3
+
+LAB1_NODES_PLACEMENT = (
+    "spread: the scheduler places pods one by one, largest CPU request first (then memory), "
+    "each on the node with the most free allocatable CPU that fits it (lowest index on a tie); "
+    "when a node is lost, the pods of the other nodes stay where they are and the lost node's "
+    "pods are placed the same way in the room left on the surviving nodes")
+"""How ``day1.lab1_nodes`` places pods and reschedules them after a node loss."""
+
+# Variant 0: the pods of the published lab1_cost scenario's cheapest plan (one per replica).
+_LAB1_NODES_PODS = {
+    "product": {"replicas": 5, "cpu_request_cores": 1.0, "memory_request_gib": 1.0},
+    "order": {"replicas": 2, "cpu_request_cores": 2.0, "memory_request_gib": 1.75},
+    "payment": {"replicas": 2, "cpu_request_cores": 2.0, "memory_request_gib": 1.75},
+    "inventory": {"replicas": 2, "cpu_request_cores": 1.0, "memory_request_gib": 1.0},
+}
+
+
+def _lab1_nodes_draw(r: np.random.Generator | None) -> dict[str, Any]:
+    """The published pods (``r`` None) or pods drawn from ``r``: drawn again until the cheapest
+    resilient choice is not first fit decreasing's count plus one spare, so that the spare-node
+    rule of thumb does not stand in for losing each node."""
+    ref = _ref()
+    for _ in range(200):
+        if r is None:
+            pods = copy.deepcopy(_LAB1_NODES_PODS)
+        else:
+            pods = {}
+            for service in _LAB1_NODES_PODS:
+                cpu = float(r.choice([0.5, 1.0, 1.5, 2.0, 3.0]))
+                pods[service] = {"replicas": int(r.integers(2, 8)), "cpu_request_cores": cpu,
+                                 "memory_request_gib": float(round((0.25 + 0.75 * cpu)
+                                                                   * r.uniform(0.8, 2.0), 2))}
+        s = {"pods": pods, "node_types": list(NODE_TYPES),
+             # Survive the loss of any one node: its pods must fit in the room left on the others.
+             "spare_nodes": 1, "placement": LAB1_NODES_PLACEMENT}
+        best, _ = ref.cheapest_node_plan(s)
+        if r is None or best["nodes"] != ref.nodes_needed(lab1_pods(s), best["node_type"]) + 1:
+            return s
+    raise RuntimeError("no lab1_nodes scenario found")  # pragma: no cover
 
 
 @_scenario_builder("day1.lab1_nodes")
 @functools.lru_cache(maxsize=256)
 def _lab1_nodes_scenario(v: int) -> dict[str, Any]:
-    """The pods of the learner's cheapest ``day1.lab1_cost`` plan: one per replica, requesting
-    its size's vCPU and memory. The plan is the grader's, so a wrong step 1 does not fail step 2."""
-    s = _lab1_scenario(v)
-    plan, _ = cheapest_capacity_plan(s)
-    r = variants.rng("day1.lab1_nodes", v) if v else None
-    pods = {}
-    for service, p in plan.items():
-        vcpu = float(s["instance_types"][p["instance"]]["vcpu"])
-        memory = _MEMORY_BASE_GIB + _MEMORY_GIB_PER_VCPU * vcpu
-        if r is not None:
-            memory = float(round(memory * r.uniform(0.8, 1.6), 2))
-        pods[service] = {"replicas": int(p["replicas"]), "cpu_request_cores": vcpu,
-                         "memory_request_gib": float(memory)}
-    return {"pods": pods, "node_types": list(NODE_TYPES),
-            # Survive the loss of any one node: the pods must still fit on the others.
-            "spare_nodes": 1,
-            "cost_tolerance": 0.0}
+    """Pods to place: one per replica, each requesting its cores and memory."""
+    return _lab1_nodes_draw(variants.rng("day1.lab1_nodes", v) if v else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _lab1_nodes_hidden(key: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_lab1_nodes_draw(r) for r in _ref().hidden_rngs(key, _LAB1_NODES_HIDDEN))
 
 
 def lab1_pods(s: Mapping[str, Any] | None = None) -> list[sim.Pod]:
@@ -1048,52 +1031,11 @@ def lab1_pods(s: Mapping[str, Any] | None = None) -> list[sim.Pod]:
             for service, spec in s["pods"].items() for i in range(spec["replicas"])]
 
 
-def _nodes_needed(pods: list[sim.Pod], node_type: str) -> int | None:
-    """How many nodes of ``node_type`` the scheduler's first fit decreasing needs (None: a pod
-    does not fit on one node at all)."""
-    try:
-        return len(sim.bin_pack(pods, node_type))
-    except ValueError:
-        return None
-
-
-def cheapest_node_plan(s: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-    """The cheapest ``{"node_type", "nodes"}`` that holds every pod with ``spare_nodes`` lost."""
-    s = scenario("day1.lab1_nodes") if s is None else s
-    pods = lab1_pods(s)
-    best = None
-    for node_type in s["node_types"]:
-        need = _nodes_needed(pods, node_type)
-        if need is None:
-            continue
-        nodes = need + s["spare_nodes"]
-        cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
-        if best is None or cost < best[1] - 1e-12:
-            best = ({"node_type": node_type, "nodes": nodes}, cost)
-    if best is None:  # pragma: no cover - guarded by a test of the scenario
-        raise RuntimeError("no node type holds the pods")
-    return best
-
-
-@exercise("day1.lab1_nodes", max_score=10)
-def check_lab1_nodes(answer: Any, g: Grader) -> None:
-    """Choose the node type and count for the pods of ``scenario("day1.lab1_nodes")``.
-
-    Answer shape::
-
-        {"node_type": one of scenario["node_types"], "nodes": int >= 1}
-
-    Two opposing criteria. **Resilience**: with any ``spare_nodes`` nodes lost, the pods still
-    fit on the rest, as the scheduler packs them (first fit decreasing into each node's
-    allocatable resources, :func:`sim.bin_pack`). **Cost**: the nodes' on-demand price per hour
-    against the cheapest resilient choice. A resilient, cheapest choice earns 10; resilient and
-    within 10 % of the cheapest, 6; resilient above that, at most 3 (in proportion); a choice
-    that holds the pods only with every node up, 2; one that does not hold them, 0.
-    """
+def _score_nodes(answer: Any, g: Grader, s: Mapping[str, Any]) -> None:
+    ref = _ref()
     shape = '{"node_type": str, "nodes": int}'
     answer = _require_mapping(answer, shape)
     _require_keys(answer, ("node_type", "nodes"), shape)
-    s = scenario("day1.lab1_nodes")
     node_type, nodes = answer["node_type"], answer["nodes"]
     if node_type not in s["node_types"]:
         raise AnswerShapeError(f"node_type={node_type!r} is not offered; choose from "
@@ -1101,35 +1043,54 @@ def check_lab1_nodes(answer: Any, g: Grader) -> None:
     if not _is_int(nodes) or not 1 <= nodes <= _MAX_NODES:
         raise AnswerShapeError(f"nodes={nodes!r} is invalid; it must be an integer from 1 to "
                                f"{_MAX_NODES}")
+    nodes = int(nodes)
     pods = lab1_pods(s)
-    need = _nodes_needed(pods, node_type)
-    best, best_cost = cheapest_node_plan(s)
+    _, best_cost = ref.cheapest_node_plan(s)
     cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
-    if need is None or nodes < need:
-        g.miss(f"{nodes} x {node_type} cannot hold the pods: the scheduler needs more room")
-        g.suggest("Pack the pods with sim.bin_pack: a node offers its allocatable resources, "
-                  "not its whole size.")
+    if ref.spread(pods, node_type, nodes) is None:
+        g.miss(f"{nodes} x {node_type} cannot hold the pods as the scheduler places them")
+        g.suggest("A node offers its allocatable resources, not its whole size; place the pods "
+                  "as the scenario's 'placement' says and see which one finds no room.")
         return
-    if nodes < need + s["spare_nodes"]:
-        g.partial(2, f"{nodes} x {node_type} holds the pods only while every node is up: "
-                     "losing one leaves pods unscheduled (resilience)")
-        g.suggest("What happens to the pods of a node that fails? Count the nodes that must "
-                  "remain.")
+    lost = ref.unschedulable_after_loss(pods, node_type, nodes)
+    if lost:
+        g.partial(2, f"{nodes} x {node_type} holds the pods only while every node is up: losing "
+                     f"node {lost[0]} leaves {lost[1]} pod(s) without room (resilience)")
+        g.suggest("Lose each node in turn: its pods must fit in the room the other nodes have "
+                  "left, where the other pods stay. A spare node's worth of room in total is "
+                  "not enough if it is split into pieces smaller than a pod.")
         return
-    g.right.append(f"{nodes} x {node_type} holds the pods with {s['spare_nodes']} node(s) lost "
-                   "(resilience)")
-    if cost <= best_cost * (1 + s["cost_tolerance"]) + 1e-9:
+    g.right.append(f"{nodes} x {node_type} holds the pods with any one node lost (resilience)")
+    if cost <= best_cost + 1e-9:
         g.award(10, f"${cost:.3f}/h is the cheapest resilient choice (cost)")
-    elif cost <= 1.1 * best_cost:
-        g.partial(6, f"${cost:.3f}/h is within 10 % of the cheapest resilient choice, not the "
-                     "cheapest (cost)")
-        g.suggest("Compare the node types by what the whole resilient cluster costs, not by "
-                  "the price of one node.")
     else:
-        g.partial(round(3 * best_cost / cost, 2), f"${cost:.3f}/h is {cost / best_cost:.1f} times "
-                  "the cheapest resilient choice: nodes nobody needs are idle cost (cost)")
-        g.suggest("Fewer or smaller nodes may hold the same pods: count them with "
-                  "sim.bin_pack for each node type.")
+        g.partial(round(3 * best_cost / cost, 2), f"${cost:.3f}/h is {cost / best_cost:.2f} "
+                  "times the cheapest resilient choice: nodes nobody needs are idle cost (cost)")
+        g.suggest("Compare the node types by what the whole resilient cluster costs, not by "
+                  "the price of one node; fewer or other nodes may survive a loss too.")
+
+
+@exercise("day1.lab1_nodes", max_score=10)
+def check_lab1_nodes(answer: Any, g: Grader) -> None:
+    """Choose the node type and count for the pods of ``scenario("day1.lab1_nodes")`` — as a
+    choice, or as a function of a scenario returning one.
+
+    Answer shape::
+
+        {"node_type": one of scenario["node_types"], "nodes": int >= 1}
+        # or a function choose(scenario) -> such a dict
+
+    Two opposing criteria. **Resilience**: the pods placed as ``scenario["placement"]`` says,
+    each node is lost in turn and its pods must find room on the surviving nodes (whose pods
+    stay). **Cost**: the nodes' on-demand price per hour against the cheapest resilient choice.
+    On one scenario: resilient and cheapest 10; resilient and dearer at most 3 (in proportion);
+    holding the pods only with every node up 2; not holding them 0. The learner's scenario
+    counts 6 of the 10 points; a function also earns 4 x the share of 3 hidden pod sets it
+    solves in full, in proportion to its own score.
+    """
+    s = scenario("day1.lab1_nodes")
+    _score_own_and_hidden(answer, g, s, _lab1_nodes_hidden("day1.lab1_nodes"), _score_nodes,
+                          "{'node_type': str, 'nodes': int}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1151,6 +1112,7 @@ consumer acknowledges each message and JetStream redelivers one whose ack does n
 failing consumer delays the work but fails no user request."""
 
 _WAITING_MODES = ("sync", "sync_retry", "request_reply")
+_HIDDEN_SEEDS = 1
 
 COMMUNICATION_SCENARIO: dict[str, Any] = {
     "entry": "order",
@@ -1161,18 +1123,23 @@ COMMUNICATION_SCENARIO: dict[str, Any] = {
     # the callee's mean (exponential) latency and its error rate during the incident.
     "edges": {
         ("order", "product"): {"purpose": "price lookup", "needs_result": True,
-                               "latency_ms": 5.0, "error_rate": 0.0},
+                               "idempotent": True, "latency_ms": 5.0, "error_rate": 0.0},
         # CloudMart itself reserves stock asynchronously in its checkout saga (notebook 03) and
         # answers 202 pending; this shop wants to refuse an out-of-stock order at once, so it
         # asks inventory before answering.
         ("order", "inventory"): {"purpose": "availability check (the response says whether "
                                             "every item is in stock)", "needs_result": True,
-                                 "latency_ms": 20.0, "error_rate": 0.05},
-        ("order", "payment"): {"purpose": "authorise the card (the order is answered 202 "
-                                          "pending)", "needs_result": False,
-                               "latency_ms": 300.0, "error_rate": 0.01},
+                                 "idempotent": True, "latency_ms": 20.0, "error_rate": 0.05},
+        # This shop answers "confirmed" or "declined", so it waits for the charge; the card
+        # processor's API takes no idempotency key: a repeated call charges the card again.
+        ("order", "payment"): {"purpose": "charge the card (the order is answered confirmed or "
+                                          "declined; the processor's API takes no idempotency "
+                                          "key, so a repeated call charges again)",
+                               "needs_result": True, "idempotent": False,
+                               "latency_ms": 20.0, "error_rate": 0.002},
         ("order", "notification"): {"purpose": "confirmation e-mail", "needs_result": False,
-                                    "latency_ms": 2000.0, "error_rate": 0.02},
+                                    "idempotent": True, "latency_ms": 2000.0,
+                                    "error_rate": 0.02},
     },
     "slowed_down": "notification",
     "flapping": "inventory",
@@ -1191,50 +1158,74 @@ _COMMUNICATION = copy.deepcopy(COMMUNICATION_SCENARIO)
 
 # What a variant's shop needs before it answers the user. CloudMart reserves stock in its saga
 # and answers 202 pending; another shop refuses an out-of-stock order at once. A shop that
-# answers "confirmed" or "declined" must wait for the card's authorisation (which then comes
-# from a fast synchronous processor API).
+# answers "confirmed" or "declined" must wait for the charge.
 _INVENTORY_PURPOSE = {
     True: "availability check (the response says whether every item is in stock)",
     False: "reserve the stock (the order is answered 202 pending, as CloudMart does)",
 }
 _PAYMENT_PURPOSE = {
-    True: "authorise the card (the order is answered confirmed or declined)",
-    False: "authorise the card (the order is answered 202 pending)",
+    (True, False): ("charge the card (the order is answered confirmed or declined; the "
+                    "processor's API takes no idempotency key, so a repeated call charges "
+                    "again)"),
+    (True, True): ("charge the card (the order is answered confirmed or declined; the call "
+                   "carries an idempotency key, so a repeated call charges once)"),
+    (False, True): "authorise the card (the order is answered 202 pending)",
 }
 
 
 @_scenario_builder("day1.communication")
+@functools.lru_cache(maxsize=256)
 def _communication_scenario(v: int) -> dict[str, Any]:
+    """Variant 0 is published. Every other variant has a callee whose result is needed but that
+    must not be retried: a charge without an idempotency key, or a slow callee whose tries
+    often outlast the client's timeout (all of them, now and then)."""
     if v == 0:
         return _COMMUNICATION
     r = variants.rng("day1.communication", v)
     s = copy.deepcopy(_COMMUNICATION)
-    inventory_needed, payment_needed = (bool(x) for x in r.integers(0, 2, 2))
-    slow = str(r.choice(["payment", "notification"])) if not payment_needed else "notification"
+    twist = str(r.choice(["charge", "slow"]))
     for (_, b), spec in s["edges"].items():
         spec["latency_ms"] = float(round(spec["latency_ms"] * r.uniform(0.7, 1.3), 1))
         spec["error_rate"] = 0.0 if b == "product" else float(round(r.uniform(0.005, 0.02), 3))
+        spec["idempotent"] = True
     inventory, payment = s["edges"][("order", "inventory")], s["edges"][("order", "payment")]
+    product = s["edges"][("order", "product")]
+    s["timeout_ms"] = float(r.choice([80.0, 100.0, 150.0]))
+    if twist == "charge":
+        inventory_needed = bool(r.integers(0, 2))
+        payment.update(needs_result=True, idempotent=False,
+                       latency_ms=float(round(r.uniform(15, 30), 1)),
+                       error_rate=float(round(r.uniform(0.0, 0.003), 3)))
+        slow = "notification"
+        flapping = "inventory" if inventory_needed else "product"
+    else:
+        # the needed, reliable callee whose mean is close to the timeout
+        inventory_needed = True
+        payment_needed = bool(r.integers(0, 2))
+        payment.update(needs_result=payment_needed, idempotent=True)
+        if payment_needed:
+            payment["latency_ms"] = float(round(r.uniform(15, 30), 1))
+        slow_needed = str(r.choice(["product", "inventory"]))
+        spec = s["edges"][("order", slow_needed)]
+        spec.update(latency_ms=float(round(s["timeout_ms"] * r.uniform(0.9, 1.2), 1)),
+                    error_rate=0.0)
+        slow = "notification" if payment_needed else str(r.choice(["payment", "notification"]))
+        flapping = "inventory" if slow_needed == "product" else "product"
+        if payment_needed and r.integers(0, 2):
+            flapping = "payment"
     inventory.update(needs_result=inventory_needed, purpose=_INVENTORY_PURPOSE[inventory_needed])
-    payment.update(needs_result=payment_needed, purpose=_PAYMENT_PURPOSE[payment_needed])
-    if payment_needed:
-        payment["latency_ms"] = float(round(r.uniform(15, 30), 1))
-    # the flapping callee is one whose result the order needs: the incident must be contained
-    # on the user's path, not moved off it
-    needed = [b for (_, b), spec in s["edges"].items() if spec["needs_result"]]
-    flapping = str(r.choice(needed))
+    payment["purpose"] = _PAYMENT_PURPOSE[(payment["needs_result"], payment["idempotent"])]
     s["edges"][("order", flapping)]["error_rate"] = float(round(r.uniform(0.03, 0.10), 3))
     s["edges"][("order", slow)]["latency_ms"] = float(round(r.uniform(1000, 3000)))
-    s.update(flapping=flapping, slowed_down=slow,
-             rate_per_s=float(round(r.uniform(10, 40))),
-             slo_p99_ms=float(r.choice([250.0, 300.0, 400.0])))
+    s.update(flapping=flapping, slowed_down=slow, rate_per_s=float(round(r.uniform(10, 40))))
+    # an SLO the reference meets with room, on the shown seed and the hidden ones
+    s["slo_p99_ms"] = 1e9
+    reference = _ref().communication_reference(s)
+    p99 = max(simulate_communication(reference, seed, s)["p99_ms"]
+              for seed in [_SEED, *variants.hidden_seeds("day1.communication", _HIDDEN_SEEDS)])
+    s["slo_p99_ms"] = float(max(float(r.choice([250.0, 300.0, 400.0])),
+                                10 * math.ceil(1.15 * p99 / 10)))
     return s
-
-
-def communication_reference(s: Mapping[str, Any] | None = None) -> dict[tuple[str, str], str]:
-    """A full-marks choice: wait (with timeout and retry) only where the result is needed."""
-    s = scenario("day1.communication") if s is None else s
-    return {e: ("sync_retry" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
 
 
 def _edge_key(key: Any) -> tuple[str, str] | None:
@@ -1294,9 +1285,6 @@ def simulate_communication(modes: Mapping[tuple[str, str], str], seed: int = _SE
 _COMMUNICATION_RUNS: dict[tuple, dict[str, float]] = {}
 
 
-_HIDDEN_SEEDS = 1
-
-
 @exercise("day1.communication", max_score=10)
 def check_communication(answer: Any, g: Grader) -> None:
     """Choose how ``order`` talks to each callee in the learner's :func:`scenario`
@@ -1308,8 +1296,9 @@ def check_communication(answer: Any, g: Grader) -> None:
          ("order", "inventory"): ..., ("order", "payment"): ..., ("order", "notification"): ...}
         # keys may also be strings "order->product"
 
-    Two opposing criteria: correctness (the order can only answer with the results it needs:
-    if any such edge is an event the answer scores 0) against isolation from the incident. The
+    Two opposing criteria: correctness (the order can only answer with the results it needs,
+    and a call that is not idempotent must not be repeated: if a needed edge is an event, or a
+    non-idempotent one is retried, the answer scores 0) against isolation from the incident. The
     isolation is scored by seeded simulations, the shown seed and hidden ones: user-facing p99
     within the SLO and error rate within ``max_error_rate`` on every seed (7 points; one of the
     two: 2), and no waiting on a callee whose result is not needed (3 points, 1.5 lost per
@@ -1333,6 +1322,15 @@ def check_communication(answer: Any, g: Grader) -> None:
     if missing:
         raise AnswerShapeError(f"choose a mode for every edge; missing: {', '.join(missing)}")
 
+    repeated = [f"{a}->{b}" for (a, b), spec in s["edges"].items()
+                if not spec.get("idempotent", True) and modes[(a, b)] == "sync_retry"]
+    if repeated:
+        g.miss(f"{', '.join(repeated)}: retried, but the call is not safe to repeat: a try "
+               "that timed out may have done its work, and the retry does it again; a wrong "
+               "result, so nothing else scores")
+        g.suggest("Before retrying a call, ask what happens when the first try did succeed "
+                  "and only its answer was lost.")
+        return
     lost = [f"{a}->{b}" for (a, b), spec in s["edges"].items()
             if spec["needs_result"] and modes[(a, b)] == "async"]
     if lost:
@@ -1666,20 +1664,28 @@ def _tradeoffs_trivial(v: int) -> dict[str, Any]:
 
 @grading.trivial("day1.decomposition")
 def _decomposition_trivial(v: int) -> dict[str, Any]:
-    existing = [set(p) for p in _IDENTITY_OWNS_CREDENTIAL + _REVIEWS_APART[:1] + _OTHER_CONTEXTS]
-    return {
+    s = scenario("day1.decomposition", v)
+    existing = _ref().cloudmart_contexts()
+    out = {
         "empty": {},
-        "uniform: one context for everything": [set(DECOMPOSITION_ITEMS)],
-        "extreme: one context per entity": [{e} for e in DECOMPOSITION_ITEMS],
+        "uniform: one context for everything": [set(s["items"])],
+        "extreme: one context per entity": [{e} for e in s["items"]],
         "copied: CloudMart's contexts, new requirements left out": existing,
         "copied: CloudMart's contexts, new requirements in one new context":
-            existing + [set(NEW_ENTITIES)],
+            existing + [set(s["new_entities"])],
     }
+    if v:  # the published variant's answer, copied into another variant
+        published = scenario("day1.decomposition", 0)
+        out["copied: the published variant's answer"] = [
+            set(p) for p in _ref().decomposition_references(published)[0]]
+    return out
 
 
 @grading.trivial("day1.patterns")
 def _patterns_trivial(v: int) -> dict[str, Any]:
     s = scenario("day1.patterns", v)
+    ref = _ref()
+    compensation_rate = ref.compensation_rate
     shown_rate = compensation_rate(s["failure_probability"])
     problems = s["problems"]
     out: dict[str, Any] = {"empty": {"patterns": {}, "compensation_rate": 0.0}}
@@ -1693,13 +1699,14 @@ def _patterns_trivial(v: int) -> dict[str, Any]:
         "patterns": {p: list(PATTERNS) for p in problems},
         "compensation_rate": lambda fp: compensation_rate(list(fp))}
     out["extreme: the seven problem-solving patterns for every problem, the right rate"] = {
-        "patterns": {p: sorted(_PROBLEM_POOL) for p in problems},
+        "patterns": {p: sorted(ref.PROBLEM_POOL) for p in problems},
         "compensation_rate": lambda fp: compensation_rate(list(fp))}
     out["extreme: every saga compensates"] = {
         "patterns": {p: "saga" for p in problems}, "compensation_rate": 1.0}
     # the notebook's variant-0 answer, copied into another variant
+    key0 = ref.pattern_key(0)
     out["copied: the published variant's matching and rate function"] = {
-        "patterns": ({p: _PATTERN_KEY[p] for p in problems if p in _PATTERN_KEY} if v
+        "patterns": ({p: key0[p] for p in problems if p in key0} if v
                      else {p: "shared_database" for p in problems}),
         "compensation_rate": (lambda fp: compensation_rate(list(fp))) if v else 1.0}
     return out
@@ -1716,11 +1723,15 @@ def _lab1_trivial(v: int) -> dict[str, Any]:
                                        for k in s["services"]}
     # The plan the notebook's example shows: one replica size everywhere, sized for the busiest
     # service (a uniform over-provisioned plan).
-    plan, _ = cheapest_capacity_plan(s)
+    plan, _ = _ref().cheapest_capacity_plan(s)
     most = max(p["replicas"] for p in plan.values())
     out["copied: the busiest service's plan for every service"] = {
         k: {"replicas": most, "instance": plan[max(plan, key=lambda n: plan[n]["replicas"])]
             ["instance"]} for k in s["services"]}
+    if v:  # a function that only knows the published scenario's numbers
+        published, _ = _ref().cheapest_capacity_plan(scenario("day1.lab1_cost", 0))
+        out["copied: a function returning the published variant's cheapest plan"] = (
+            lambda _s, plan=published: copy.deepcopy(plan))
     return out
 
 
@@ -1732,10 +1743,18 @@ def _lab1_nodes_trivial(v: int) -> dict[str, Any]:
     for node_type in s["node_types"]:
         out[f"uniform: one node of {node_type}"] = {"node_type": node_type, "nodes": 1}
         out[f"extreme: one {node_type} per pod"] = {"node_type": node_type, "nodes": len(pods)}
-        need = _nodes_needed(pods, node_type)
+        need = _ref().nodes_needed(pods, node_type)
         if need is not None:
             out[f"copied: the notebook's sim.bin_pack count for {node_type}, no spare"] = {
                 "node_type": node_type, "nodes": need}
+            out[f"copied: sim.bin_pack's count for {node_type} plus the spare"] = {
+                "node_type": node_type, "nodes": need + 1}
+
+            def ffd_plus_one(sc, node_type=node_type):
+                return {"node_type": node_type,
+                        "nodes": _ref().nodes_needed(lab1_pods(sc), node_type) + 1}
+            out[f"copied: a function, sim.bin_pack's count for {node_type} plus the spare"] = (
+                ffd_plus_one)
     out["extreme: the largest cluster allowed"] = {"node_type": "general.2xlarge",
                                                    "nodes": _MAX_NODES}
     return out
@@ -1751,6 +1770,10 @@ def _communication_trivial(v: int) -> dict[str, Any]:
         e: ("sync" if e[1] == "product" else "async") for e in s["edges"]}
     out["copied: CloudMart's own design (only the price lookup synchronous)"] = {
         e: ("sync" if e[1] == "product" else "async") for e in s["edges"]}
+    out["uniform: the column rule, sync_retry where the result is needed, else async"] = {
+        e: ("sync_retry" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
+    out["uniform: sync where the result is needed, else async (no retry)"] = {
+        e: ("sync" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
     return out
 
 
