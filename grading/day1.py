@@ -1433,16 +1433,45 @@ def _challenge_scenario(v: int) -> dict[str, Any]:
     for name, spec in s["services"].items():
         load = lam * spec["service_time_ms"] / 1000
         on_path = any(b == name and need for _, b, need in s["interactions"]) or name == s["entry"]
-        replicas[name] = math.ceil(load / 0.55) if on_path else math.floor(load) + 1
+        # off the path: stable with room for the hidden cases' extra load
+        replicas[name] = (math.ceil(load / 0.55) if on_path
+                          else math.floor(load * _CHALLENGE_DRIFT ** 2) + 1)
     reference = {"services": {n: {"replicas": r} for n, r in replicas.items()},
                  "edges": [(a, b, "sync" if need else "async")
                            for a, b, need in s["interactions"]]}
     s["budget_usd_per_h"] = float(round(math.ceil(
         round(sum(replicas.values()) * s["usd_per_replica_h"] / 0.05, 6)) * 0.05, 2))
     s["slo_p99_ms"] = 1e9  # not needed to simulate
-    p99 = simulate_challenge(reference, _SEED, s)["p99_ms"]
-    s["slo_p99_ms"] = float(10 * math.ceil(1.15 * p99 / 10))
+    # the SLO leaves room for the hidden cases: the reference at the most load they may add
+    p99 = simulate_challenge(reference, _SEED, _drifted(s, _CHALLENGE_DRIFT,
+                                                        {n: _CHALLENGE_DRIFT for n in replicas}))
+    s["slo_p99_ms"] = float(10 * math.ceil(1.15 * p99["p99_ms"] / 10))
     return s
+
+
+# Hidden cases of day1.challenge: the load and every service time up to 8% above the shown
+# ones, on other seeds, so a design tuned by search to the shown run does not carry over.
+_CHALLENGE_DRIFT = 1.08
+_CHALLENGE_HIDDEN = 2
+
+
+def _drifted(s: Mapping[str, Any], rate_factor: float,
+             time_factors: Mapping[str, float]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(s))
+    out["arrival_rate_per_s"] = s["arrival_rate_per_s"] * rate_factor
+    for name, spec in out["services"].items():
+        spec["service_time_ms"] = spec["service_time_ms"] * time_factors[name]
+    return out
+
+
+def _challenge_hidden(s: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    cases = []
+    for seed in variants.hidden_seeds("day1.challenge", _CHALLENGE_HIDDEN):
+        r = np.random.default_rng(seed)
+        cases.append((seed, _drifted(s, float(r.uniform(1.0, _CHALLENGE_DRIFT)),
+                                     {n: float(r.uniform(1.0, _CHALLENGE_DRIFT))
+                                      for n in s["services"]})))
+    return cases
 
 
 def _parse_design(answer: Any, s: Mapping[str, Any]
@@ -1537,7 +1566,6 @@ def simulate_challenge(answer: Any, seed: int = _SEED,
     return {"p99_ms": p99, "utilisation": utilisation, "cost_usd_per_h": cost}
 
 
-_CHALLENGE_HIDDEN_SEEDS = 1
 
 
 @exercise("day1.challenge", max_score=10)
@@ -1551,15 +1579,35 @@ def check_challenge(answer: Any, g: Grader) -> None:
          "edges": [(caller, callee, "sync" | "async"), ...]}
 
     ``service_time_ms`` may be omitted (the scenario's work is used) and is never taken below
-    it. The SLO and the budget oppose each other and are scored together: every service stable,
-    user-facing p99 within the SLO on the shown seed and on hidden ones, and cost within budget
-    (7 points; the SLO held within 25% over budget, or the budget held with the p99 within 20%
-    over the SLO: 2). Coupling earns 3 points (synchronous exactly where the result is needed,
-    every needed interaction present; 1 lost per problem), only for a design that is stable and
-    earns SLO-and-cost points.
+    it. **Correctness first**: every interaction the checkout needs must be present, and every
+    one whose result the caller needs must be synchronous; otherwise the checkout cannot answer
+    and nothing else scores. The SLO and the budget oppose each other and are scored together:
+    every service stable, user-facing p99 within the SLO on the shown case and on hidden ones
+    (other seeds, the load and every service time up to 8% higher), and cost within budget (7
+    points; the SLO held within 25% over budget, or the budget held with the p99 within 20%
+    over the SLO: 2). Coupling earns 3 points (no synchronous call whose result is not needed,
+    1 lost per such call), only together with the 7.
     """
     s = scenario("day1.challenge")
     services, edges = _parse_design(answer, s)
+    modes = {(a, b): m for a, b, m in edges}
+    needed = {(a, b): need for a, b, need in s["interactions"]}
+    broken = []
+    for (a, b), need in needed.items():
+        if (a, b) not in modes:
+            broken.append(f"{a} never calls {b}, which the checkout needs")
+        elif need and modes[(a, b)] != "sync":
+            broken.append(f"{a}->{b} is async but {a} needs its result to answer")
+    if broken:
+        for p in broken:
+            g.miss(p)
+        g.miss("the checkout cannot answer without these results, so neither the SLO, the "
+               "cost nor the coupling is scored")
+        g.suggest("An event carries no answer back: a caller that needs a result must wait "
+                  "for it. Start from the interactions the checkout needs.")
+        return
+    g.right.append("every needed interaction is there, synchronous where its result is needed")
+
     design = {"services": {}, "edges": edges}
     for name, spec in services.items():
         floor = s["services"][name]["service_time_ms"]
@@ -1569,65 +1617,62 @@ def check_challenge(answer: Any, g: Grader) -> None:
         design["services"][name] = {"replicas": spec["replicas"],
                                     "service_time_ms": max(spec["service_time_ms"], floor)}
     result = simulate_challenge(design, _SEED, s)
-    overloaded = sorted(n for n, u in result["utilisation"].items() if u >= 1)
     cost, budget = result["cost_usd_per_h"], s["budget_usd_per_h"]
     in_budget = cost <= budget + 1e-9
     joint = 0.0
+    overloaded = sorted(n for n, u in result["utilisation"].items() if u >= 1)
     if overloaded:
         g.miss(f"overloaded (utilisation >= 100%): {', '.join(overloaded)}")
         g.suggest("Compute each service's arrival rate from the edges first: async events are "
                   "load too.")
     else:
-        p99 = max([result["p99_ms"]] + [
-            simulate_challenge(design, seed, s)["p99_ms"]
-            for seed in variants.hidden_seeds("day1.challenge", _CHALLENGE_HIDDEN_SEEDS)])
+        p99s = [result["p99_ms"]]
+        for seed, hs in _challenge_hidden(s):
+            hd = {"services": {n: {"replicas": spec["replicas"],
+                                   "service_time_ms": max(spec["service_time_ms"],
+                                                          hs["services"][n]["service_time_ms"])}
+                               for n, spec in design["services"].items()}, "edges": edges}
+            p99s.append(simulate_challenge(hd, seed, hs)["p99_ms"])
+        p99 = max(p99s)
         slo_ok = p99 <= s["slo_p99_ms"]
-        p99_text = (f"user-facing p99 {p99:.0f} ms (worst of {1 + _CHALLENGE_HIDDEN_SEEDS} "
-                    f"seeded runs, {_CHALLENGE_HIDDEN_SEEDS} hidden) vs the "
-                    f"{s['slo_p99_ms']:.0f} ms SLO")
+        shown = (f"{result['p99_ms']:.0f} ms on the shown case"
+                 if math.isfinite(result["p99_ms"]) else "unbounded on the shown case")
+        worst = (f"{p99:.0f} ms" if math.isfinite(p99)
+                 else "unbounded (a service overloaded)")
+        p99_text = (f"user-facing p99 {shown}, worst of it and {len(p99s) - 1} hidden cases "
+                    f"with up to 8% more load {worst}, vs the {s['slo_p99_ms']:.0f} ms SLO")
         cost_text = f"cost ${cost:.2f}/h vs the ${budget:.2f}/h budget"
         if slo_ok and in_budget:
             joint = 7
             g.award(7, f"{p99_text} and {cost_text}: both hold")
         elif (slo_ok and cost <= 1.25 * budget) or (in_budget and p99 <= 1.2 * s["slo_p99_ms"]):
-            joint = 2
             g.partial(2, f"close, but not both: {p99_text}; {cost_text}")
         else:
             g.miss(f"{p99_text}; {cost_text}")
         if not slo_ok:
             g.suggest("The user waits for the whole synchronous chain: shorten it, or give its "
-                      "services headroom (utilisation well below one).")
+                      "services headroom (utilisation well below one), enough for a little "
+                      "more load than shown.")
         if not in_budget:
             g.suggest("Spend replicas where utilisation is high and the user waits; a service "
                       "off the synchronous path only needs to keep up, not to be fast.")
 
-    modes = {(a, b): m for a, b, m in edges}
-    needed = {(a, b): need for a, b, need in s["interactions"]}
-    problems = []
-    for (a, b), need in needed.items():
-        if (a, b) not in modes:
-            problems.append(f"{a} never calls {b}, which the checkout needs")
-        elif need and modes[(a, b)] != "sync":
-            problems.append(f"{a}->{b} is async but {a} needs its result")
-        elif not need and modes[(a, b)] == "sync":
-            problems.append(f"{a}->{b} is sync though {a} does not need its result: "
-                            "temporal coupling")
-    for (a, b), mode in modes.items():
-        if (a, b) not in needed and mode == "sync":
-            problems.append(f"{a}->{b} is an extra synchronous dependency")
+    problems = [f"{a}->{b} is sync though {a} does not need its result: temporal coupling"
+                for (a, b), need in needed.items() if not need and modes[(a, b)] == "sync"]
+    problems += [f"{a}->{b} is an extra synchronous dependency"
+                 for (a, b), mode in modes.items() if (a, b) not in needed and mode == "sync"]
     coupling = max(0, 3 - len(problems))
     for p in problems:
         g.miss(p)
     if problems:
         g.suggest("Call synchronously only when the caller cannot answer without the result; "
                   "everything else can be an event.")
-    if not joint:
+    if joint < 7:
         if coupling:
-            g.miss(f"coupling ({coupling} of 3) is not scored for a design that meets neither "
-                   "the SLO nor the budget")
+            g.miss(f"coupling ({coupling} of 3) is scored only for a design that meets both "
+                   "the SLO and the budget")
     elif not problems:
-        g.award(3, "coupling: synchronous only where a result is needed, every interaction "
-                   "present")
+        g.award(3, "coupling: synchronous only where a result is needed")
     elif coupling:
         g.partial(coupling, f"coupling: {coupling} of 3 points")
 
@@ -1785,11 +1830,13 @@ def _challenge_candidates(s: Mapping[str, Any]) -> dict[str, Any]:
     minimum = {n: math.floor(s["arrival_rate_per_s"] * spec["service_time_ms"] / 1000) + 1
                for n, spec in s["services"].items()}
     all_sync = ["sync"] * len(s["interactions"])
+    all_async = ["async"] * len(s["interactions"])
     as_needed = ["sync" if need else "async" for *_, need in s["interactions"]]
     return {
         "all sync, minimum": design(minimum, all_sync),
         "all sync, doubled": design({n: 2 * r for n, r in minimum.items()}, all_sync),
         "sync as needed, minimum": design(minimum, as_needed),
+        "all async, minimum": design(minimum, all_async),
         "sync as needed, doubled": design({n: 2 * r for n, r in minimum.items()}, as_needed),
     }
 
