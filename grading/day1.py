@@ -44,6 +44,7 @@ import copy
 import functools
 import itertools
 import math
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -569,6 +570,11 @@ SAGA_FAILURE_PROFILE: dict[str, Any] = {
     "failure_probability": [0.02, 0.05, 0.03],
     # A saga compensates when a step fails after at least one earlier step succeeded: the
     # completed steps must be undone. A failure of the first step needs no compensation.
+    # Each compensation can fail too; it is tried up to this many times in all, each try
+    # failing with this probability. A compensation that fails every try leaves the saga
+    # stuck (an operator repairs it): not compensated.
+    "compensation_failure_probability": 0.2,
+    "compensation_attempts": 2,
 }
 """Failure profile of the checkout saga for the compensation-rate question (notebook 03)."""
 _SAGA = copy.deepcopy(SAGA_FAILURE_PROFILE)
@@ -586,26 +592,50 @@ def _patterns_scenario(v: int) -> dict[str, Any]:
         return dict(_SAGA, problems=problems)
     r = variants.rng("day1.patterns", v)
     return dict(_SAGA, problems=problems,
-                failure_probability=[float(x) for x in np.round(r.uniform(0.01, 0.15, 3), 3)])
+                failure_probability=[float(x) for x in np.round(r.uniform(0.01, 0.15, 3), 3)],
+                compensation_failure_probability=float(round(r.uniform(0.1, 0.35), 2)),
+                compensation_attempts=int(r.integers(1, 4)))
 
 
 _RATE_TOLERANCE = 0.05
 _HIDDEN_PROFILES = 4
 
 
-def _hidden_profiles() -> list[list[float]]:
+def _profile_args(s: Mapping[str, Any]) -> tuple[list[float], float, int]:
+    return (list(s["failure_probability"]), float(s["compensation_failure_probability"]),
+            int(s["compensation_attempts"]))
+
+
+def _hidden_profiles() -> list[tuple[list[float], float, int]]:
     """Failure profiles the notebook never shows: 2 to 5 steps, other probabilities."""
     profiles = []
     for seed in variants.hidden_seeds("day1.patterns", _HIDDEN_PROFILES):
         r = np.random.default_rng(seed)
         steps = int(r.integers(2, 6))
-        profiles.append([float(x) for x in np.round(r.uniform(0.01, 0.3, steps), 3)])
+        profiles.append(([float(x) for x in np.round(r.uniform(0.01, 0.3, steps), 3)],
+                         float(round(r.uniform(0.05, 0.4), 2)), int(r.integers(1, 5))))
     return profiles
 
 
-def _rate_of(fn: Any, profile: list[float]) -> float | None:
+def _without_course_modules(fn: types.FunctionType) -> types.FunctionType:
+    """``fn`` with a copy of its globals that lacks the course's modules (``sim``,
+    ``grading``) and whatever was imported from them: the rate must come from the learner's
+    reasoning, not from the library's value."""
+    def foreign(value: Any) -> bool:
+        name = (value.__name__ if isinstance(value, types.ModuleType)
+                else getattr(value, "__module__", None) or "")
+        return isinstance(name, str) and (name == "sim" or name.startswith(("sim.", "grading")))
+
+    namespace = {k: v for k, v in fn.__globals__.items() if not foreign(v)}
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    clone.__kwdefaults__ = fn.__kwdefaults__
+    return clone
+
+
+def _rate_of(fn: Any, profile: tuple[list[float], float, int]) -> float | None:
     try:
-        value = fn(list(profile))
+        value = fn(list(profile[0]), profile[1], profile[2])
     except Exception:  # a learner's function may fail on a case it was not written for
         return None
     return float(value) if _is_number(value) else None
@@ -652,19 +682,21 @@ def check_patterns(answer: Any, g: Grader) -> None:
     Answer shape::
 
         {"patterns": {problem_id: pattern or [pattern, ...], ...},
-         "compensation_rate": float | function}    # fraction (0..1) of checkouts that end in
-                                                   # compensation for the learner's saga
-                                                   # failure profile, or a function of a list
-                                                   # of step failure probabilities returning it
+         "compensation_rate": float | function}
+            # the fraction (0..1) of sagas that end compensated (not stuck) for the learner's
+            # profile, or a function rate(failure_probability, compensation_failure_probability,
+            # compensation_attempts) returning it for any profile
 
     Two opposing criteria, earned together: **protection** (the share of problems whose pattern
     is applied) and **economy** (the share of applied patterns the problem needs; every pattern
     costs code, latency and operations, and ``two_phase_commit``/``shared_database`` are what
-    the others replace). The patterns earn 7 x protection x economy, so hedging with several
+    the others replace). The patterns earn 5 x protection x economy, so hedging with several
     patterns per problem costs as surely as leaving a problem open. The compensation rate earns
-    3 points as a function that is right (within 5%, relative) on the learner's profile and on
-    hidden profiles of other lengths (1.5 as a number right for the learner's profile), counted
-    in the same proportion protection x economy.
+    5 points as a function that is right (within 5%, relative) on the learner's profile and on
+    hidden profiles of other lengths (2.5 as a number right for the learner's profile), counted
+    in the same proportion protection x economy. The function runs without the course's
+    modules in its globals (``sim``, ``grading``): the library's saga model has no retried
+    compensations, so its value is not the answer anyway.
     """
     shape = ('{"patterns": {problem_id: pattern or [patterns]}, '
              '"compensation_rate": float or function}')
@@ -684,6 +716,11 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not callable(rate) and (not _is_number(rate) or not 0 <= rate <= 1):
         raise AnswerShapeError(f"compensation_rate={rate!r} is invalid; it must be a fraction "
                                "between 0 and 1, or a function of the failure probabilities")
+    if callable(rate) and not isinstance(rate, types.FunctionType):
+        raise AnswerShapeError("compensation_rate must be a number, or a function written with "
+                               "def or lambda")
+    if callable(rate):
+        rate = _without_course_modules(rate)
 
     protection, economy = patterns_protection_and_complexity(chosen, key)
     open_problems, extra = [], []
@@ -706,10 +743,10 @@ def check_patterns(answer: Any, g: Grader) -> None:
         if anti:
             g.wrong.append(f"{problem}: {', '.join(anti)} is what microservices replace")
     share = protection * economy
-    g.score += round(7 * share, 2)
+    g.score += round(5 * share, 2)
     if share < 0.999:
         g.wrong.append(f"protection {_pct(protection)} x economy {_pct(economy)}: "
-                       f"{7 * share:.2g} of the patterns' 7 points")
+                       f"{5 * share:.2g} of the patterns' 5 points")
     else:
         g.right.append("every problem solved with exactly the pattern it needs")
     if open_problems:
@@ -732,40 +769,48 @@ def check_patterns(answer: Any, g: Grader) -> None:
 
 
 def _score_rate(rate: Any, rg: Grader) -> None:
-    profile = scenario("day1.patterns")["failure_probability"]
     compensation_rate = _ref().compensation_rate
-    ref = compensation_rate(profile)
+    profile = _profile_args(scenario("day1.patterns"))
+    ref = compensation_rate(*profile)
     shown = _rate_of(rate, profile) if callable(rate) else float(rate)
-    total_failure = 1 - math.prod(1 - p for p in profile)
+    steps, q, attempts = profile
+    no_retry = compensation_rate(steps, q, 1)
+    never_fails = compensation_rate(steps, 0.0, 1)
     if shown is None or abs(shown - ref) > _RATE_TOLERANCE * ref:
         if shown is None:
-            rg.miss("compensation_rate(...) raised or returned no number for your profile")
-        elif abs(shown - total_failure) <= 0.05 * total_failure:
-            rg.miss(f"compensation rate {_pct(shown)} counts every failed saga")
-            rg.suggest("A saga whose very first step fails has nothing to undo.")
+            rg.miss("compensation_rate(...) raised or returned no number for your profile "
+                    "(it runs without sim and grading in its globals)")
+        elif attempts > 1 and abs(shown - no_retry) <= _RATE_TOLERANCE * no_retry:
+            rg.miss(f"compensation rate {_pct(shown)} gives every compensation one try")
+        elif abs(shown - never_fails) <= _RATE_TOLERANCE * never_fails:
+            rg.miss(f"compensation rate {_pct(shown)} counts stuck sagas as compensated")
+            rg.suggest("A saga is compensated only if every undo it needs succeeds.")
         else:
             rg.miss(f"compensation rate {_pct(shown)} is off the prediction by more than "
-                   f"{_pct(_RATE_TOLERANCE)}")
-        rg.suggest("Compensation happens when some step fails after an earlier one succeeded: "
-                  "write the probability of each such path, or simulate many sagas.")
+                    f"{_pct(_RATE_TOLERANCE)}")
+        rg.suggest("Follow one saga: at which step can the first failure happen, how many "
+                   "completed steps must then be undone, and with what chance does each undo "
+                   "succeed within its tries? Add up the paths, or simulate many sagas.")
         return
     if not callable(rate):
-        rg.partial(1.5, f"compensation rate {_pct(shown)} matches the prediction for your "
-                       "profile; as a function of the failure probabilities it would earn 3")
-        rg.suggest("Write the rate as a function of the list of step failure probabilities: it is "
-                  "also checked on sagas with other numbers of steps.")
+        rg.partial(2.5, f"compensation rate {_pct(shown)} matches the prediction for your "
+                        "profile; as a function of the profile it would earn 5")
+        rg.suggest("Write the rate as a function of (failure_probability, "
+                   "compensation_failure_probability, compensation_attempts): it is also "
+                   "checked on sagas with other numbers of steps.")
         return
     hidden = _hidden_profiles()
     right = sum(1 for p in hidden
                 if (got := _rate_of(rate, p)) is not None
-                and abs(got - compensation_rate(p)) <= _RATE_TOLERANCE * compensation_rate(p))
+                and abs(got - compensation_rate(*p)) <= _RATE_TOLERANCE * compensation_rate(*p))
     if right == len(hidden):
-        rg.award(3, f"compensation rate {_pct(shown)} matches the prediction, and your function "
-                   f"is right on {len(hidden)} hidden sagas of other lengths too")
+        rg.award(5, f"compensation rate {_pct(shown)} matches the prediction, and your function "
+                    f"is right on {len(hidden)} hidden sagas of other lengths too")
     else:
-        rg.partial(1.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
-                       f"function is right on only {right} of {len(hidden)} hidden sagas")
-        rg.suggest("Does your function work for any number of steps, not only three?")
+        rg.partial(2.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
+                        f"function is right on only {right} of {len(hidden)} hidden sagas")
+        rg.suggest("Does your function work for any number of steps, tries and failure "
+                   "chances, not only yours?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1796,8 +1841,12 @@ def _decomposition_trivial(v: int) -> dict[str, Any]:
 def _patterns_trivial(v: int) -> dict[str, Any]:
     s = scenario("day1.patterns", v)
     ref = _ref()
-    compensation_rate = ref.compensation_rate
-    shown_rate = compensation_rate(s["failure_probability"])
+
+    shown_rate = ref.compensation_rate(*_profile_args(s))
+
+    def right_rate(fp, q, a):
+        return ref.compensation_rate(list(fp), q, a)
+
     problems = s["problems"]
     out: dict[str, Any] = {"empty": {"patterns": {}, "compensation_rate": 0.0}}
     for pattern in ("saga", "outbox", "cqrs"):
@@ -1808,10 +1857,10 @@ def _patterns_trivial(v: int) -> dict[str, Any]:
             "compensation_rate": shown_rate}
     out["uniform: every pattern for every problem, the right rate function"] = {
         "patterns": {p: list(PATTERNS) for p in problems},
-        "compensation_rate": lambda fp: compensation_rate(list(fp))}
+        "compensation_rate": right_rate}
     out["extreme: the seven problem-solving patterns for every problem, the right rate"] = {
         "patterns": {p: sorted(ref.PROBLEM_POOL) for p in problems},
-        "compensation_rate": lambda fp: compensation_rate(list(fp))}
+        "compensation_rate": right_rate}
     out["extreme: every saga compensates"] = {
         "patterns": {p: "saga" for p in problems}, "compensation_rate": 1.0}
     # the notebook's variant-0 answer, copied into another variant
@@ -1819,7 +1868,7 @@ def _patterns_trivial(v: int) -> dict[str, Any]:
     out["copied: the published variant's matching and rate function"] = {
         "patterns": ({p: key0[p] for p in problems if p in key0} if v
                      else {p: "shared_database" for p in problems}),
-        "compensation_rate": (lambda fp: compensation_rate(list(fp))) if v else 1.0}
+        "compensation_rate": right_rate if v else 1.0}
     return out
 
 

@@ -123,44 +123,47 @@ def cloudmart_contexts() -> list[set[str]]:
 # description of every pattern.
 PROBLEM_POOL: dict[str, tuple[str, str]] = {
     "saga": (
-        "Placing an order must set stock aside, take the payment and confirm the order, each in "
-        "a different service with its own database; when the payment is refused, the stock set "
-        "aside must be given back.",
-        "Booking a trip books a flight, a hotel and a car with three providers, each with its "
-        "own records; if the car cannot be booked, the flight and hotel already booked must be "
-        "cancelled."),
+        "A hotel site holds the room, takes the deposit and credits the loyalty bonus, in three "
+        "systems with records of their own. Last week a deposit bounced after the room was "
+        "already held, and the room stayed blocked for days.",
+        "Opening a bank account creates the customer in the core system, orders a card from a "
+        "card vendor and adds the person to the CRM. When the card vendor refuses the person, "
+        "the account and the CRM entry already exist, and nobody removes them."),
     "outbox": (
-        "The order service commits the order row and then publishes OrderCreated; if the "
-        "process dies between the two, the event is lost and the order is stuck.",
-        "After saving a new customer, the user service sends a message to the broker; when the "
-        "broker is briefly unreachable, the customer exists but no other service ever hears of "
-        "them."),
+        "After a deployment a few hundred orders sit in 'new' for ever: the database has them, "
+        "but the warehouse never heard of them. The logs show the service restarted right after "
+        "saving them.",
+        "During a ten-minute broker outage 300 people signed up and none of them got a welcome "
+        "mail: the user service saved each of them, and had nowhere to keep the news it could "
+        "not hand over."),
     "idempotency_key": (
-        "A mobile client times out and retries POST /api/orders; the customer must not end up "
-        "with two orders or two charges.",
-        "A payment provider's webhook is delivered again whenever it does not see a 200 in "
-        "time; each payment must still be booked exactly once."),
+        "On a flaky train connection the app shows a spinner, the customer taps 'Pay' once "
+        "more, and the bank statement shows two identical debits for one basket.",
+        "The payment provider calls our webhook and, when our answer is slow, calls it with the "
+        "same body once more; the ledger then holds two bookings for one payment."),
     "event_sourcing": (
-        "Support must see exactly how an order reached its current state and rebuild it as it "
-        "was at any past moment.",
-        "Auditors require every change to an account's balance to be kept for seven years, and "
-        "the current balance must always be derivable from that record alone."),
+        "A regulator asks what an insurance policy looked like on 3 March and which change "
+        "raised its premium; the policy table holds only today's values.",
+        "For any warehouse bin, the dispute team must show every movement in and out for five "
+        "years, and prove that the count on hand follows from those movements and nothing "
+        "else."),
     "cqrs": (
-        "The order-history page joins orders, payments and shipments and is read a hundred "
-        "times more often than they are written; its queries slow the writes down, and it needs "
-        "a shape none of the tables that take the writes has.",
-        "Search needs products by price, stock and rating at once, thousands of times per "
-        "second, while product updates are rare and must be validated strictly."),
+        "The sales dashboard joins orders, payments and shipments every few seconds; on busy "
+        "days its queries lock the tables checkout saves to, and checkouts slow down. The "
+        "dashboard wants its figures pre-joined per day and region anyway.",
+        "Product search filters by price, stock and rating thousands of times a second, while "
+        "product edits are rare and pass strict checks; one table layout serves neither well."),
     "api_composition": (
-        "The product page shows details, stock and reviews, owned by three services, in one "
-        "response to the browser.",
+        "The mobile order screen shows the order's status, each item's name and picture, and "
+        "where the parcel is — kept by the order, catalogue and shipping teams' services — in "
+        "one response.",
         "A customer's account page shows the profile, the last five orders and the unread "
-        "messages, each kept by a different service, fetched fresh on every visit."),
+        "messages, each owned by another team's service, always up to date."),
     "database_per_service": (
-        "Teams block each other because every service reads and writes the same tables, and a "
-        "column change needs four teams to agree.",
-        "The inventory team cannot change how stock is stored, because the order service's "
-        "code reads the stock table directly."),
+        "Renaming one column of the stock table took a month: four teams' code reads it, and "
+        "all four had to release on the same night.",
+        "The inventory team wants to keep stock counts in a faster store, but the order "
+        "service's code runs SQL against the stock table directly."),
 }
 PATTERNS_PER_VARIANT = 6
 
@@ -184,11 +187,18 @@ def pattern_key(v: int) -> dict[str, str]:
     return problems(v)[1]
 
 
-def compensation_rate(failure_probability: list[float]) -> float:
-    """The fraction of sagas that end in compensation: the first step succeeds and a later one
-    fails."""
-    all_ok = math.prod(1 - p for p in failure_probability)
-    return (1 - failure_probability[0]) - all_ok
+def compensation_rate(failure_probability: list[float], compensation_failure_probability: float,
+                      compensation_attempts: int) -> float:
+    """The fraction of sagas that end compensated: a step after the first fails, and each of
+    the completed steps' compensations succeeds within ``compensation_attempts`` tries (each
+    try failing with ``compensation_failure_probability``)."""
+    undo_ok = 1 - compensation_failure_probability ** compensation_attempts
+    total, reached = 0.0, 1.0
+    for j, p in enumerate(failure_probability):
+        if j:
+            total += reached * p * undo_ok ** j
+        reached *= 1 - p
+    return total
 
 
 # --------------------------------------------------------------------------------------------
