@@ -8,7 +8,8 @@ check registered under its id. The docstring of every check says the *shape* of 
 exercise id                 notebook  answer shape
 ==========================  ========  ============================================================
 ``day1.tradeoffs``          01        ``{"architecture": "monolith"|"microservices",
-                                      "p99_ms_at_load": float, "max_hops_within_slo": int}``
+                                      "p99_ms": function(hops, rate_per_s) -> float,
+                                      "max_hops_within_slo": int}``
 ``day1.decomposition``      02        ``{entity: context_name}`` for every entity of
                                       :data:`DECOMPOSITION_ITEMS` (CloudMart's entities and
                                       the new requirements' :data:`NEW_ENTITIES`), or a list
@@ -43,6 +44,7 @@ import copy
 import functools
 import itertools
 import math
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,8 +70,6 @@ __all__ = [
     "PATTERN_PROBLEMS",
     "SAGA_FAILURE_PROFILE",
     "TRADEOFFS_SCENARIO",
-    "cheapest_capacity_plan",
-    "cheapest_node_plan",
     "lab1_pods",
     "NODE_TYPES",
     "scenario",
@@ -91,6 +91,12 @@ _WORKERS = 256  # "enough" workers, where a model is about latency rather than c
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _ref():
+    """The reference solutions (imported here, inside a check, never at module level)."""
+    from grading._instructor import day1 as reference
+    return reference
 
 
 _SCENARIO_BUILDERS: dict[str, Any] = {}
@@ -124,7 +130,7 @@ TRADEOFFS_SCENARIO: dict[str, Any] = {
     # Microservices design: every service on the path is one M/M/1 station (exponential service
     # times with this mean); every hop into a service adds a fixed network delay each way.
     "service_time_ms_per_hop": 8.0,
-    "hop_delay_ms": 1.0,
+    "hop_delay_ms": 2.5,
     # Services a checkout request crosses in the proposed microservices design.
     "checkout_hops": 4,
     # SLO on the end-to-end latency of a checkout.
@@ -140,11 +146,6 @@ TRADEOFFS_SCENARIO: dict[str, Any] = {
 _TRADEOFFS = copy.deepcopy(TRADEOFFS_SCENARIO)
 
 
-def _tradeoffs_p99(s: Mapping[str, Any], hops: int) -> float:
-    return models.tandem_mm1_quantile_ms(0.99, s["arrival_rate_per_s"],
-                                         s["service_time_ms_per_hop"], hops, 2 * s["hop_delay_ms"])
-
-
 @_scenario_builder("day1.tradeoffs")
 def _tradeoffs_scenario(v: int) -> dict[str, Any]:
     if v == 0:
@@ -154,26 +155,19 @@ def _tradeoffs_scenario(v: int) -> dict[str, Any]:
     s = dict(_TRADEOFFS,
              service_time_ms_per_hop=st,
              arrival_rate_per_s=float(round(r.uniform(0.3, 0.65) * 1000 / st)),
-             hop_delay_ms=float(r.choice([0.5, 1.0, 1.5, 2.0])),
+             hop_delay_ms=0.0,
              checkout_hops=int(r.integers(3, 7)),
              teams=int(r.integers(1, 7)),
              deploys_per_week_per_team=int(r.integers(2, 11)))
+    p99 = _ref().tradeoffs_p99
+    # The network's share 2kd of the design's p99 is 14 to 25 %: leaving it out, or counting
+    # it one way, misses the 5 % tolerance.
+    share, k = float(r.uniform(0.14, 0.25)), s["checkout_hops"]
+    s["hop_delay_ms"] = float(math.ceil(10 * share * p99(s, k) / (2 * k * (1 - share))) / 10)
     # An SLO halfway between two hop counts around the design's, so the budget is clear-cut.
     h = max(1, s["checkout_hops"] + int(r.integers(-2, 3)))
-    s["slo_p99_ms"] = float(round((_tradeoffs_p99(s, h) + _tradeoffs_p99(s, h + 1)) / 2))
+    s["slo_p99_ms"] = float(round((p99(s, h) + p99(s, h + 1)) / 2))
     return s
-
-
-def _tradeoffs_reference(s: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    s = scenario("day1.tradeoffs") if s is None else s
-    max_hops = 0
-    while _tradeoffs_p99(s, max_hops + 1) <= s["slo_p99_ms"]:
-        max_hops += 1
-    fits = s["checkout_hops"] <= max_hops
-    arch = ("microservices" if fits and s["teams"] >= s["min_teams_for_microservices"]
-            else "monolith")
-    return {"architecture": arch, "p99_ms_at_load": _tradeoffs_p99(s, s["checkout_hops"]),
-            "max_hops_within_slo": max_hops}
 
 
 def _require_mapping(answer: Any, shape: str) -> Mapping:
@@ -193,76 +187,119 @@ def _require_keys(answer: Mapping, keys: tuple[str, ...], shape: str) -> None:
 
 
 _P99_TOLERANCE = 0.05
+_TRADEOFFS_HIDDEN = 4
+
+
+def _tradeoffs_hidden_points(s: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """(hops, rate) points the notebook does not show: 1 to 8 hops, 20 to 80 % utilisation."""
+    points = []
+    for seed in variants.hidden_seeds("day1.tradeoffs", _TRADEOFFS_HIDDEN):
+        r = np.random.default_rng(seed)
+        points.append((int(r.integers(1, 9)), float(round(
+            r.uniform(0.2, 0.8) * 1000 / s["service_time_ms_per_hop"], 1))))
+    return points
+
+
+def _p99_at(fn: Any, hops: int, rate: float) -> float | None:
+    try:
+        value = fn(hops, rate)
+    except Exception:  # a learner's function may fail on a case it was not written for
+        return None
+    return float(value) if _is_number(value) else None
 
 
 @exercise("day1.tradeoffs", max_score=10)
 def check_tradeoffs(answer: Any, g: Grader) -> None:
     """Monolith or microservices for the learner's :func:`scenario` ``("day1.tradeoffs")``,
-    backed by two predictions.
+    backed by a latency model and a hop budget.
 
     Answer shape::
 
         {"architecture": "monolith" | "microservices",
-         "p99_ms_at_load": float,       # p99 end-to-end latency (ms) of a checkout through
-                                        # the microservices design (checkout_hops services in
-                                        # series) at arrival_rate_per_s
+         "p99_ms": function(hops, rate_per_s) -> float,
+                                        # p99 end-to-end latency (ms) of a checkout through
+                                        # `hops` services in series at `rate_per_s`, with the
+                                        # scenario's service time and network delay
          "max_hops_within_slo": int}    # the most services in series whose p99 still meets
-                                        # slo_p99_ms at that load
+                                        # slo_p99_ms at arrival_rate_per_s
 
-    Two opposing criteria, latency and team autonomy, decide the architecture. Scored against
-    the exact M/M/1 tandem-line quantile: the p99 within 5% (4 points), the hop
-    budget (3 points; off by one: 1) and the architecture that follows from the teams and the
-    hop budget (3 points, earned only when the p99 and the hop budget behind it are right:
-    a guessed architecture is not a decision).
+    Two opposing criteria, latency and team autonomy, decide the architecture. The p99 function
+    (4 points) is scored against the exact M/M/1 tandem-line quantile within 5 %: at the
+    design's hops and load and at 4 hidden points (other hop counts and loads) 4, at the
+    design's point only 1.5. The hop budget 3 (off by one: 1). The architecture that follows
+    from the teams and the hop budget 3, earned only when the p99 function and the hop budget
+    behind it are right: a guessed architecture is not a decision.
     """
     s = scenario("day1.tradeoffs")
-    shape = ('{"architecture": "monolith"|"microservices", "p99_ms_at_load": float, '
+    shape = ('{"architecture": "monolith"|"microservices", "p99_ms": function(hops, rate_per_s), '
              '"max_hops_within_slo": int}')
     answer = _require_mapping(answer, shape)
-    _require_keys(answer, ("architecture", "p99_ms_at_load", "max_hops_within_slo"), shape)
-    arch, p99, hops = (answer["architecture"], answer["p99_ms_at_load"],
-                       answer["max_hops_within_slo"])
+    _require_keys(answer, ("architecture", "p99_ms", "max_hops_within_slo"), shape)
+    arch, fn, hops = (answer["architecture"], answer["p99_ms"], answer["max_hops_within_slo"])
     if arch not in ("monolith", "microservices"):
         raise AnswerShapeError(
             f"architecture={arch!r} is invalid; it must be 'monolith' or 'microservices'"
         )
-    if not _is_number(p99) or p99 <= 0:
-        raise AnswerShapeError(f"p99_ms_at_load={p99!r} is invalid; it must be a number > 0 (ms)")
+    if not callable(fn):
+        raise AnswerShapeError(f"p99_ms={fn!r} is invalid; it must be a function "
+                               "p99_ms(hops, rate_per_s) returning milliseconds")
     if not _is_int(hops) or hops < 0:
         raise AnswerShapeError(
             f"max_hops_within_slo={hops!r} is invalid; it must be an integer >= 0"
         )
-    ref = _tradeoffs_reference(s)
+    ref = _ref()
+    design = _p99_at(fn, s["checkout_hops"], s["arrival_rate_per_s"])
+    if design is None or design <= 0:
+        raise AnswerShapeError("p99_ms(checkout_hops, arrival_rate_per_s) raised or returned "
+                               "no positive number; it must return milliseconds")
 
-    err = abs(p99 - ref["p99_ms_at_load"]) / ref["p99_ms_at_load"]
-    p99_right = err <= _P99_TOLERANCE
-    if p99_right:
-        g.award(4, f"p99 at load of {p99:.1f} ms matches the prediction within 5%")
+    def right(got: float | None, h: int, rate: float) -> bool:
+        want = ref.tradeoffs_p99(s, h, rate)
+        return got is not None and abs(got - want) <= _P99_TOLERANCE * want
+
+    p99_right = False
+    if not right(design, s["checkout_hops"], s["arrival_rate_per_s"]):
+        g.miss(f"p99_ms(checkout_hops, arrival_rate_per_s) = {design:.1f} ms is off the "
+               "prediction by more than 5%")
+        g.suggest("Model the checkout as stations in series, each with its own queue, and the "
+                  "network delay of every hop; the p99 of a sum of random times is neither the "
+                  "sum of their means nor of their p99s. Reich's theorem says what the stations' "
+                  "times in system are, and whether they are independent: from there, find the "
+                  "distribution of their sum, or simulate it.")
     else:
-        g.miss(f"p99 at load of {p99:.1f} ms is off the prediction by more than 5%")
-        g.suggest("Model the checkout as stations in series, each with its own queue and its "
-                  "network delay each way; the p99 of a sum of random times is neither the sum "
-                  "of their means nor of their p99s. Simulate it, or find the distribution of "
-                  "the sum.")
+        points = _tradeoffs_hidden_points(s)
+        ok = sum(right(_p99_at(fn, h, rate), h, rate) for h, rate in points)
+        if ok == len(points):
+            p99_right = True
+            g.award(4, f"p99 at load of {design:.1f} ms matches the prediction within 5%, and "
+                       f"so does your function at {len(points)} hidden hop counts and loads")
+        else:
+            g.partial(1.5, f"p99 at load of {design:.1f} ms matches the prediction within 5%, "
+                           f"but your function is right at only {ok} of {len(points)} hidden "
+                           "hop counts and loads")
+            g.suggest("Does your function use its arguments everywhere — the number of hops in "
+                      "the queues and in the network delay, the rate in every queue?")
 
-    hops_right = hops == ref["max_hops_within_slo"]
+    want_hops = ref.tradeoffs_reference(s)["max_hops_within_slo"]
+    hops_right = hops == want_hops
     if hops_right:
         g.award(3, "hop budget within the SLO is right")
-    elif abs(hops - ref["max_hops_within_slo"]) == 1:
+    elif abs(hops - want_hops) == 1:
         g.partial(1, "hop budget is off by one")
         g.suggest("Sweep the number of hops and take the largest whose p99 is still <= the SLO.")
     else:
         g.miss("hop budget is wrong")
         g.suggest("Sweep the number of hops and take the largest whose p99 is still <= the SLO.")
 
-    if arch != ref["architecture"]:
+    if arch != ref.tradeoffs_reference(s)["architecture"]:
         g.miss(f"{arch} does not follow from the teams and the latency budget")
         g.suggest("Weigh both sides with the scenario's decision rule: how many teams must "
                   "deploy independently, and does the checkout path fit in the hop budget?")
     elif p99_right and hops_right:
         g.award(3, f"{arch} follows from the teams and the latency budget")
     else:
-        g.miss(f"{arch} is the right call, but not backed by a right p99 and hop budget")
+        g.miss(f"{arch} is the right call, but not backed by a right p99 function and hop "
+               "budget")
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,55 +326,45 @@ _EXISTING = frozenset(DOMAIN_MODEL["entities"])
 # How strongly one operation ties two entities: both written = one transaction (an invariant),
 # one written and one read = a lookup, both read = a shared view.
 _ACCESS_WEIGHT = {("w", "w"): 3.0, ("w", "r"): 1.0, ("r", "w"): 1.0, ("r", "r"): 0.5}
-
-# CloudMart's contexts: one per service, each owning its data (database per service). The
-# credential may sit with the customer who registers it (CloudMart's choice: the user service
-# stores the password hashes and auth asks it) or with identity (tokens and keys); both are
-# accepted.
-_IDENTITY_OWNS_CREDENTIAL = (
-    frozenset({"Credential", "OAuthClient", "SigningKey"}),
-    frozenset({"Customer", "Address"}),
-)
-_CUSTOMER_OWNS_CREDENTIAL = (
-    frozenset({"OAuthClient", "SigningKey"}),
-    frozenset({"Customer", "Address", "Credential"}),
-)
-_OTHER_CONTEXTS = (
-    frozenset({"StockItem", "Reservation"}),
-    frozenset({"Order", "OrderLine"}),
-    frozenset({"Payment", "Refund"}),
-    frozenset({"Notification", "NotificationPreference"}),
-)
-# The new requirements. A scan updates its shipment (write-write): shipping is one context, with
-# a language of its own (carrier, parcel, scan) and an external carrier behind it; it only reads
-# the order and the address. Redeeming checks and uses up a coupon's limit in one transaction
-# (write-write): promotions is one context, reading the order and the customer. A review is
-# written alone and only reads product, order and customer: the graph cannot tell whether it is
-# a context of its own (moderation, its own load) or part of the catalogue; both are accepted.
-_NEW_CONTEXTS = (
-    frozenset({"Shipment", "TrackingEvent"}),
-    frozenset({"Coupon", "CouponRedemption"}),
-)
-_REVIEWS_APART = (frozenset({"Product", "Category"}), frozenset({"Review"}))
-_REVIEWS_IN_CATALOGUE = (frozenset({"Product", "Category", "Review"}),)
-_REFERENCE_PARTITIONS: tuple[tuple[frozenset[str], ...], ...] = tuple(
-    identity + catalogue + _OTHER_CONTEXTS + _NEW_CONTEXTS
-    for identity in (_IDENTITY_OWNS_CREDENTIAL, _CUSTOMER_OWNS_CREDENTIAL)
-    for catalogue in (_REVIEWS_APART, _REVIEWS_IN_CATALOGUE)
-)
+_REQUIREMENTS_PER_VARIANT = 3
 
 
-def _all_operations() -> dict[str, dict[str, str]]:
-    return {**_DOMAIN["operations"], **_DOMAIN["extension"]["operations"]}
+@_scenario_builder("day1.decomposition")
+@functools.lru_cache(maxsize=256)
+def _decomposition_scenario(v: int) -> dict[str, Any]:
+    """CloudMart's domain and the new requirements of variant ``v`` (variant 0: the published
+    ``extension``; another draws three of the ``requirement_pool``)."""
+    if v == 0:
+        extension = copy.deepcopy(_DOMAIN["extension"])
+    else:
+        r = variants.rng("day1.decomposition", v)
+        pool = _DOMAIN["requirement_pool"]
+        names = sorted(pool)
+        picked = sorted(names[i] for i in r.permutation(len(names))[:_REQUIREMENTS_PER_VARIANT])
+        extension = {"requirements": {n: pool[n]["text"] for n in picked},
+                     "entities": {e: d for n in picked for e, d in pool[n]["entities"].items()},
+                     "operations": {o: dict(a) for n in picked
+                                    for o, a in pool[n]["operations"].items()}}
+    new = sorted(extension["entities"])
+    return {"entities": copy.deepcopy(_DOMAIN["entities"]),
+            "operations": copy.deepcopy(_DOMAIN["operations"]),
+            "extension": extension, "new_entities": new,
+            "items": sorted({*_DOMAIN["entities"], *new})}
 
 
-def decomposition_graph() -> nx.Graph:
-    """The domain graph over CloudMart's and the new requirements' operations: entities as
-    nodes; an edge's ``weight`` sums, over the operations that touch both ends, 3 if both are
-    written, 1 if one is written and the other read, 0.5 if both are only read."""
+def _all_operations(s: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    return {**s["operations"], **s["extension"]["operations"]}
+
+
+def decomposition_graph(s: Mapping[str, Any] | None = None) -> nx.Graph:
+    """The domain graph over CloudMart's and the new requirements' operations (the learner's
+    :func:`scenario` ``("day1.decomposition")`` unless ``s`` is given): entities as nodes; an
+    edge's ``weight`` sums, over the operations that touch both ends, 3 if both are written, 1
+    if one is written and the other read, 0.5 if both are only read."""
+    s = scenario("day1.decomposition") if s is None else s
     graph = nx.Graph()
-    graph.add_nodes_from(DECOMPOSITION_ITEMS)
-    for touched in _all_operations().values():
+    graph.add_nodes_from(s["items"])
+    for touched in _all_operations(s).values():
         for (a, mode_a), (b, mode_b) in itertools.combinations(sorted(touched.items()), 2):
             w = _ACCESS_WEIGHT[(mode_a, mode_b)]
             if graph.has_edge(a, b):
@@ -347,7 +374,7 @@ def decomposition_graph() -> nx.Graph:
     return graph
 
 
-def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
+def _as_partition(answer: Any, s: Mapping[str, Any]) -> tuple[list[set[str]], list[str]]:
     """The answer's contexts, and the new entities it leaves unplaced (sorted)."""
     shape = "{entity: context_name} for every entity, or a list of sets of entities"
     if isinstance(answer, Mapping):
@@ -372,12 +399,12 @@ def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
             items.extend(group)
     else:
         raise AnswerShapeError(f"expected {shape}, got {type(answer).__name__}")
-    known = set(DECOMPOSITION_ITEMS)
+    known = set(s["items"])
     unknown = sorted(str(i) for i in items if i not in known)
     if unknown:
         raise AnswerShapeError(
             f"unknown entity name(s) {', '.join(unknown)}; the entities are "
-            + ", ".join(DECOMPOSITION_ITEMS)
+            + ", ".join(s["items"])
         )
     dupes = sorted({i for i in items if items.count(i) > 1})
     if dupes:
@@ -385,7 +412,7 @@ def _as_partition(answer: Any) -> tuple[list[set[str]], list[str]]:
     missing = sorted(_EXISTING - set(items))
     if missing:
         raise AnswerShapeError(f"every entity needs a context; missing: {', '.join(missing)}")
-    return [p for p in parts if p], sorted(set(NEW_ENTITIES) - set(items))
+    return [p for p in parts if p], sorted(set(s["new_entities"]) - set(items))
 
 
 def _same_context_pairs(parts: list[set[str]]) -> set[frozenset[str]]:
@@ -416,10 +443,12 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     """Bounded contexts for CloudMart extended with new requirements (:data:`DOMAIN_MODEL` and
     its ``extension``, :func:`decomposition_graph`).
 
-    Answer shape: either a mapping of every entity of :data:`DECOMPOSITION_ITEMS` to a context
-    name, ``{"Customer": "customers", ...}``, or a list of sets of entities,
+    Answer shape: either a mapping of every entity of the learner's
+    ``scenario("day1.decomposition")["items"]`` to a context name,
+    ``{"Customer": "customers", ...}``, or a list of sets of entities,
     ``[{"Customer", ...}, ...]``. Every entity CloudMart has must be placed; a new entity
-    (:data:`NEW_ENTITIES`) left out counts as not placed.
+    (``["new_entities"]``: the variant's requirements, :data:`NEW_ENTITIES` in variant 0) left
+    out counts as not placed.
 
     Scored by where the new entities go (pairwise F1 of pairs with a new entity against a
     reference placement, 5 points), whether CloudMart's contexts stay whole (pairwise F1 of the
@@ -429,16 +458,17 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     loosely coupled), and the last three criteria are weighted by the F1 of the new entities:
     copying CloudMart's contexts without placing the new requirements earns nothing.
     """
-    parts, unplaced = _as_partition(answer)
+    s = scenario("day1.decomposition")
+    parts, unplaced = _as_partition(answer, s)
     full = parts + [{e} for e in unplaced]
-    graph = decomposition_graph()
-    new = frozenset(NEW_ENTITIES)
+    graph = decomposition_graph(s)
+    new = frozenset(s["new_entities"])
     existing_only = [p & _EXISTING for p in full]
     new_f1, old_f1, reference = max(
         ((pairwise_f1(full, [set(p) for p in ref], among=new),
           pairwise_f1(existing_only, [set(p) & _EXISTING for p in ref]),
           [set(p) for p in ref])
-         for ref in _REFERENCE_PARTITIONS),
+         for ref in _ref().decomposition_references(s)),
         key=lambda scored: scored[:2],
     )
 
@@ -446,7 +476,7 @@ def check_decomposition(answer: Any, g: Grader) -> None:
     if new_f1 >= 0.999:
         g.award(5, "the new entities sit with what they must stay consistent with, and apart "
                    "from the rest")
-    elif len(unplaced) == len(NEW_ENTITIES):
+    elif len(unplaced) == len(new):
         g.miss("the entities of the new requirements are not placed in any context")
     elif points > 0:
         g.partial(points, f"the new entities agree with the reference on {_pct(new_f1)} of "
@@ -533,51 +563,6 @@ PATTERNS: tuple[str, ...] = (
 them (``two_phase_commit``, ``shared_database``) are what the other patterns replace between
 microservices, and a variant need not use every pattern, so elimination does not solve it."""
 
-# Two descriptions per pattern, none naming it. A variant draws six patterns and one
-# description of each, in a shuffled order under neutral ids; variant 0 shows the first
-# description of every pattern.
-_PROBLEM_POOL: dict[str, tuple[str, str]] = {
-    "saga": (
-        "Placing an order must set stock aside, take the payment and confirm the order, each in "
-        "a different service with its own database; when the payment is refused, the stock set "
-        "aside must be given back.",
-        "Booking a trip books a flight, a hotel and a car with three providers, each with its "
-        "own records; if the car cannot be booked, the flight and hotel already booked must be "
-        "cancelled."),
-    "outbox": (
-        "The order service commits the order row and then publishes OrderCreated; if the "
-        "process dies between the two, the event is lost and the order is stuck.",
-        "After saving a new customer, the user service sends a message to the broker; when the "
-        "broker is briefly unreachable, the customer exists but no other service ever hears of "
-        "them."),
-    "idempotency_key": (
-        "A mobile client times out and retries POST /api/orders; the customer must not end up "
-        "with two orders or two charges.",
-        "A payment provider's webhook is delivered again whenever it does not see a 200 in "
-        "time; each payment must still be booked exactly once."),
-    "event_sourcing": (
-        "Support must see exactly how an order reached its current state and rebuild it as it "
-        "was at any past moment.",
-        "Auditors require every change to an account's balance to be kept for seven years, and "
-        "the current balance must always be derivable from that record alone."),
-    "cqrs": (
-        "The order-history page joins orders, payments and shipments and is read a hundred "
-        "times more often than they are written; its queries slow the writes down, and it needs "
-        "a shape none of the tables that take the writes has.",
-        "Search needs products by price, stock and rating at once, thousands of times per "
-        "second, while product updates are rare and must be validated strictly."),
-    "api_composition": (
-        "The product page shows details, stock and reviews, owned by three services, in one "
-        "response to the browser.",
-        "A customer's account page shows the profile, the last five orders and the unread "
-        "messages, each kept by a different service, fetched fresh on every visit."),
-    "database_per_service": (
-        "Teams block each other because every service reads and writes the same tables, and a "
-        "column change needs four teams to agree.",
-        "The inventory team cannot change how stock is stored, because the order service's "
-        "code reads the stock table directly."),
-}
-_PATTERNS_PER_VARIANT = 6
 
 SAGA_FAILURE_PROFILE: dict[str, Any] = {
     # The checkout saga's steps in order, with the probability that each step fails.
@@ -585,74 +570,72 @@ SAGA_FAILURE_PROFILE: dict[str, Any] = {
     "failure_probability": [0.02, 0.05, 0.03],
     # A saga compensates when a step fails after at least one earlier step succeeded: the
     # completed steps must be undone. A failure of the first step needs no compensation.
+    # Each compensation can fail too; it is tried up to this many times in all, each try
+    # failing with this probability. A compensation that fails every try leaves the saga
+    # stuck (an operator repairs it): not compensated.
+    "compensation_failure_probability": 0.2,
+    "compensation_attempts": 2,
 }
 """Failure profile of the checkout saga for the compensation-rate question (notebook 03)."""
 _SAGA = copy.deepcopy(SAGA_FAILURE_PROFILE)
 
 
-def _problems(v: int) -> tuple[dict[str, str], dict[str, str]]:
-    """The problems of variant ``v`` under neutral ids, and the key: ``({id: text}, {id:
-    pattern})``."""
-    if v == 0:
-        chosen = [(pattern, texts[0]) for pattern, texts in _PROBLEM_POOL.items()]
-    else:
-        r = variants.rng("day1.patterns.problems", v)
-        names = list(_PROBLEM_POOL)
-        picked = [names[i] for i in r.permutation(len(names))[:_PATTERNS_PER_VARIANT]]
-        chosen = [(pattern, _PROBLEM_POOL[pattern][int(r.integers(0, 2))]) for pattern in picked]
-    ids = [f"problem_{chr(ord('a') + i)}" for i in range(len(chosen))]
-    return ({i: text for i, (_, text) in zip(ids, chosen)},
-            {i: pattern for i, (pattern, _) in zip(ids, chosen)})
-
-
-PATTERN_PROBLEMS: dict[str, str] = _problems(0)[0]
+PATTERN_PROBLEMS: dict[str, str] = _ref().problems(0)[0]
 """Problems to match with a pattern in variant 0 (notebook 03 shows the learner's own,
 ``scenario("day1.patterns")["problems"]``): ``{problem_id: description}``."""
-_PATTERN_KEY: dict[str, str] = _problems(0)[1]
-
-
-def _pattern_key() -> dict[str, str]:
-    return _problems(variants.variant("day1.patterns"))[1]
 
 
 @_scenario_builder("day1.patterns")
 def _patterns_scenario(v: int) -> dict[str, Any]:
-    problems = _problems(v)[0]
+    problems = _ref().problems(v)[0]
     if v == 0:
         return dict(_SAGA, problems=problems)
     r = variants.rng("day1.patterns", v)
     return dict(_SAGA, problems=problems,
-                failure_probability=[float(x) for x in np.round(r.uniform(0.01, 0.15, 3), 3)])
+                failure_probability=[float(x) for x in np.round(r.uniform(0.01, 0.15, 3), 3)],
+                compensation_failure_probability=float(round(r.uniform(0.1, 0.35), 2)),
+                compensation_attempts=int(r.integers(1, 4)))
 
 
 _RATE_TOLERANCE = 0.05
 _HIDDEN_PROFILES = 4
 
 
-def compensation_rate(failure_probability: list[float]) -> float:
-    """The fraction of sagas that end in compensation: the first step succeeds and a later one
-    fails. (The reference of ``day1.patterns``; tests check it against brute force.)"""
-    all_ok = math.prod(1 - p for p in failure_probability)
-    return (1 - failure_probability[0]) - all_ok
+def _profile_args(s: Mapping[str, Any]) -> tuple[list[float], float, int]:
+    return (list(s["failure_probability"]), float(s["compensation_failure_probability"]),
+            int(s["compensation_attempts"]))
 
 
-def _compensation_rate() -> float:
-    return compensation_rate(scenario("day1.patterns")["failure_probability"])
-
-
-def _hidden_profiles() -> list[list[float]]:
+def _hidden_profiles() -> list[tuple[list[float], float, int]]:
     """Failure profiles the notebook never shows: 2 to 5 steps, other probabilities."""
     profiles = []
     for seed in variants.hidden_seeds("day1.patterns", _HIDDEN_PROFILES):
         r = np.random.default_rng(seed)
         steps = int(r.integers(2, 6))
-        profiles.append([float(x) for x in np.round(r.uniform(0.01, 0.3, steps), 3)])
+        profiles.append(([float(x) for x in np.round(r.uniform(0.01, 0.3, steps), 3)],
+                         float(round(r.uniform(0.05, 0.4), 2)), int(r.integers(1, 5))))
     return profiles
 
 
-def _rate_of(fn: Any, profile: list[float]) -> float | None:
+def _without_course_modules(fn: types.FunctionType) -> types.FunctionType:
+    """``fn`` with a copy of its globals that lacks the course's modules (``sim``,
+    ``grading``) and whatever was imported from them: the rate must come from the learner's
+    reasoning, not from the library's value."""
+    def foreign(value: Any) -> bool:
+        name = (value.__name__ if isinstance(value, types.ModuleType)
+                else getattr(value, "__module__", None) or "")
+        return isinstance(name, str) and (name == "sim" or name.startswith(("sim.", "grading")))
+
+    namespace = {k: v for k, v in fn.__globals__.items() if not foreign(v)}
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    clone.__kwdefaults__ = fn.__kwdefaults__
+    return clone
+
+
+def _rate_of(fn: Any, profile: tuple[list[float], float, int]) -> float | None:
     try:
-        value = fn(list(profile))
+        value = fn(list(profile[0]), profile[1], profile[2])
     except Exception:  # a learner's function may fail on a case it was not written for
         return None
     return float(value) if _is_number(value) else None
@@ -699,19 +682,21 @@ def check_patterns(answer: Any, g: Grader) -> None:
     Answer shape::
 
         {"patterns": {problem_id: pattern or [pattern, ...], ...},
-         "compensation_rate": float | function}    # fraction (0..1) of checkouts that end in
-                                                   # compensation for the learner's saga
-                                                   # failure profile, or a function of a list
-                                                   # of step failure probabilities returning it
+         "compensation_rate": float | function}
+            # the fraction (0..1) of sagas that end compensated (not stuck) for the learner's
+            # profile, or a function rate(failure_probability, compensation_failure_probability,
+            # compensation_attempts) returning it for any profile
 
     Two opposing criteria, earned together: **protection** (the share of problems whose pattern
     is applied) and **economy** (the share of applied patterns the problem needs; every pattern
     costs code, latency and operations, and ``two_phase_commit``/``shared_database`` are what
-    the others replace). The patterns earn 7 x protection x economy, so hedging with several
+    the others replace). The patterns earn 5 x protection x economy, so hedging with several
     patterns per problem costs as surely as leaving a problem open. The compensation rate earns
-    3 points as a function that is right (within 5%, relative) on the learner's profile and on
-    hidden profiles of other lengths (1.5 as a number right for the learner's profile), counted
-    in the same proportion protection x economy.
+    5 points as a function that is right (within 5%, relative) on the learner's profile and on
+    hidden profiles of other lengths (2.5 as a number right for the learner's profile), counted
+    in the same proportion protection x economy. The function runs without the course's
+    modules in its globals (``sim``, ``grading``): the library's saga model has no retried
+    compensations, so its value is not the answer anyway.
     """
     shape = ('{"patterns": {problem_id: pattern or [patterns]}, '
              '"compensation_rate": float or function}')
@@ -721,7 +706,7 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not isinstance(chosen_raw, Mapping):
         raise AnswerShapeError(f"'patterns' must be a dict {{problem_id: pattern}}; got "
                                f"{type(chosen_raw).__name__}")
-    key = _pattern_key()
+    key = _ref().pattern_key(variants.variant("day1.patterns"))
     unknown = sorted(str(k) for k in chosen_raw if k not in key)
     if unknown:
         raise AnswerShapeError(f"unknown problem id(s) {', '.join(unknown)}; your problems are "
@@ -731,6 +716,11 @@ def check_patterns(answer: Any, g: Grader) -> None:
     if not callable(rate) and (not _is_number(rate) or not 0 <= rate <= 1):
         raise AnswerShapeError(f"compensation_rate={rate!r} is invalid; it must be a fraction "
                                "between 0 and 1, or a function of the failure probabilities")
+    if callable(rate) and not isinstance(rate, types.FunctionType):
+        raise AnswerShapeError("compensation_rate must be a number, or a function written with "
+                               "def or lambda")
+    if callable(rate):
+        rate = _without_course_modules(rate)
 
     protection, economy = patterns_protection_and_complexity(chosen, key)
     open_problems, extra = [], []
@@ -753,10 +743,10 @@ def check_patterns(answer: Any, g: Grader) -> None:
         if anti:
             g.wrong.append(f"{problem}: {', '.join(anti)} is what microservices replace")
     share = protection * economy
-    g.score += round(7 * share, 2)
+    g.score += round(5 * share, 2)
     if share < 0.999:
         g.wrong.append(f"protection {_pct(protection)} x economy {_pct(economy)}: "
-                       f"{7 * share:.2g} of the patterns' 7 points")
+                       f"{5 * share:.2g} of the patterns' 5 points")
     else:
         g.right.append("every problem solved with exactly the pattern it needs")
     if open_problems:
@@ -779,39 +769,48 @@ def check_patterns(answer: Any, g: Grader) -> None:
 
 
 def _score_rate(rate: Any, rg: Grader) -> None:
-    profile = scenario("day1.patterns")["failure_probability"]
-    ref = compensation_rate(profile)
+    compensation_rate = _ref().compensation_rate
+    profile = _profile_args(scenario("day1.patterns"))
+    ref = compensation_rate(*profile)
     shown = _rate_of(rate, profile) if callable(rate) else float(rate)
-    total_failure = 1 - math.prod(1 - p for p in profile)
+    steps, q, attempts = profile
+    no_retry = compensation_rate(steps, q, 1)
+    never_fails = compensation_rate(steps, 0.0, 1)
     if shown is None or abs(shown - ref) > _RATE_TOLERANCE * ref:
         if shown is None:
-            rg.miss("compensation_rate(...) raised or returned no number for your profile")
-        elif abs(shown - total_failure) <= 0.05 * total_failure:
-            rg.miss(f"compensation rate {_pct(shown)} counts every failed saga")
-            rg.suggest("A saga whose very first step fails has nothing to undo.")
+            rg.miss("compensation_rate(...) raised or returned no number for your profile "
+                    "(it runs without sim and grading in its globals)")
+        elif attempts > 1 and abs(shown - no_retry) <= _RATE_TOLERANCE * no_retry:
+            rg.miss(f"compensation rate {_pct(shown)} gives every compensation one try")
+        elif abs(shown - never_fails) <= _RATE_TOLERANCE * never_fails:
+            rg.miss(f"compensation rate {_pct(shown)} counts stuck sagas as compensated")
+            rg.suggest("A saga is compensated only if every undo it needs succeeds.")
         else:
             rg.miss(f"compensation rate {_pct(shown)} is off the prediction by more than "
-                   f"{_pct(_RATE_TOLERANCE)}")
-        rg.suggest("Compensation happens when some step fails after an earlier one succeeded: "
-                  "write the probability of each such path, or simulate many sagas.")
+                    f"{_pct(_RATE_TOLERANCE)}")
+        rg.suggest("Follow one saga: at which step can the first failure happen, how many "
+                   "completed steps must then be undone, and with what chance does each undo "
+                   "succeed within its tries? Add up the paths, or simulate many sagas.")
         return
     if not callable(rate):
-        rg.partial(1.5, f"compensation rate {_pct(shown)} matches the prediction for your "
-                       "profile; as a function of the failure probabilities it would earn 3")
-        rg.suggest("Write the rate as a function of the list of step failure probabilities: it is "
-                  "also checked on sagas with other numbers of steps.")
+        rg.partial(2.5, f"compensation rate {_pct(shown)} matches the prediction for your "
+                        "profile; as a function of the profile it would earn 5")
+        rg.suggest("Write the rate as a function of (failure_probability, "
+                   "compensation_failure_probability, compensation_attempts): it is also "
+                   "checked on sagas with other numbers of steps.")
         return
     hidden = _hidden_profiles()
     right = sum(1 for p in hidden
                 if (got := _rate_of(rate, p)) is not None
-                and abs(got - compensation_rate(p)) <= _RATE_TOLERANCE * compensation_rate(p))
+                and abs(got - compensation_rate(*p)) <= _RATE_TOLERANCE * compensation_rate(*p))
     if right == len(hidden):
-        rg.award(3, f"compensation rate {_pct(shown)} matches the prediction, and your function "
-                   f"is right on {len(hidden)} hidden sagas of other lengths too")
+        rg.award(5, f"compensation rate {_pct(shown)} matches the prediction, and your function "
+                    f"is right on {len(hidden)} hidden sagas of other lengths too")
     else:
-        rg.partial(1.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
-                       f"function is right on only {right} of {len(hidden)} hidden sagas")
-        rg.suggest("Does your function work for any number of steps, not only three?")
+        rg.partial(2.5, f"compensation rate {_pct(shown)} matches for your profile, but your "
+                        f"function is right on only {right} of {len(hidden)} hidden sagas")
+        rg.suggest("Does your function work for any number of steps, tries and failure "
+                   "chances, not only yours?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -848,15 +847,14 @@ LAB1_COST_SCENARIO: dict[str, Any] = {
 """The capacity-planning lab (notebook 04): load per service, instance types, SLO."""
 _LAB1 = copy.deepcopy(LAB1_COST_SCENARIO)
 
-_MAX_REPLICAS_SEARCHED = 64
+_LAB1_HIDDEN = 3
 
 
-@_scenario_builder("day1.lab1_cost")
-@functools.lru_cache(maxsize=256)
-def _lab1_scenario(v: int) -> dict[str, Any]:
-    if v == 0:
-        return _LAB1
-    r = variants.rng("day1.lab1_cost", v)
+def _lab1_draw(r: np.random.Generator) -> dict[str, Any]:
+    """A capacity scenario drawn from ``r``: the published loads scaled per service. Drawn again
+    while the minimum replica count of one instance type, for every service, would meet the SLO
+    close to the cheapest plan's cost: the lab is about sizing."""
+    ref = _ref()
     for _ in range(50):
         services = {}
         for name, svc in _LAB1["services"].items():
@@ -865,73 +863,89 @@ def _lab1_scenario(v: int) -> dict[str, Any]:
                                                   * r.uniform(1.0, 2.5))),
                 "service_time_ms": float(round(svc["service_time_ms"] * r.uniform(0.8, 1.2), 1)),
             }
-        s = dict(_LAB1, services=services)
-        # Draw again while the minimum replica count of one instance type, for every service,
-        # would meet the SLO close to the cheapest plan's cost: the lab is about sizing.
-        _, best = cheapest_capacity_plan(s)
+        s = dict(copy.deepcopy(_LAB1), services=services)
+        _, best = ref.cheapest_capacity_plan(s)
         n = s["min_replicas"]
-        if all(any(_replica_p99_ms(k, n, inst, s) > s["slo_p99_ms"] for k in s["services"])
+        if all(any(ref.replica_p99_ms(k, n, inst, s) > s["slo_p99_ms"] for k in s["services"])
                or len(s["services"]) * n * it["usd_per_h"] > 1.4 * best
                for inst, it in s["instance_types"].items()):
             return s
-    raise RuntimeError(f"no lab1 variant {v} found")  # pragma: no cover
+    raise RuntimeError("no lab1 scenario found")  # pragma: no cover
 
 
-def _replica_p99_ms(service: str, replicas: int, instance: str,
-                    s: Mapping[str, Any] | None = None) -> float:
-    s = scenario("day1.lab1_cost") if s is None else s
-    svc = s["services"][service]
-    it = s["instance_types"][instance]
-    return models.mmc_response_quantile_ms(
-        0.99, svc["arrival_rate_per_s"] / replicas, svc["service_time_ms"] / it["speed"],
-        int(it["vcpu"]),
-    )
+@_scenario_builder("day1.lab1_cost")
+@functools.lru_cache(maxsize=256)
+def _lab1_scenario(v: int) -> dict[str, Any]:
+    if v == 0:
+        return _LAB1
+    return _lab1_draw(variants.rng("day1.lab1_cost", v))
 
 
-def _cheapest_per_service(s: Mapping[str, Any]) -> dict[str, tuple[float, dict[str, Any]]]:
-    out = {}
-    for service in s["services"]:
-        best = None
-        for instance, it in s["instance_types"].items():
-            for replicas in range(s["min_replicas"], _MAX_REPLICAS_SEARCHED + 1):
-                if _replica_p99_ms(service, replicas, instance, s) <= s["slo_p99_ms"]:
-                    cost = replicas * it["usd_per_h"]
-                    if best is None or cost < best[0] - 1e-12:
-                        best = (cost, {"replicas": replicas, "instance": instance})
-                    break
-        if best is None:  # pragma: no cover - guarded by a test of the scenario
-            raise RuntimeError(f"no plan meets the SLO for {service}")
-        out[service] = best
-    return out
+@functools.lru_cache(maxsize=8)
+def _lab1_hidden(key: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_lab1_draw(r) for r in _ref().hidden_rngs(key, _LAB1_HIDDEN))
 
 
-def cheapest_capacity_plan(s: Mapping[str, Any] | None = None
-                           ) -> tuple[dict[str, dict[str, Any]], float]:
-    """The cheapest plan meeting the lab's SLO (the learner's scenario unless ``s`` is given),
-    found by exhaustive search, and its $/h."""
-    s = scenario("day1.lab1_cost") if s is None else s
-    best = _cheapest_per_service(s)
-    return {k: v[1] for k, v in best.items()}, sum(v[0] for v in best.values())
+def _answer_for(answer: Any, s: Mapping[str, Any]) -> Any:
+    """A plan answer as is, or what a learner's function returns for the scenario ``s`` (a
+    copy); ``None`` when the function fails on it."""
+    if not callable(answer):
+        return answer
+    try:
+        return answer(copy.deepcopy(dict(s)))
+    except Exception:  # a learner's function may fail on a case it was not written for
+        return None
 
 
-@exercise("day1.lab1_cost", max_score=10)
-def check_lab1_cost(answer: Any, g: Grader) -> None:
-    """A capacity plan for the learner's :func:`scenario` ``("day1.lab1_cost")`` that meets the
-    SLO at low cost.
+_OWN_POINTS, _HIDDEN_POINTS = 6.0, 4.0
 
-    Answer shape::
 
-        {service: {"replicas": int, "instance": str}, ...}   # every service of the scenario;
-                                                             # instance from INSTANCE_TYPES
+def _score_own_and_hidden(answer: Any, g: Grader, s: Mapping[str, Any],
+                          hidden: tuple[Mapping[str, Any], ...], score_one, what: str) -> None:
+    """The plan's score on the learner's scenario counts 6 of 10; a function of the scenario
+    also earns 4 x (the share of hidden scenarios it solves in full) x (its own score / 10)."""
+    own = Grader(g.exercise_id, 10)
+    plan = _answer_for(answer, s)
+    if plan is None:
+        raise AnswerShapeError(f"your function raised or returned nothing for your own "
+                               f"scenario; it must return {what}")
+    score_one(plan, own, s)
+    g.score += _OWN_POINTS * own.score / 10
+    g.right += own.right
+    g.wrong += own.wrong
+    if own.hint:
+        g.suggest(own.hint)
+    if own.score < 10:
+        g.wrong.append(f"your own scenario earns {own.score:g} of 10, counted as "
+                       f"{_OWN_POINTS * own.score / 10:.1f} of {_OWN_POINTS:g}")
+    if not callable(answer):
+        g.miss(f"a plan for your scenario only: write it as a function of the scenario "
+               f"(returning {what}) to earn the {_HIDDEN_POINTS:g} points of "
+               f"{len(hidden)} hidden scenarios")
+        g.suggest("Turn your method into a function of the scenario dict: it is also scored "
+                  "on scenarios the notebook does not show.")
+        return
+    solved = 0
+    for hs in hidden:
+        plan = _answer_for(answer, hs)
+        trial = Grader(g.exercise_id, 10)
+        try:
+            if plan is not None:
+                score_one(plan, trial, hs)
+        except AnswerShapeError:
+            trial.score = 0.0
+        solved += trial.score >= 10 - 1e-9
+    points = _HIDDEN_POINTS * solved / len(hidden) * own.score / 10
+    text = f"your function solves {solved} of {len(hidden)} hidden scenarios in full"
+    if solved == len(hidden) and own.score >= 10:
+        g.award(points, text)
+    else:
+        g.partial(points, text + (f", counted as {points:.1f} of {_HIDDEN_POINTS:g}"))
+        g.suggest("Does your function follow the scenario it is given (its loads, types and "
+                  "prices), or numbers of your own scenario?")
 
-    Two opposing criteria, SLO and cost, scored together: each service's p99 is predicted for
-    the plan (M/M/c per replica, Erlang C). When every service meets the SLO with at least
-    ``min_replicas``, the cost earns the points: 10 within ``cost_tolerance`` of the cheapest
-    plan that does, 3 within 20%, 1 within 40%, else 0 (over-provisioned). Otherwise 0.5 per
-    service that meets the SLO at close to its lowest cost: a plan that misses the SLO, or buys
-    it at any price, loses.
-    """
-    s = scenario("day1.lab1_cost")
+
+def _check_plan_shape(answer: Any, s: Mapping[str, Any]) -> Mapping:
     instances = s["instance_types"]
     shape = '{service: {"replicas": int, "instance": str}} for ' + ", ".join(s["services"])
     answer = _require_mapping(answer, shape)
@@ -951,12 +965,19 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
         if entry["instance"] not in instances:
             raise AnswerShapeError(f"{service}: instance={entry['instance']!r} is unknown; "
                                    f"choose from {', '.join(instances)}")
+    return answer
 
-    cheapest = _cheapest_per_service(s)
+
+def _score_plan(answer: Any, g: Grader, s: Mapping[str, Any]) -> None:
+    """SLO and cost of one plan on one scenario, out of 10."""
+    ref = _ref()
+    answer = _check_plan_shape(answer, s)
+    instances = s["instance_types"]
+    cheapest = ref.cheapest_per_service(s)
     all_ok, near_cheapest = True, 0
     for service in s["services"]:
         r, inst = int(answer[service]["replicas"]), answer[service]["instance"]
-        p99 = _replica_p99_ms(service, r, inst, s)
+        p99 = ref.replica_p99_ms(service, r, inst, s)
         cost = r * instances[inst]["usd_per_h"]
         label = f"{service} ({r} x {inst}, ${cost:.3f}/h)"
         if math.isinf(p99):
@@ -986,7 +1007,7 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
                                            "their lowest cost; the plan as a whole does not")
         g.miss(f"cost ${cost:.3f}/h is not scored until every service meets the SLO")
         return
-    _, min_cost = cheapest_capacity_plan(s)
+    _, min_cost = ref.cheapest_capacity_plan(s)
     ratio = cost / min_cost
     if ratio <= 1 + s["cost_tolerance"] + 1e-9:
         g.award(10, f"every service meets the SLO, at ${cost:.3f}/h: within "
@@ -1006,38 +1027,93 @@ def check_lab1_cost(answer: Any, g: Grader) -> None:
               "differently against price.")
 
 
+@exercise("day1.lab1_cost", max_score=10)
+def check_lab1_cost(answer: Any, g: Grader) -> None:
+    """A capacity plan for the learner's :func:`scenario` ``("day1.lab1_cost")`` that meets the
+    SLO at low cost — as a plan, or as a function of a scenario returning one.
+
+    Answer shape::
+
+        {service: {"replicas": int, "instance": str}, ...}   # every service of the scenario;
+                                                             # instance from INSTANCE_TYPES
+        # or a function plan(scenario) -> such a dict, for any scenario shaped like
+        # scenario("day1.lab1_cost")
+
+    Two opposing criteria, SLO and cost, scored together on one scenario: each service's p99 is
+    predicted for the plan (M/M/c per replica, Erlang C). When every service meets the SLO with
+    at least ``min_replicas``, the cost earns the points: 10 within ``cost_tolerance`` of the
+    cheapest plan that does, 3 within 20%, 1 within 40%, else 0 (over-provisioned). Otherwise
+    0.5 per service that meets the SLO at close to its lowest cost.
+
+    The learner's own scenario counts 6 of the 10 points. A function also earns 4 x the share
+    of 3 hidden scenarios (other loads and service times) it solves in full, in proportion to
+    its own score; a plain plan cannot earn them.
+    """
+    s = scenario("day1.lab1_cost")
+    _score_own_and_hidden(answer, g, s, _lab1_hidden("day1.lab1_cost"), _score_plan,
+                          "a plan {service: {'replicas', 'instance'}}")
+
+
 # --------------------------------------------------------------------------------------------
-# day1.lab1_nodes (notebook 04, step 2): put the capacity plan on nodes
+# day1.lab1_nodes (notebook 04, step 2): put pods on nodes
 # --------------------------------------------------------------------------------------------
 
 NODE_TYPES: tuple[str, ...] = ("general.large", "general.xlarge", "general.2xlarge",
                                "compute.large", "compute.xlarge")
 """The node types of :data:`sim.PRICE_SHEET` the node step may use."""
-_MEMORY_GIB_PER_VCPU = 0.75   # a replica's memory request per vCPU of its size
-_MEMORY_BASE_GIB = 0.25       # plus a fixed part per replica
 _MAX_NODES = 200
+_LAB1_NODES_HIDDEN = 3
+
+LAB1_NODES_PLACEMENT = (
+    "spread: the scheduler places pods one by one, largest CPU request first (then memory), "
+    "each on the node with the most free allocatable CPU that fits it (lowest index on a tie); "
+    "when a node is lost, the pods of the other nodes stay where they are and the lost node's "
+    "pods are placed the same way in the room left on the surviving nodes")
+"""How ``day1.lab1_nodes`` places pods and reschedules them after a node loss."""
+
+# Variant 0: the pods of the published lab1_cost scenario's cheapest plan (one per replica).
+_LAB1_NODES_PODS = {
+    "product": {"replicas": 5, "cpu_request_cores": 1.0, "memory_request_gib": 1.0},
+    "order": {"replicas": 2, "cpu_request_cores": 2.0, "memory_request_gib": 1.75},
+    "payment": {"replicas": 2, "cpu_request_cores": 2.0, "memory_request_gib": 1.75},
+    "inventory": {"replicas": 2, "cpu_request_cores": 1.0, "memory_request_gib": 1.0},
+}
+
+
+def _lab1_nodes_draw(r: np.random.Generator | None) -> dict[str, Any]:
+    """The published pods (``r`` None) or pods drawn from ``r``: drawn again until the cheapest
+    resilient choice is not first fit decreasing's count plus one spare, so that the spare-node
+    rule of thumb does not stand in for losing each node."""
+    ref = _ref()
+    for _ in range(200):
+        if r is None:
+            pods = copy.deepcopy(_LAB1_NODES_PODS)
+        else:
+            pods = {}
+            for service in _LAB1_NODES_PODS:
+                cpu = float(r.choice([0.5, 1.0, 1.5, 2.0, 3.0]))
+                pods[service] = {"replicas": int(r.integers(2, 8)), "cpu_request_cores": cpu,
+                                 "memory_request_gib": float(round((0.25 + 0.75 * cpu)
+                                                                   * r.uniform(0.8, 2.0), 2))}
+        s = {"pods": pods, "node_types": list(NODE_TYPES),
+             # Survive the loss of any one node: its pods must fit in the room left on the others.
+             "spare_nodes": 1, "placement": LAB1_NODES_PLACEMENT}
+        best, _ = ref.cheapest_node_plan(s)
+        if r is None or best["nodes"] != ref.nodes_needed(lab1_pods(s), best["node_type"]) + 1:
+            return s
+    raise RuntimeError("no lab1_nodes scenario found")  # pragma: no cover
 
 
 @_scenario_builder("day1.lab1_nodes")
 @functools.lru_cache(maxsize=256)
 def _lab1_nodes_scenario(v: int) -> dict[str, Any]:
-    """The pods of the learner's cheapest ``day1.lab1_cost`` plan: one per replica, requesting
-    its size's vCPU and memory. The plan is the grader's, so a wrong step 1 does not fail step 2."""
-    s = _lab1_scenario(v)
-    plan, _ = cheapest_capacity_plan(s)
-    r = variants.rng("day1.lab1_nodes", v) if v else None
-    pods = {}
-    for service, p in plan.items():
-        vcpu = float(s["instance_types"][p["instance"]]["vcpu"])
-        memory = _MEMORY_BASE_GIB + _MEMORY_GIB_PER_VCPU * vcpu
-        if r is not None:
-            memory = float(round(memory * r.uniform(0.8, 1.6), 2))
-        pods[service] = {"replicas": int(p["replicas"]), "cpu_request_cores": vcpu,
-                         "memory_request_gib": float(memory)}
-    return {"pods": pods, "node_types": list(NODE_TYPES),
-            # Survive the loss of any one node: the pods must still fit on the others.
-            "spare_nodes": 1,
-            "cost_tolerance": 0.0}
+    """Pods to place: one per replica, each requesting its cores and memory."""
+    return _lab1_nodes_draw(variants.rng("day1.lab1_nodes", v) if v else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _lab1_nodes_hidden(key: str) -> tuple[dict[str, Any], ...]:
+    return tuple(_lab1_nodes_draw(r) for r in _ref().hidden_rngs(key, _LAB1_NODES_HIDDEN))
 
 
 def lab1_pods(s: Mapping[str, Any] | None = None) -> list[sim.Pod]:
@@ -1048,52 +1124,11 @@ def lab1_pods(s: Mapping[str, Any] | None = None) -> list[sim.Pod]:
             for service, spec in s["pods"].items() for i in range(spec["replicas"])]
 
 
-def _nodes_needed(pods: list[sim.Pod], node_type: str) -> int | None:
-    """How many nodes of ``node_type`` the scheduler's first fit decreasing needs (None: a pod
-    does not fit on one node at all)."""
-    try:
-        return len(sim.bin_pack(pods, node_type))
-    except ValueError:
-        return None
-
-
-def cheapest_node_plan(s: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-    """The cheapest ``{"node_type", "nodes"}`` that holds every pod with ``spare_nodes`` lost."""
-    s = scenario("day1.lab1_nodes") if s is None else s
-    pods = lab1_pods(s)
-    best = None
-    for node_type in s["node_types"]:
-        need = _nodes_needed(pods, node_type)
-        if need is None:
-            continue
-        nodes = need + s["spare_nodes"]
-        cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
-        if best is None or cost < best[1] - 1e-12:
-            best = ({"node_type": node_type, "nodes": nodes}, cost)
-    if best is None:  # pragma: no cover - guarded by a test of the scenario
-        raise RuntimeError("no node type holds the pods")
-    return best
-
-
-@exercise("day1.lab1_nodes", max_score=10)
-def check_lab1_nodes(answer: Any, g: Grader) -> None:
-    """Choose the node type and count for the pods of ``scenario("day1.lab1_nodes")``.
-
-    Answer shape::
-
-        {"node_type": one of scenario["node_types"], "nodes": int >= 1}
-
-    Two opposing criteria. **Resilience**: with any ``spare_nodes`` nodes lost, the pods still
-    fit on the rest, as the scheduler packs them (first fit decreasing into each node's
-    allocatable resources, :func:`sim.bin_pack`). **Cost**: the nodes' on-demand price per hour
-    against the cheapest resilient choice. A resilient, cheapest choice earns 10; resilient and
-    within 10 % of the cheapest, 6; resilient above that, at most 3 (in proportion); a choice
-    that holds the pods only with every node up, 2; one that does not hold them, 0.
-    """
+def _score_nodes(answer: Any, g: Grader, s: Mapping[str, Any]) -> None:
+    ref = _ref()
     shape = '{"node_type": str, "nodes": int}'
     answer = _require_mapping(answer, shape)
     _require_keys(answer, ("node_type", "nodes"), shape)
-    s = scenario("day1.lab1_nodes")
     node_type, nodes = answer["node_type"], answer["nodes"]
     if node_type not in s["node_types"]:
         raise AnswerShapeError(f"node_type={node_type!r} is not offered; choose from "
@@ -1101,35 +1136,54 @@ def check_lab1_nodes(answer: Any, g: Grader) -> None:
     if not _is_int(nodes) or not 1 <= nodes <= _MAX_NODES:
         raise AnswerShapeError(f"nodes={nodes!r} is invalid; it must be an integer from 1 to "
                                f"{_MAX_NODES}")
+    nodes = int(nodes)
     pods = lab1_pods(s)
-    need = _nodes_needed(pods, node_type)
-    best, best_cost = cheapest_node_plan(s)
+    _, best_cost = ref.cheapest_node_plan(s)
     cost = nodes * sim.PRICE_SHEET[node_type].on_demand_usd_per_h
-    if need is None or nodes < need:
-        g.miss(f"{nodes} x {node_type} cannot hold the pods: the scheduler needs more room")
-        g.suggest("Pack the pods with sim.bin_pack: a node offers its allocatable resources, "
-                  "not its whole size.")
+    if ref.spread(pods, node_type, nodes) is None:
+        g.miss(f"{nodes} x {node_type} cannot hold the pods as the scheduler places them")
+        g.suggest("A node offers its allocatable resources, not its whole size; place the pods "
+                  "as the scenario's 'placement' says and see which one finds no room.")
         return
-    if nodes < need + s["spare_nodes"]:
-        g.partial(2, f"{nodes} x {node_type} holds the pods only while every node is up: "
-                     "losing one leaves pods unscheduled (resilience)")
-        g.suggest("What happens to the pods of a node that fails? Count the nodes that must "
-                  "remain.")
+    lost = ref.unschedulable_after_loss(pods, node_type, nodes)
+    if lost:
+        g.partial(2, f"{nodes} x {node_type} holds the pods only while every node is up: losing "
+                     f"node {lost[0]} leaves {lost[1]} pod(s) without room (resilience)")
+        g.suggest("Lose each node in turn: its pods must fit in the room the other nodes have "
+                  "left, where the other pods stay. A spare node's worth of room in total is "
+                  "not enough if it is split into pieces smaller than a pod.")
         return
-    g.right.append(f"{nodes} x {node_type} holds the pods with {s['spare_nodes']} node(s) lost "
-                   "(resilience)")
-    if cost <= best_cost * (1 + s["cost_tolerance"]) + 1e-9:
+    g.right.append(f"{nodes} x {node_type} holds the pods with any one node lost (resilience)")
+    if cost <= best_cost + 1e-9:
         g.award(10, f"${cost:.3f}/h is the cheapest resilient choice (cost)")
-    elif cost <= 1.1 * best_cost:
-        g.partial(6, f"${cost:.3f}/h is within 10 % of the cheapest resilient choice, not the "
-                     "cheapest (cost)")
-        g.suggest("Compare the node types by what the whole resilient cluster costs, not by "
-                  "the price of one node.")
     else:
-        g.partial(round(3 * best_cost / cost, 2), f"${cost:.3f}/h is {cost / best_cost:.1f} times "
-                  "the cheapest resilient choice: nodes nobody needs are idle cost (cost)")
-        g.suggest("Fewer or smaller nodes may hold the same pods: count them with "
-                  "sim.bin_pack for each node type.")
+        g.partial(round(3 * best_cost / cost, 2), f"${cost:.3f}/h is {cost / best_cost:.2f} "
+                  "times the cheapest resilient choice: nodes nobody needs are idle cost (cost)")
+        g.suggest("Compare the node types by what the whole resilient cluster costs, not by "
+                  "the price of one node; fewer or other nodes may survive a loss too.")
+
+
+@exercise("day1.lab1_nodes", max_score=10)
+def check_lab1_nodes(answer: Any, g: Grader) -> None:
+    """Choose the node type and count for the pods of ``scenario("day1.lab1_nodes")`` — as a
+    choice, or as a function of a scenario returning one.
+
+    Answer shape::
+
+        {"node_type": one of scenario["node_types"], "nodes": int >= 1}
+        # or a function choose(scenario) -> such a dict
+
+    Two opposing criteria. **Resilience**: the pods placed as ``scenario["placement"]`` says,
+    each node is lost in turn and its pods must find room on the surviving nodes (whose pods
+    stay). **Cost**: the nodes' on-demand price per hour against the cheapest resilient choice.
+    On one scenario: resilient and cheapest 10; resilient and dearer at most 3 (in proportion);
+    holding the pods only with every node up 2; not holding them 0. The learner's scenario
+    counts 6 of the 10 points; a function also earns 4 x the share of 3 hidden pod sets it
+    solves in full, in proportion to its own score.
+    """
+    s = scenario("day1.lab1_nodes")
+    _score_own_and_hidden(answer, g, s, _lab1_nodes_hidden("day1.lab1_nodes"), _score_nodes,
+                          "{'node_type': str, 'nodes': int}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1151,6 +1205,7 @@ consumer acknowledges each message and JetStream redelivers one whose ack does n
 failing consumer delays the work but fails no user request."""
 
 _WAITING_MODES = ("sync", "sync_retry", "request_reply")
+_HIDDEN_SEEDS = 1
 
 COMMUNICATION_SCENARIO: dict[str, Any] = {
     "entry": "order",
@@ -1161,18 +1216,23 @@ COMMUNICATION_SCENARIO: dict[str, Any] = {
     # the callee's mean (exponential) latency and its error rate during the incident.
     "edges": {
         ("order", "product"): {"purpose": "price lookup", "needs_result": True,
-                               "latency_ms": 5.0, "error_rate": 0.0},
+                               "idempotent": True, "latency_ms": 5.0, "error_rate": 0.0},
         # CloudMart itself reserves stock asynchronously in its checkout saga (notebook 03) and
         # answers 202 pending; this shop wants to refuse an out-of-stock order at once, so it
         # asks inventory before answering.
         ("order", "inventory"): {"purpose": "availability check (the response says whether "
                                             "every item is in stock)", "needs_result": True,
-                                 "latency_ms": 20.0, "error_rate": 0.05},
-        ("order", "payment"): {"purpose": "authorise the card (the order is answered 202 "
-                                          "pending)", "needs_result": False,
-                               "latency_ms": 300.0, "error_rate": 0.01},
+                                 "idempotent": True, "latency_ms": 20.0, "error_rate": 0.05},
+        # This shop answers "confirmed" or "declined", so it waits for the charge; the card
+        # processor's API takes no idempotency key: a repeated call charges the card again.
+        ("order", "payment"): {"purpose": "charge the card (the order is answered confirmed or "
+                                          "declined; the processor's API takes no idempotency "
+                                          "key, so a repeated call charges again)",
+                               "needs_result": True, "idempotent": False,
+                               "latency_ms": 20.0, "error_rate": 0.002},
         ("order", "notification"): {"purpose": "confirmation e-mail", "needs_result": False,
-                                    "latency_ms": 2000.0, "error_rate": 0.02},
+                                    "idempotent": True, "latency_ms": 2000.0,
+                                    "error_rate": 0.02},
     },
     "slowed_down": "notification",
     "flapping": "inventory",
@@ -1191,50 +1251,74 @@ _COMMUNICATION = copy.deepcopy(COMMUNICATION_SCENARIO)
 
 # What a variant's shop needs before it answers the user. CloudMart reserves stock in its saga
 # and answers 202 pending; another shop refuses an out-of-stock order at once. A shop that
-# answers "confirmed" or "declined" must wait for the card's authorisation (which then comes
-# from a fast synchronous processor API).
+# answers "confirmed" or "declined" must wait for the charge.
 _INVENTORY_PURPOSE = {
     True: "availability check (the response says whether every item is in stock)",
     False: "reserve the stock (the order is answered 202 pending, as CloudMart does)",
 }
 _PAYMENT_PURPOSE = {
-    True: "authorise the card (the order is answered confirmed or declined)",
-    False: "authorise the card (the order is answered 202 pending)",
+    (True, False): ("charge the card (the order is answered confirmed or declined; the "
+                    "processor's API takes no idempotency key, so a repeated call charges "
+                    "again)"),
+    (True, True): ("charge the card (the order is answered confirmed or declined; the call "
+                   "carries an idempotency key, so a repeated call charges once)"),
+    (False, True): "authorise the card (the order is answered 202 pending)",
 }
 
 
 @_scenario_builder("day1.communication")
+@functools.lru_cache(maxsize=256)
 def _communication_scenario(v: int) -> dict[str, Any]:
+    """Variant 0 is published. Every other variant has a callee whose result is needed but that
+    must not be retried: a charge without an idempotency key, or a slow callee whose tries
+    often outlast the client's timeout (all of them, now and then)."""
     if v == 0:
         return _COMMUNICATION
     r = variants.rng("day1.communication", v)
     s = copy.deepcopy(_COMMUNICATION)
-    inventory_needed, payment_needed = (bool(x) for x in r.integers(0, 2, 2))
-    slow = str(r.choice(["payment", "notification"])) if not payment_needed else "notification"
+    twist = str(r.choice(["charge", "slow"]))
     for (_, b), spec in s["edges"].items():
         spec["latency_ms"] = float(round(spec["latency_ms"] * r.uniform(0.7, 1.3), 1))
         spec["error_rate"] = 0.0 if b == "product" else float(round(r.uniform(0.005, 0.02), 3))
+        spec["idempotent"] = True
     inventory, payment = s["edges"][("order", "inventory")], s["edges"][("order", "payment")]
+    product = s["edges"][("order", "product")]
+    s["timeout_ms"] = float(r.choice([80.0, 100.0, 150.0]))
+    if twist == "charge":
+        inventory_needed = bool(r.integers(0, 2))
+        payment.update(needs_result=True, idempotent=False,
+                       latency_ms=float(round(r.uniform(15, 30), 1)),
+                       error_rate=float(round(r.uniform(0.0, 0.003), 3)))
+        slow = "notification"
+        flapping = "inventory" if inventory_needed else "product"
+    else:
+        # the needed, reliable callee whose mean is close to the timeout
+        inventory_needed = True
+        payment_needed = bool(r.integers(0, 2))
+        payment.update(needs_result=payment_needed, idempotent=True)
+        if payment_needed:
+            payment["latency_ms"] = float(round(r.uniform(15, 30), 1))
+        slow_needed = str(r.choice(["product", "inventory"]))
+        spec = s["edges"][("order", slow_needed)]
+        spec.update(latency_ms=float(round(s["timeout_ms"] * r.uniform(0.9, 1.2), 1)),
+                    error_rate=0.0)
+        slow = "notification" if payment_needed else str(r.choice(["payment", "notification"]))
+        flapping = "inventory" if slow_needed == "product" else "product"
+        if payment_needed and r.integers(0, 2):
+            flapping = "payment"
     inventory.update(needs_result=inventory_needed, purpose=_INVENTORY_PURPOSE[inventory_needed])
-    payment.update(needs_result=payment_needed, purpose=_PAYMENT_PURPOSE[payment_needed])
-    if payment_needed:
-        payment["latency_ms"] = float(round(r.uniform(15, 30), 1))
-    # the flapping callee is one whose result the order needs: the incident must be contained
-    # on the user's path, not moved off it
-    needed = [b for (_, b), spec in s["edges"].items() if spec["needs_result"]]
-    flapping = str(r.choice(needed))
+    payment["purpose"] = _PAYMENT_PURPOSE[(payment["needs_result"], payment["idempotent"])]
     s["edges"][("order", flapping)]["error_rate"] = float(round(r.uniform(0.03, 0.10), 3))
     s["edges"][("order", slow)]["latency_ms"] = float(round(r.uniform(1000, 3000)))
-    s.update(flapping=flapping, slowed_down=slow,
-             rate_per_s=float(round(r.uniform(10, 40))),
-             slo_p99_ms=float(r.choice([250.0, 300.0, 400.0])))
+    s.update(flapping=flapping, slowed_down=slow, rate_per_s=float(round(r.uniform(10, 40))))
+    # an SLO the reference meets with room, on the shown seed and the hidden ones
+    s["slo_p99_ms"] = 1e9
+    reference = _ref().communication_reference(s)
+    p99 = max(simulate_communication(reference, seed, s)["p99_ms"]
+              for seed in [_SEED, *variants.hidden_seeds("day1.communication", _HIDDEN_SEEDS)])
+    s["slo_p99_ms"] = float(max(float(r.choice([250.0, 300.0, 400.0])),
+                                10 * math.ceil(1.15 * p99 / 10)))
     return s
-
-
-def communication_reference(s: Mapping[str, Any] | None = None) -> dict[tuple[str, str], str]:
-    """A full-marks choice: wait (with timeout and retry) only where the result is needed."""
-    s = scenario("day1.communication") if s is None else s
-    return {e: ("sync_retry" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
 
 
 def _edge_key(key: Any) -> tuple[str, str] | None:
@@ -1294,9 +1378,6 @@ def simulate_communication(modes: Mapping[tuple[str, str], str], seed: int = _SE
 _COMMUNICATION_RUNS: dict[tuple, dict[str, float]] = {}
 
 
-_HIDDEN_SEEDS = 1
-
-
 @exercise("day1.communication", max_score=10)
 def check_communication(answer: Any, g: Grader) -> None:
     """Choose how ``order`` talks to each callee in the learner's :func:`scenario`
@@ -1308,8 +1389,9 @@ def check_communication(answer: Any, g: Grader) -> None:
          ("order", "inventory"): ..., ("order", "payment"): ..., ("order", "notification"): ...}
         # keys may also be strings "order->product"
 
-    Two opposing criteria: correctness (the order can only answer with the results it needs:
-    if any such edge is an event the answer scores 0) against isolation from the incident. The
+    Two opposing criteria: correctness (the order can only answer with the results it needs,
+    and a call that is not idempotent must not be repeated: if a needed edge is an event, or a
+    non-idempotent one is retried, the answer scores 0) against isolation from the incident. The
     isolation is scored by seeded simulations, the shown seed and hidden ones: user-facing p99
     within the SLO and error rate within ``max_error_rate`` on every seed (7 points; one of the
     two: 2), and no waiting on a callee whose result is not needed (3 points, 1.5 lost per
@@ -1333,6 +1415,15 @@ def check_communication(answer: Any, g: Grader) -> None:
     if missing:
         raise AnswerShapeError(f"choose a mode for every edge; missing: {', '.join(missing)}")
 
+    repeated = [f"{a}->{b}" for (a, b), spec in s["edges"].items()
+                if not spec.get("idempotent", True) and modes[(a, b)] == "sync_retry"]
+    if repeated:
+        g.miss(f"{', '.join(repeated)}: retried, but the call is not safe to repeat: a try "
+               "that timed out may have done its work, and the retry does it again; a wrong "
+               "result, so nothing else scores")
+        g.suggest("Before retrying a call, ask what happens when the first try did succeed "
+                  "and only its answer was lost.")
+        return
     lost = [f"{a}->{b}" for (a, b), spec in s["edges"].items()
             if spec["needs_result"] and modes[(a, b)] == "async"]
     if lost:
@@ -1435,16 +1526,45 @@ def _challenge_scenario(v: int) -> dict[str, Any]:
     for name, spec in s["services"].items():
         load = lam * spec["service_time_ms"] / 1000
         on_path = any(b == name and need for _, b, need in s["interactions"]) or name == s["entry"]
-        replicas[name] = math.ceil(load / 0.55) if on_path else math.floor(load) + 1
+        # off the path: stable with room for the hidden cases' extra load
+        replicas[name] = (math.ceil(load / 0.55) if on_path
+                          else math.floor(load * _CHALLENGE_DRIFT ** 2) + 1)
     reference = {"services": {n: {"replicas": r} for n, r in replicas.items()},
                  "edges": [(a, b, "sync" if need else "async")
                            for a, b, need in s["interactions"]]}
     s["budget_usd_per_h"] = float(round(math.ceil(
         round(sum(replicas.values()) * s["usd_per_replica_h"] / 0.05, 6)) * 0.05, 2))
     s["slo_p99_ms"] = 1e9  # not needed to simulate
-    p99 = simulate_challenge(reference, _SEED, s)["p99_ms"]
-    s["slo_p99_ms"] = float(10 * math.ceil(1.15 * p99 / 10))
+    # the SLO leaves room for the hidden cases: the reference at the most load they may add
+    p99 = simulate_challenge(reference, _SEED, _drifted(s, _CHALLENGE_DRIFT,
+                                                        {n: _CHALLENGE_DRIFT for n in replicas}))
+    s["slo_p99_ms"] = float(10 * math.ceil(1.15 * p99["p99_ms"] / 10))
     return s
+
+
+# Hidden cases of day1.challenge: the load and every service time up to 8% above the shown
+# ones, on other seeds, so a design tuned by search to the shown run does not carry over.
+_CHALLENGE_DRIFT = 1.08
+_CHALLENGE_HIDDEN = 2
+
+
+def _drifted(s: Mapping[str, Any], rate_factor: float,
+             time_factors: Mapping[str, float]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(s))
+    out["arrival_rate_per_s"] = s["arrival_rate_per_s"] * rate_factor
+    for name, spec in out["services"].items():
+        spec["service_time_ms"] = spec["service_time_ms"] * time_factors[name]
+    return out
+
+
+def _challenge_hidden(s: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    cases = []
+    for seed in variants.hidden_seeds("day1.challenge", _CHALLENGE_HIDDEN):
+        r = np.random.default_rng(seed)
+        cases.append((seed, _drifted(s, float(r.uniform(1.0, _CHALLENGE_DRIFT)),
+                                     {n: float(r.uniform(1.0, _CHALLENGE_DRIFT))
+                                      for n in s["services"]})))
+    return cases
 
 
 def _parse_design(answer: Any, s: Mapping[str, Any]
@@ -1539,7 +1659,6 @@ def simulate_challenge(answer: Any, seed: int = _SEED,
     return {"p99_ms": p99, "utilisation": utilisation, "cost_usd_per_h": cost}
 
 
-_CHALLENGE_HIDDEN_SEEDS = 1
 
 
 @exercise("day1.challenge", max_score=10)
@@ -1553,15 +1672,35 @@ def check_challenge(answer: Any, g: Grader) -> None:
          "edges": [(caller, callee, "sync" | "async"), ...]}
 
     ``service_time_ms`` may be omitted (the scenario's work is used) and is never taken below
-    it. The SLO and the budget oppose each other and are scored together: every service stable,
-    user-facing p99 within the SLO on the shown seed and on hidden ones, and cost within budget
-    (7 points; the SLO held within 25% over budget, or the budget held with the p99 within 20%
-    over the SLO: 2). Coupling earns 3 points (synchronous exactly where the result is needed,
-    every needed interaction present; 1 lost per problem), only for a design that is stable and
-    earns SLO-and-cost points.
+    it. **Correctness first**: every interaction the checkout needs must be present, and every
+    one whose result the caller needs must be synchronous; otherwise the checkout cannot answer
+    and nothing else scores. The SLO and the budget oppose each other and are scored together:
+    every service stable, user-facing p99 within the SLO on the shown case and on hidden ones
+    (other seeds, the load and every service time up to 8% higher), and cost within budget (7
+    points; the SLO held within 25% over budget, or the budget held with the p99 within 20%
+    over the SLO: 2). Coupling earns 3 points (no synchronous call whose result is not needed,
+    1 lost per such call), only together with the 7.
     """
     s = scenario("day1.challenge")
     services, edges = _parse_design(answer, s)
+    modes = {(a, b): m for a, b, m in edges}
+    needed = {(a, b): need for a, b, need in s["interactions"]}
+    broken = []
+    for (a, b), need in needed.items():
+        if (a, b) not in modes:
+            broken.append(f"{a} never calls {b}, which the checkout needs")
+        elif need and modes[(a, b)] != "sync":
+            broken.append(f"{a}->{b} is async but {a} needs its result to answer")
+    if broken:
+        for p in broken:
+            g.miss(p)
+        g.miss("the checkout cannot answer without these results, so neither the SLO, the "
+               "cost nor the coupling is scored")
+        g.suggest("An event carries no answer back: a caller that needs a result must wait "
+                  "for it. Start from the interactions the checkout needs.")
+        return
+    g.right.append("every needed interaction is there, synchronous where its result is needed")
+
     design = {"services": {}, "edges": edges}
     for name, spec in services.items():
         floor = s["services"][name]["service_time_ms"]
@@ -1571,65 +1710,62 @@ def check_challenge(answer: Any, g: Grader) -> None:
         design["services"][name] = {"replicas": spec["replicas"],
                                     "service_time_ms": max(spec["service_time_ms"], floor)}
     result = simulate_challenge(design, _SEED, s)
-    overloaded = sorted(n for n, u in result["utilisation"].items() if u >= 1)
     cost, budget = result["cost_usd_per_h"], s["budget_usd_per_h"]
     in_budget = cost <= budget + 1e-9
     joint = 0.0
+    overloaded = sorted(n for n, u in result["utilisation"].items() if u >= 1)
     if overloaded:
         g.miss(f"overloaded (utilisation >= 100%): {', '.join(overloaded)}")
         g.suggest("Compute each service's arrival rate from the edges first: async events are "
                   "load too.")
     else:
-        p99 = max([result["p99_ms"]] + [
-            simulate_challenge(design, seed, s)["p99_ms"]
-            for seed in variants.hidden_seeds("day1.challenge", _CHALLENGE_HIDDEN_SEEDS)])
+        p99s = [result["p99_ms"]]
+        for seed, hs in _challenge_hidden(s):
+            hd = {"services": {n: {"replicas": spec["replicas"],
+                                   "service_time_ms": max(spec["service_time_ms"],
+                                                          hs["services"][n]["service_time_ms"])}
+                               for n, spec in design["services"].items()}, "edges": edges}
+            p99s.append(simulate_challenge(hd, seed, hs)["p99_ms"])
+        p99 = max(p99s)
         slo_ok = p99 <= s["slo_p99_ms"]
-        p99_text = (f"user-facing p99 {p99:.0f} ms (worst of {1 + _CHALLENGE_HIDDEN_SEEDS} "
-                    f"seeded runs, {_CHALLENGE_HIDDEN_SEEDS} hidden) vs the "
-                    f"{s['slo_p99_ms']:.0f} ms SLO")
+        shown = (f"{result['p99_ms']:.0f} ms on the shown case"
+                 if math.isfinite(result["p99_ms"]) else "unbounded on the shown case")
+        worst = (f"{p99:.0f} ms" if math.isfinite(p99)
+                 else "unbounded (a service overloaded)")
+        p99_text = (f"user-facing p99 {shown}, worst of it and {len(p99s) - 1} hidden cases "
+                    f"with up to 8% more load {worst}, vs the {s['slo_p99_ms']:.0f} ms SLO")
         cost_text = f"cost ${cost:.2f}/h vs the ${budget:.2f}/h budget"
         if slo_ok and in_budget:
             joint = 7
             g.award(7, f"{p99_text} and {cost_text}: both hold")
         elif (slo_ok and cost <= 1.25 * budget) or (in_budget and p99 <= 1.2 * s["slo_p99_ms"]):
-            joint = 2
             g.partial(2, f"close, but not both: {p99_text}; {cost_text}")
         else:
             g.miss(f"{p99_text}; {cost_text}")
         if not slo_ok:
             g.suggest("The user waits for the whole synchronous chain: shorten it, or give its "
-                      "services headroom (utilisation well below one).")
+                      "services headroom (utilisation well below one), enough for a little "
+                      "more load than shown.")
         if not in_budget:
             g.suggest("Spend replicas where utilisation is high and the user waits; a service "
                       "off the synchronous path only needs to keep up, not to be fast.")
 
-    modes = {(a, b): m for a, b, m in edges}
-    needed = {(a, b): need for a, b, need in s["interactions"]}
-    problems = []
-    for (a, b), need in needed.items():
-        if (a, b) not in modes:
-            problems.append(f"{a} never calls {b}, which the checkout needs")
-        elif need and modes[(a, b)] != "sync":
-            problems.append(f"{a}->{b} is async but {a} needs its result")
-        elif not need and modes[(a, b)] == "sync":
-            problems.append(f"{a}->{b} is sync though {a} does not need its result: "
-                            "temporal coupling")
-    for (a, b), mode in modes.items():
-        if (a, b) not in needed and mode == "sync":
-            problems.append(f"{a}->{b} is an extra synchronous dependency")
+    problems = [f"{a}->{b} is sync though {a} does not need its result: temporal coupling"
+                for (a, b), need in needed.items() if not need and modes[(a, b)] == "sync"]
+    problems += [f"{a}->{b} is an extra synchronous dependency"
+                 for (a, b), mode in modes.items() if (a, b) not in needed and mode == "sync"]
     coupling = max(0, 3 - len(problems))
     for p in problems:
         g.miss(p)
     if problems:
         g.suggest("Call synchronously only when the caller cannot answer without the result; "
                   "everything else can be an event.")
-    if not joint:
+    if joint < 7:
         if coupling:
-            g.miss(f"coupling ({coupling} of 3) is not scored for a design that meets neither "
-                   "the SLO nor the budget")
+            g.miss(f"coupling ({coupling} of 3) is scored only for a design that meets both "
+                   "the SLO and the budget")
     elif not problems:
-        g.award(3, "coupling: synchronous only where a result is needed, every interaction "
-                   "present")
+        g.award(3, "coupling: synchronous only where a result is needed")
     elif coupling:
         g.partial(coupling, f"coupling: {coupling} of 3 points")
 
@@ -1646,41 +1782,71 @@ def trivial_answers(exercise_id: str, variant: int = 0) -> dict[str, Any]:
 
 @grading.trivial("day1.tradeoffs")
 def _tradeoffs_trivial(v: int) -> dict[str, Any]:
+    from scipy import stats
+
     s = scenario("day1.tradeoffs", v)
-    mean_sojourn = 1000 / (1000 / s["service_time_ms_per_hop"] - s["arrival_rate_per_s"])
-    naive = s["checkout_hops"] * (mean_sojourn + 2 * s["hop_delay_ms"])
-    out = {"empty": {}}
+    st, d = s["service_time_ms_per_hop"], s["hop_delay_ms"]
+
+    def mean_sum(hops, rate):  # the mean end-to-end time as the p99
+        return hops * (1000 / (1000 / st - rate) + 2 * d)
+
+    def erlang(ways):
+        def p99(hops, rate):
+            return float(stats.gamma.ppf(0.99, hops, scale=1000 / (1000 / st - rate))
+                         + ways * hops * d)
+        return p99
+
+    def budget(fn):
+        return max([h for h in range(1, 60) if fn(h, s["arrival_rate_per_s"]) <= s["slo_p99_ms"]],
+                   default=0)
+
+    models_ = {"the mean end-to-end time as the p99": mean_sum,
+               "the queues only, no network delay": erlang(0),
+               "the network delay one way only": erlang(1)}
+    out: dict[str, Any] = {"empty": {}}
     for arch in ("monolith", "microservices"):
         out[f"uniform: {arch}, p99 = SLO, hops = the design's"] = {
-            "architecture": arch, "p99_ms_at_load": s["slo_p99_ms"],
+            "architecture": arch, "p99_ms": lambda h, r: s["slo_p99_ms"],
             "max_hops_within_slo": s["checkout_hops"]}
         out[f"extreme: {arch}, huge p99, no hop fits"] = {
-            "architecture": arch, "p99_ms_at_load": 1e6, "max_hops_within_slo": 0}
+            "architecture": arch, "p99_ms": lambda h, r: 1e6, "max_hops_within_slo": 0}
         out[f"extreme: {arch}, tiny p99, 100 hops"] = {
-            "architecture": arch, "p99_ms_at_load": 0.1, "max_hops_within_slo": 100}
-        out[f"copied: {arch}, the mean end-to-end time as the p99"] = {
-            "architecture": arch, "p99_ms_at_load": naive,
-            "max_hops_within_slo": s["checkout_hops"]}
+            "architecture": arch, "p99_ms": lambda h, r: 0.1, "max_hops_within_slo": 100}
+        for name, fn in models_.items():
+            out[f"copied: {arch}, {name}"] = {"architecture": arch, "p99_ms": fn,
+                                             "max_hops_within_slo": budget(fn)}
     return out
 
 
 @grading.trivial("day1.decomposition")
 def _decomposition_trivial(v: int) -> dict[str, Any]:
-    existing = [set(p) for p in _IDENTITY_OWNS_CREDENTIAL + _REVIEWS_APART[:1] + _OTHER_CONTEXTS]
-    return {
+    s = scenario("day1.decomposition", v)
+    existing = _ref().cloudmart_contexts()
+    out = {
         "empty": {},
-        "uniform: one context for everything": [set(DECOMPOSITION_ITEMS)],
-        "extreme: one context per entity": [{e} for e in DECOMPOSITION_ITEMS],
+        "uniform: one context for everything": [set(s["items"])],
+        "extreme: one context per entity": [{e} for e in s["items"]],
         "copied: CloudMart's contexts, new requirements left out": existing,
         "copied: CloudMart's contexts, new requirements in one new context":
-            existing + [set(NEW_ENTITIES)],
+            existing + [set(s["new_entities"])],
     }
+    if v:  # the published variant's answer, copied into another variant
+        published = scenario("day1.decomposition", 0)
+        out["copied: the published variant's answer"] = [
+            set(p) for p in _ref().decomposition_references(published)[0]]
+    return out
 
 
 @grading.trivial("day1.patterns")
 def _patterns_trivial(v: int) -> dict[str, Any]:
     s = scenario("day1.patterns", v)
-    shown_rate = compensation_rate(s["failure_probability"])
+    ref = _ref()
+
+    shown_rate = ref.compensation_rate(*_profile_args(s))
+
+    def right_rate(fp, q, a):
+        return ref.compensation_rate(list(fp), q, a)
+
     problems = s["problems"]
     out: dict[str, Any] = {"empty": {"patterns": {}, "compensation_rate": 0.0}}
     for pattern in ("saga", "outbox", "cqrs"):
@@ -1691,17 +1857,18 @@ def _patterns_trivial(v: int) -> dict[str, Any]:
             "compensation_rate": shown_rate}
     out["uniform: every pattern for every problem, the right rate function"] = {
         "patterns": {p: list(PATTERNS) for p in problems},
-        "compensation_rate": lambda fp: compensation_rate(list(fp))}
+        "compensation_rate": right_rate}
     out["extreme: the seven problem-solving patterns for every problem, the right rate"] = {
-        "patterns": {p: sorted(_PROBLEM_POOL) for p in problems},
-        "compensation_rate": lambda fp: compensation_rate(list(fp))}
+        "patterns": {p: sorted(ref.PROBLEM_POOL) for p in problems},
+        "compensation_rate": right_rate}
     out["extreme: every saga compensates"] = {
         "patterns": {p: "saga" for p in problems}, "compensation_rate": 1.0}
     # the notebook's variant-0 answer, copied into another variant
+    key0 = ref.pattern_key(0)
     out["copied: the published variant's matching and rate function"] = {
-        "patterns": ({p: _PATTERN_KEY[p] for p in problems if p in _PATTERN_KEY} if v
+        "patterns": ({p: key0[p] for p in problems if p in key0} if v
                      else {p: "shared_database" for p in problems}),
-        "compensation_rate": (lambda fp: compensation_rate(list(fp))) if v else 1.0}
+        "compensation_rate": right_rate if v else 1.0}
     return out
 
 
@@ -1716,11 +1883,15 @@ def _lab1_trivial(v: int) -> dict[str, Any]:
                                        for k in s["services"]}
     # The plan the notebook's example shows: one replica size everywhere, sized for the busiest
     # service (a uniform over-provisioned plan).
-    plan, _ = cheapest_capacity_plan(s)
+    plan, _ = _ref().cheapest_capacity_plan(s)
     most = max(p["replicas"] for p in plan.values())
     out["copied: the busiest service's plan for every service"] = {
         k: {"replicas": most, "instance": plan[max(plan, key=lambda n: plan[n]["replicas"])]
             ["instance"]} for k in s["services"]}
+    if v:  # a function that only knows the published scenario's numbers
+        published, _ = _ref().cheapest_capacity_plan(scenario("day1.lab1_cost", 0))
+        out["copied: a function returning the published variant's cheapest plan"] = (
+            lambda _s, plan=published: copy.deepcopy(plan))
     return out
 
 
@@ -1732,10 +1903,18 @@ def _lab1_nodes_trivial(v: int) -> dict[str, Any]:
     for node_type in s["node_types"]:
         out[f"uniform: one node of {node_type}"] = {"node_type": node_type, "nodes": 1}
         out[f"extreme: one {node_type} per pod"] = {"node_type": node_type, "nodes": len(pods)}
-        need = _nodes_needed(pods, node_type)
+        need = _ref().nodes_needed(pods, node_type)
         if need is not None:
             out[f"copied: the notebook's sim.bin_pack count for {node_type}, no spare"] = {
                 "node_type": node_type, "nodes": need}
+            out[f"copied: sim.bin_pack's count for {node_type} plus the spare"] = {
+                "node_type": node_type, "nodes": need + 1}
+
+            def ffd_plus_one(sc, node_type=node_type):
+                return {"node_type": node_type,
+                        "nodes": _ref().nodes_needed(lab1_pods(sc), node_type) + 1}
+            out[f"copied: a function, sim.bin_pack's count for {node_type} plus the spare"] = (
+                ffd_plus_one)
     out["extreme: the largest cluster allowed"] = {"node_type": "general.2xlarge",
                                                    "nodes": _MAX_NODES}
     return out
@@ -1751,6 +1930,10 @@ def _communication_trivial(v: int) -> dict[str, Any]:
         e: ("sync" if e[1] == "product" else "async") for e in s["edges"]}
     out["copied: CloudMart's own design (only the price lookup synchronous)"] = {
         e: ("sync" if e[1] == "product" else "async") for e in s["edges"]}
+    out["uniform: the column rule, sync_retry where the result is needed, else async"] = {
+        e: ("sync_retry" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
+    out["uniform: sync where the result is needed, else async (no retry)"] = {
+        e: ("sync" if spec["needs_result"] else "async") for e, spec in s["edges"].items()}
     return out
 
 
@@ -1762,11 +1945,13 @@ def _challenge_candidates(s: Mapping[str, Any]) -> dict[str, Any]:
     minimum = {n: math.floor(s["arrival_rate_per_s"] * spec["service_time_ms"] / 1000) + 1
                for n, spec in s["services"].items()}
     all_sync = ["sync"] * len(s["interactions"])
+    all_async = ["async"] * len(s["interactions"])
     as_needed = ["sync" if need else "async" for *_, need in s["interactions"]]
     return {
         "all sync, minimum": design(minimum, all_sync),
         "all sync, doubled": design({n: 2 * r for n, r in minimum.items()}, all_sync),
         "sync as needed, minimum": design(minimum, as_needed),
+        "all async, minimum": design(minimum, all_async),
         "sync as needed, doubled": design({n: 2 * r for n, r in minimum.items()}, as_needed),
     }
 

@@ -364,12 +364,26 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were sent. A failed publish ends the batch but
+        keeps the rows published before it (marked sent in the same commit): rolling them back
+        too would let a broker that times out now and then stall the outbox for good."""
+        sent = 0
         async with self.db.sessions() as session, session.begin():
             rows = (await session.scalars(
                 select(OutboxEvent).where(OutboxEvent.sent_at.is_(None), OutboxEvent.created_at < utcnow() - self.grace)
                 .order_by(OutboxEvent.id)
                 .limit(self.batch).with_for_update(skip_locked=True))).all()
             for row in rows:
-                await self.bus.publish(row.data)
+                try:
+                    await self.bus.publish(row.data)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not sent:
+                        raise
+                    log.warning("outbox relay: publish failed; the rows sent before it are kept",
+                                extra={"fields": {"error": str(exc), "sent": sent}})
+                    break
                 row.sent_at = utcnow()
-            return len(rows)
+                sent += 1
+        return sent

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "tests" / "grading"))
 
 import grading  # noqa: E402
 from grading.batch import grade_folder  # noqa: E402
-from grading_fixtures import correct_answers, write_notebook  # noqa: E402
+from grading_fixtures import (GOOD_PATTERNS_SOURCE, LAB1_CHEAPEST_PLAN, correct_answers,  # noqa: E402
+                              write_notebook)
 
 
 def main() -> None:
@@ -48,8 +49,8 @@ def main() -> None:
         for i in range(args.submissions):
             write_notebook(
                 folder / f"student{i:02d}.ipynb", "import grading",
-                f"grading.check('day1.patterns', {json.dumps(answers['day1.patterns'])})",
-                f"grading.check('day1.lab1_cost', {json.dumps(answers['day1.lab1_cost'])})")
+                f"grading.check('day1.patterns', {GOOD_PATTERNS_SOURCE})",
+                f"grading.check('day1.lab1_cost', {json.dumps(LAB1_CHEAPEST_PLAN)})")
         t0 = time.perf_counter()
         grades = grade_folder(folder, timeout_s=args.timeout, jobs=args.jobs)
         elapsed_s = time.perf_counter() - t0

@@ -71,14 +71,15 @@ def test_one_row_per_submission_with_its_status(graded):
 
 @pytest.mark.slow
 def test_scores_are_those_the_learner_saw(graded):
+    # the plan is a plain dict: the learner's own scenario only, 6 of 10 (a function earns 10)
     assert graded.loc["good.ipynb", ["day1.patterns", "day1.lab1_cost", "total"]].tolist() == [
-        10, 10, 20]
+        10, 6, 16]
     wrong = check("day1.patterns", WRONG_PATTERNS).score
     assert 0 < wrong < 10
     assert graded.loc["partial.ipynb", "day1.patterns"] == wrong
-    assert graded.loc["partial.ipynb", "total"] == wrong + 10
+    assert graded.loc["partial.ipynb", "total"] == wrong + 6
     # what ran before a crash or a timeout still counts; nothing else does
-    assert graded.loc["exits.ipynb", "total"] == 10
+    assert graded.loc["exits.ipynb", "total"] == 6
     assert graded.loc["spins.ipynb", "total"] == 10
     assert graded.loc["corrupt.ipynb", "total"] == graded.loc["notes.txt", "total"] == 0
     assert (graded["max_total"] == 20).all()
