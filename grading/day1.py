@@ -10,14 +10,16 @@ exercise id                 notebook  answer shape
 ``day1.tradeoffs``          01        ``{"architecture": "monolith"|"microservices",
                                       "p99_ms": function(hops, rate_per_s) -> float,
                                       "max_hops_within_slo": int}``
-``day1.decomposition``      02        ``{entity: context_name}`` for every entity of
-                                      :data:`DECOMPOSITION_ITEMS` (CloudMart's entities and
-                                      the new requirements' :data:`NEW_ENTITIES`), or a list
-                                      of sets of entities
+``day1.decomposition``      02        ``{entity: context_name}`` for every entity of the
+                                      learner's ``scenario(...)["items"]`` (CloudMart's
+                                      entities and the variant's new ones), or a list of
+                                      sets of entities
 ``day1.patterns``           03        ``{"patterns": {problem_id: pattern | [patterns]},
-                                      "compensation_rate": float | function}``
-``day1.lab1_cost``          04        ``{service: {"replicas": int, "instance": str}}``
-``day1.lab1_nodes``         04        ``{"node_type": str, "nodes": int}``
+                                      "compensation_rate": float | function(p, q, tries)}``
+``day1.lab1_cost``          04        ``{service: {"replicas": int, "instance": str}}``, or
+                                      a function of the scenario returning one
+``day1.lab1_nodes``         04        ``{"node_type": str, "nodes": int}``, or a function of
+                                      the scenario returning one
 ``day1.communication``      05        ``{(caller, callee): mode}``, a mode of
                                       :data:`COMMUNICATION_MODES`
                                       (keys may also be written ``"caller->callee"``)
@@ -26,7 +28,7 @@ exercise id                 notebook  answer shape
                                       "edges": [(caller, callee, "sync"|"async"), ...]}``
 ==========================  ========  ============================================================
 
-**Variants.** Every exercise but ``day1.decomposition`` has per-learner variants:
+**Variants.** Every exercise has per-learner variants:
 :func:`scenario` gives the scenario of the current learner (:func:`grading.variant`); variant 0,
 the published constants (``TRADEOFFS_SCENARIO`` …), is what a notebook without a learner stamp
 shows. Checks always score against the current learner's scenario.
@@ -36,6 +38,10 @@ against team autonomy, SLO against cost, isolation against correctness), and the
 are only earned together with the other, so neither extreme answer scores well.
 :func:`trivial_answers` lists the empty, uniform, extreme and copied-from-the-notebook answers
 the tests require to score at most 30 %.
+
+**References.** The reference solutions live in :mod:`grading._instructor.day1`, imported inside
+the checks: nothing in this module's namespace is an answer, and no feedback prints a reference
+value of a hidden case.
 """
 
 from __future__ import annotations
