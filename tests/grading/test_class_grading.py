@@ -17,16 +17,32 @@ import grading
 from grading.batch import class_report, default_jobs, grade_folder, write_class_report
 from grading.notebooks import make_student_notebooks
 
-from grading_fixtures import TRADEOFFS_P99_MS, correct_answers
+from grading_fixtures import TRADEOFFS_P99_MS
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "instructor-secret-for-the-class-test"
 LEARNERS = [f"learner{i:02d}" for i in range(30)]
 TIMEOUT_S = 120.0
-GOOD = correct_answers()["day1.decomposition"]
-ONE_CONTEXT = [set().union(*GOOD)]
-# Two contexts merged (ordering with payment): a typical partial answer.
-MERGED = [c for c in GOOD if not c & {"Order", "Payment"}] + [{"Order", "OrderLine", "Payment", "Refund"}]
+
+
+def _good_decomposition(learner: str) -> list[set[str]]:
+    """A full-marks decomposition for this learner's own variant (the extension's requirements
+    differ per variant), from the instructor's references: what a learner who got it right wrote."""
+    from grading import day1, variants
+    from grading._instructor.day1 import decomposition_references
+
+    variants.stamp(learner, variants.sign(learner, SECRET))
+    try:
+        v = variants.variant("day1.decomposition")
+    finally:
+        variants.clear_stamp()
+    return [set(c) for c in decomposition_references(day1.scenario("day1.decomposition", v))[0]]
+
+
+def _merged(good: list[set[str]]) -> list[set[str]]:
+    """Two contexts merged (ordering with payment): a typical partial answer."""
+    joined = [c for c in good if c & {"Order", "Payment"}]
+    return [c for c in good if not c & {"Order", "Payment"}] + [set().union(*joined)]
 # The worked example of variant 0, copied: right for variant 0 only.
 COPIED_TRADEOFFS = {"architecture": "microservices", "p99_ms_at_load": TRADEOFFS_P99_MS, "max_hops_within_slo": 6}
 
@@ -42,8 +58,10 @@ def _solution_notebook() -> nbformat.NotebookNode:
 
 
 def _answer(i: int) -> tuple[str, str]:
-    """Learner i's two answer cells: a mix of right, partial, wrong and unattempted."""
-    decomposition = [GOOD, MERGED, ONE_CONTEXT][i % 3]
+    """Learner i's two answer cells: a mix of right (for the learner's own variant), partial,
+    wrong and unattempted."""
+    good = _good_decomposition(LEARNERS[i])
+    decomposition = [good, _merged(good), [set().union(*good)]][i % 3]
     tradeoffs = "raise NotImplementedError('not attempted')" if i % 10 == 9 else f"tradeoffs = {COPIED_TRADEOFFS!r}"
     return f"decomposition = {[sorted(c) for c in decomposition]!r}\ndecomposition = [set(c) for c in decomposition]", \
         tradeoffs
