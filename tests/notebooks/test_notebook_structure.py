@@ -179,7 +179,20 @@ def test_the_title_rule_tells_computed_from_literal():
     assert not _computed('"Latency vs load")') and not _computed('t("Latency vs load")')
 
 
-MACHINE_PATH = re.compile(r"(/home/|/root/|/tmp/|/work/|/Users/|site-packages)")
+def _machine_path_pattern() -> re.Pattern:
+    """Folders a stored output must not name: those of the machine running the check (its home,
+    temporary folder, checkout and interpreter) and the usual home-folder roots of any other."""
+    import sys
+    import sysconfig
+    import tempfile
+
+    here = {Path.home(), Path(tempfile.gettempdir()), ROOT.parent, Path(sys.prefix),
+            Path(sysconfig.get_paths()["purelib"])}
+    folders = sorted({re.escape(str(p.resolve()) + "/") for p in here if str(p) not in ("", "/")}, key=len, reverse=True)
+    return re.compile("|".join(folders + [r"/home/[^/\s]+/", r"/Users/[^/\s]+/", r"site-packages/"]))
+
+
+MACHINE_PATH = _machine_path_pattern()
 EVERY_NOTEBOOK = sorted(NOTEBOOKS.glob("**/*.ipynb"))
 
 
